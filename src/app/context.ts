@@ -1,0 +1,33 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Database } from '../db/client.js';
+import type { Logger } from '../log.js';
+import type { EventHeaders } from '../outbox/event.js';
+
+/** Everything a resolver may use. Built once per HTTP request or WebSocket operation. */
+export interface AppContext {
+  readonly db: Database;
+  readonly log: Logger;
+  /** Headers for events this request writes: correlation id and, if sent, W3C traceparent. */
+  readonly eventHeaders: EventHeaders;
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+const single = (value: string | string[] | undefined): string | undefined =>
+  Array.isArray(value) ? value[0] : value;
+
+/**
+ * The correlation id comes from `x-correlation-id` (or `x-request-id`) when the caller sent a
+ * sane one, else it is new; `traceparent` is kept only when it is well formed, so a client
+ * cannot smuggle arbitrary text into every consumer's message headers.
+ */
+export function eventHeadersFrom(headers: IncomingHttpHeaders): EventHeaders {
+  const given = single(headers['x-correlation-id']) ?? single(headers['x-request-id']);
+  const correlationId = given !== undefined && CORRELATION_ID.test(given) ? given : randomUUID();
+  const traceparent = single(headers.traceparent)?.trim().toLowerCase();
+  return traceparent !== undefined && TRACEPARENT.test(traceparent)
+    ? { correlationId, traceparent }
+    : { correlationId };
+}

@@ -1,0 +1,55 @@
+import { unwrapResolverError } from '@apollo/server/errors';
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import { DomainError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/**
+ * Codes of errors that GraphQL or Apollo raise about the request itself (syntax, validation,
+ * variable coercion, limits). They are the client's to read and carry no internals.
+ */
+const CLIENT_CODES = new Set([
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_USER_INPUT',
+  'BAD_REQUEST',
+  'OPERATION_RESOLUTION_FAILURE',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+]);
+
+export const INTERNAL_ERROR_MESSAGE = 'Internal server error';
+
+/**
+ * The one place where errors become what a client sees, for HTTP and WebSocket alike.
+ * Domain errors keep their message and code; request errors pass; everything else is logged in
+ * full (with its cause) and replaced by a bare INTERNAL_SERVER_ERROR, so no stack trace, SQL or
+ * host name reaches a client.
+ */
+export function formatError(
+  formatted: GraphQLFormattedError,
+  error: unknown,
+  log: Logger,
+  exposeInternals: boolean,
+): GraphQLFormattedError {
+  const original = unwrapResolverError(error);
+  const location = { locations: formatted.locations, path: formatted.path };
+  if (original instanceof DomainError) {
+    return { message: original.message, ...location, extensions: { code: original.code, ...original.details } };
+  }
+  const code = formatted.extensions?.code;
+  const isClientError =
+    typeof code === 'string' &&
+    CLIENT_CODES.has(code) &&
+    // A GraphQLError raised by the server itself is the client's business only if nothing
+    // else (a driver error, say) was wrapped into it.
+    !(original instanceof GraphQLError && original.originalError && !(original.originalError instanceof GraphQLError));
+  if (isClientError) {
+    return { message: formatted.message, ...location, extensions: { code } };
+  }
+  log.error({ err: original, path: formatted.path }, 'internal error in a GraphQL operation');
+  return {
+    message: exposeInternals && original instanceof Error ? original.message : INTERNAL_ERROR_MESSAGE,
+    ...location,
+    extensions: { code: 'INTERNAL_SERVER_ERROR' },
+  };
+}

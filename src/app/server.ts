@@ -1,0 +1,177 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { expressMiddleware } from '@as-integrations/express5';
+import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import type { GraphQLSchema } from 'graphql';
+import type { Config } from '../config/index.js';
+import type { Database } from '../db/client.js';
+import type { Logger } from '../log.js';
+import { type AppContext, eventHeadersFrom } from './context.js';
+import { formatError } from './errors.js';
+import { limitRules } from './limits.js';
+import { buildSchema } from './schema.js';
+import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
+
+export interface AppServerOptions {
+  readonly config: Pick<Config, 'host' | 'port' | 'env' | 'http'>;
+  readonly db: Database;
+  readonly log: Logger;
+  /** Dependencies `/readyz` checks; each resolves true when usable. */
+  readonly readiness: Readonly<Record<string, () => Promise<boolean>>>;
+  /** Wakes an in-process relay after a mutation committed outbox events. */
+  readonly onEventsWritten?: () => void;
+  /** Extra HTTP routes mounted before /graphql (e.g. /metrics, the playground). */
+  readonly routes?: (app: express.Express) => void;
+  readonly authenticateWebSocket?: ConnectionAuthenticator;
+}
+
+/**
+ * Apollo Server over HTTP and graphql-ws over WebSocket, sharing one http.Server and one path,
+ * /graphql. stop() refuses new work, lets in-flight requests finish, then closes the sockets.
+ */
+export class AppServer {
+  private readonly httpServer: Server;
+  private readonly apollo: ApolloServer<AppContext>;
+  private readonly schema: GraphQLSchema;
+  private ws: WebSocketHandle | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly options: AppServerOptions) {
+    const { config, log } = options;
+    const exposeInternals = config.env === 'development';
+    this.httpServer = createServer();
+    this.schema = buildSchema({
+      maxPageSize: config.http.maxPageSize,
+      onEventsWritten: options.onEventsWritten ?? (() => {}),
+    });
+    const ws = () => this.ws;
+    this.apollo = new ApolloServer<AppContext>({
+      schema: this.schema,
+      csrfPrevention: true,
+      // main.ts owns the process signals; Apollo's own handler would race it and re-raise the signal.
+      stopOnTerminationSignals: false,
+      includeStacktraceInErrorResponses: exposeInternals,
+      validationRules: limitRules(config.http),
+      formatError: (formatted, error) => formatError(formatted, error, log, exposeInternals),
+      logger: {
+        debug: (m) => log.debug(m),
+        info: (m) => log.info(m),
+        warn: (m) => log.warn(m),
+        error: (m) => log.error(m),
+      },
+      plugins: [
+        // Stop accepting connections and wait for in-flight HTTP requests…
+        ApolloServerPluginDrainHttpServer({ httpServer: this.httpServer }),
+        // …then close the WebSocket clients, which the HTTP drain does not know about.
+        {
+          async serverWillStart() {
+            return {
+              async drainServer() {
+                await ws()?.dispose();
+              },
+            };
+          },
+        },
+      ],
+    });
+  }
+
+  async start(): Promise<void> {
+    const { config, log, db } = this.options;
+    await this.apollo.start();
+    const app = express();
+    app.disable('x-powered-by');
+    app.set('trust proxy', false);
+    app.get('/healthz', (_req, res) => {
+      res.json({ status: 'ok' });
+    });
+    app.get('/readyz', this.readyz());
+    this.options.routes?.(app);
+    app.use(
+      '/graphql',
+      express.json({ limit: config.http.maxBodyBytes }),
+      expressMiddleware(this.apollo, {
+        context: async ({ req }) => ({ db, log, eventHeaders: eventHeadersFrom(req.headers) }),
+      }),
+    );
+    app.use(jsonErrors(log));
+    this.httpServer.on('request', app);
+
+    this.ws = attachWebSocketServer({
+      httpServer: this.httpServer,
+      schema: this.schema,
+      log,
+      makeContext: (eventHeaders) => ({ db, log, eventHeaders }),
+      validationRules: limitRules(config.http),
+      maxMessageBytes: config.http.maxBodyBytes,
+      keepAliveMs: 12_000,
+      exposeInternals: config.env === 'development',
+      authenticate: this.options.authenticateWebSocket,
+    });
+
+    await new Promise<void>((resolve, reject) => {
+      this.httpServer.once('error', reject);
+      this.httpServer.listen(config.port, config.host, () => {
+        this.httpServer.off('error', reject);
+        resolve();
+      });
+    });
+    log.info({ url: this.url }, 'GraphQL server listening');
+  }
+
+  /** http://host:port/graphql, with the port actually bound (PORT=0 picks a free one). */
+  get url(): string {
+    const address = this.httpServer.address() as AddressInfo | null;
+    const host = this.options.config.host === '0.0.0.0' ? '127.0.0.1' : this.options.config.host;
+    return `http://${host.includes(':') ? `[${host}]` : host}:${address?.port ?? this.options.config.port}/graphql`;
+  }
+
+  get port(): number {
+    return (this.httpServer.address() as AddressInfo | null)?.port ?? this.options.config.port;
+  }
+
+  /** Idempotent: a second call returns the first call's promise. */
+  stop(): Promise<void> {
+    this.stopping ??= this.apollo.stop();
+    return this.stopping;
+  }
+
+  private readyz(): RequestHandler {
+    const checks = Object.entries(this.options.readiness);
+    return async (_req, res) => {
+      const results = await Promise.all(
+        checks.map(async ([name, check]) => [name, await check().catch(() => false)] as const),
+      );
+      const ready = results.every(([, ok]) => ok);
+      res.status(ready ? 200 : 503).json({
+        status: ready ? 'ready' : 'unavailable',
+        checks: Object.fromEntries(results.map(([name, ok]) => [name, ok ? 'up' : 'down'])),
+      });
+    };
+  }
+}
+
+/**
+ * Errors raised before Apollo runs (body too large, malformed JSON) answer in GraphQL's error
+ * shape with a code, never with Express's default HTML page, which shows a stack trace outside
+ * production.
+ */
+function jsonErrors(log: Logger): ErrorRequestHandler {
+  return (error, _req, res, next) => {
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    const status = typeof error?.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
+    const known: Record<number, [string, string]> = {
+      413: ['PAYLOAD_TOO_LARGE', 'Request body is too large'],
+      400: ['BAD_REQUEST', 'Request body is not valid JSON'],
+      415: ['BAD_REQUEST', 'Unsupported content type'],
+    };
+    const [code, message] = known[status] ?? (status < 500 ? ['BAD_REQUEST', 'Bad request'] : ['INTERNAL_SERVER_ERROR', 'Internal server error']);
+    if (status >= 500) log.error({ err: error }, 'HTTP request failed');
+    res.status(status).json({ errors: [{ message, extensions: { code } }] });
+  };
+}

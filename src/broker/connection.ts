@@ -1,0 +1,101 @@
+import amqp, { type ChannelModel } from 'amqplib';
+import type { Logger } from '../log.js';
+import { backoffDelay, sleep } from '../support/sleep.js';
+
+const RECONNECT_BASE_MS = 200;
+const RECONNECT_MAX_MS = 10_000;
+
+/**
+ * One AMQP connection, kept open: when it drops (broker restart, `close_all_connections`,
+ * network), it is opened again with capped back-off, for as long as the owner has not stopped.
+ * Channels do not survive a reconnect; users ask `connection()` for the current one whenever
+ * their channel closed and build their channels again.
+ *
+ * Each role gets its own BrokerConnection: RabbitMQ throttles a connection that publishes too
+ * fast, and a consumer sharing it would have its acks throttled too.
+ */
+export class BrokerConnection {
+  private current: ChannelModel | undefined;
+  private waiters: Array<(model: ChannelModel) => void> = [];
+  private readonly stopController = new AbortController();
+  private loop: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly name: string,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  get isConnected(): boolean {
+    return this.current !== undefined;
+  }
+
+  /** The open connection; waits for one while reconnecting. Rejects once stopped or aborted. */
+  connection(signal?: AbortSignal): Promise<ChannelModel> {
+    if (this.current) return Promise.resolve(this.current);
+    if (this.stopController.signal.aborted) return Promise.reject(new Error('Broker connection stopped'));
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error('Aborted while waiting for the broker'));
+      };
+      const waiter = (model: ChannelModel) => {
+        signal?.removeEventListener('abort', onAbort);
+        this.stopController.signal.removeEventListener('abort', onAbort);
+        resolve(model);
+      };
+      this.waiters.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.stopController.signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Idempotent. Closes the connection; channels on it close with it. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopController.abort();
+      const model = this.current;
+      this.current = undefined;
+      await model?.close().catch(() => {});
+      await this.loop;
+    })();
+    return this.stopping;
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.stopController.signal;
+    let failures = 0;
+    while (!signal.aborted) {
+      try {
+        const model = await amqp.connect(this.url, { clientProperties: { connection_name: this.name } });
+        if (signal.aborted) {
+          await model.close().catch(() => {});
+          return;
+        }
+        failures = 0;
+        const closed = new Promise<void>((resolve) => {
+          model.once('close', () => resolve());
+        });
+        // An 'error' is always followed by 'close'; listening keeps it from crashing the process.
+        model.on('error', (error: Error) => this.log.warn({ err: error, connection: this.name }, 'broker connection error'));
+        model.on('blocked', (reason: string) => this.log.warn({ reason, connection: this.name }, 'broker blocked the connection'));
+        this.current = model;
+        this.log.info({ connection: this.name }, 'broker connected');
+        for (const waiter of this.waiters.splice(0)) waiter(model);
+        await closed;
+        this.current = undefined;
+        if (!signal.aborted) this.log.warn({ connection: this.name }, 'broker connection closed; reconnecting');
+      } catch (error) {
+        failures++;
+        const delay = backoffDelay(failures, RECONNECT_BASE_MS, RECONNECT_MAX_MS);
+        this.log.warn({ err: error, connection: this.name, failures, retryInMs: delay }, 'broker connection failed');
+        await sleep(delay, signal);
+      }
+    }
+  }
+}

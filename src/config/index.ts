@@ -1,0 +1,166 @@
+import { z } from 'zod';
+import { ConfigError } from './error.js';
+import { parseRoles, type Role } from './roles.js';
+
+export { ConfigError } from './error.js';
+
+export type { Role } from './roles.js';
+
+/**
+ * The whole configuration of a process, read once from the environment at start.
+ * Nothing else in the code base reads `process.env`: a module that needs a setting takes it
+ * from this object, which keeps tests free to run several differently configured services
+ * in one process.
+ */
+export interface Config {
+  readonly env: 'development' | 'production' | 'test';
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly roles: readonly Role[];
+  readonly host: string;
+  readonly port: number;
+  readonly databaseUrl: string;
+  readonly dbPoolSize: number;
+  readonly amqpUrl: string;
+  readonly exchange: string;
+  readonly shutdownTimeoutMs: number;
+  readonly http: {
+    readonly maxBodyBytes: number;
+    readonly maxDepth: number;
+    readonly maxCost: number;
+    readonly maxPageSize: number;
+  };
+  readonly relay: {
+    readonly batchSize: number;
+    readonly pollIntervalMs: number;
+    readonly leaseMs: number;
+    readonly maxAttempts: number;
+    readonly backoffBaseMs: number;
+    readonly backoffMaxMs: number;
+    readonly confirmTimeoutMs: number;
+    readonly metricsPort: number;
+  };
+  readonly worker: {
+    readonly queue: string;
+    readonly prefetch: number;
+    readonly maxAttempts: number;
+    readonly retryDelayMs: number;
+  };
+}
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const url = (protocols: readonly string[]) =>
+  z.string().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
+  );
+
+const name = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'may hold only letters, digits and _ . : -');
+
+/** Environment variable → parser. The keys are the documented variable names. */
+const schema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ROLES: z.string().default('app,relay,worker'),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: int(0, 65535).default(4000),
+  DATABASE_URL: url(['mysql:']).default('mysql://root@127.0.0.1:3306/outbox'),
+  DB_POOL_SIZE: int(1, 1000).default(20),
+  AMQP_URL: url(['amqp:', 'amqps:']).default('amqp://guest:guest@127.0.0.1:5672'),
+  OUTBOX_EXCHANGE: name.default('outbox.events'),
+  SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
+  MAX_BODY_BYTES: int(1024, 64 * 1024 * 1024).default(100 * 1024),
+  GRAPHQL_MAX_DEPTH: int(1, 100).default(8),
+  GRAPHQL_MAX_COST: int(1, 1_000_000).default(5000),
+  GRAPHQL_MAX_PAGE_SIZE: int(1, 10_000).default(100),
+  RELAY_BATCH_SIZE: int(1, 10_000).default(200),
+  RELAY_POLL_INTERVAL_MS: int(10, 3_600_000).default(1000),
+  RELAY_LEASE_MS: int(1000, 3_600_000).default(30_000),
+  RELAY_MAX_ATTEMPTS: int(1, 1000).default(10),
+  RELAY_BACKOFF_BASE_MS: int(1, 3_600_000).default(1000),
+  RELAY_BACKOFF_MAX_MS: int(1, 86_400_000).default(300_000),
+  RELAY_CONFIRM_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  RELAY_METRICS_PORT: int(0, 65535).default(9464),
+  WORKER_QUEUE: name.default('outbox.worker'),
+  WORKER_PREFETCH: int(1, 65535).default(32),
+  WORKER_MAX_ATTEMPTS: int(1, 1000).default(5),
+  WORKER_RETRY_DELAY_MS: int(0, 86_400_000).default(5000),
+});
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Parses the environment (and the roles given on the command line, which win over `ROLES`).
+ * Throws a ConfigError that names every bad variable and says what is wrong with it.
+ */
+export function loadConfig(env: Env, argv: readonly string[] = []): Config {
+  // An empty variable means "not set", as in most shells' `VAR= cmd`.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? '?');
+      return `  ${key}=${JSON.stringify(env[key] ?? '')}: ${issue.message}`;
+    });
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const rolesSource = argv.length > 0 ? argv.join(',') : e.ROLES;
+  const roles = parseRoles(rolesSource, argv.length > 0 ? 'command line' : 'ROLES');
+  if (e.RELAY_BACKOFF_MAX_MS < e.RELAY_BACKOFF_BASE_MS) {
+    throw new ConfigError(
+      `Invalid configuration:\n  RELAY_BACKOFF_MAX_MS=${e.RELAY_BACKOFF_MAX_MS}: must not be below RELAY_BACKOFF_BASE_MS (${e.RELAY_BACKOFF_BASE_MS})`,
+    );
+  }
+  return deepFreeze({
+    env: e.NODE_ENV,
+    logLevel: e.LOG_LEVEL,
+    roles,
+    host: e.HOST,
+    port: e.PORT,
+    databaseUrl: e.DATABASE_URL,
+    dbPoolSize: e.DB_POOL_SIZE,
+    amqpUrl: e.AMQP_URL,
+    exchange: e.OUTBOX_EXCHANGE,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    http: {
+      maxBodyBytes: e.MAX_BODY_BYTES,
+      maxDepth: e.GRAPHQL_MAX_DEPTH,
+      maxCost: e.GRAPHQL_MAX_COST,
+      maxPageSize: e.GRAPHQL_MAX_PAGE_SIZE,
+    },
+    relay: {
+      batchSize: e.RELAY_BATCH_SIZE,
+      pollIntervalMs: e.RELAY_POLL_INTERVAL_MS,
+      leaseMs: e.RELAY_LEASE_MS,
+      maxAttempts: e.RELAY_MAX_ATTEMPTS,
+      backoffBaseMs: e.RELAY_BACKOFF_BASE_MS,
+      backoffMaxMs: e.RELAY_BACKOFF_MAX_MS,
+      confirmTimeoutMs: e.RELAY_CONFIRM_TIMEOUT_MS,
+      metricsPort: e.RELAY_METRICS_PORT,
+    },
+    worker: {
+      queue: e.WORKER_QUEUE,
+      prefetch: e.WORKER_PREFETCH,
+      maxAttempts: e.WORKER_MAX_ATTEMPTS,
+      retryDelayMs: e.WORKER_RETRY_DELAY_MS,
+    },
+  });
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const child of Object.values(value)) {
+    if (child !== null && typeof child === 'object') deepFreeze(child);
+  }
+  return Object.freeze(value);
+}

@@ -1,0 +1,68 @@
+import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
+import mysql from 'mysql2/promise';
+import * as schema from './schema.js';
+
+export type Database = MySql2Database<typeof schema>;
+/** What an outbox statement runs in: the database itself, or a transaction of it. */
+export type Executor = Pick<Database, 'select' | 'insert' | 'update' | 'delete' | 'execute'>;
+export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0];
+
+export interface DatabaseHandle {
+  readonly db: Database;
+  readonly pool: mysql.Pool;
+  /** Round trip to the server; rejects when it does not answer. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** `mysql://user:pass@host:port/name` → the database name, checked to be a plain identifier. */
+export function databaseName(url: string): string {
+  const name = decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  if (!/^[A-Za-z0-9_$]{1,64}$/.test(name)) {
+    throw new Error(`DATABASE_URL must name a database of letters, digits, _ or $ (got "${name}")`);
+  }
+  return name;
+}
+
+/**
+ * Creates the database named in the URL when it does not exist, so `npm start` works on a fresh
+ * server. Runs on a single connection to the server without a default database.
+ */
+export async function ensureDatabase(url: string): Promise<void> {
+  const name = databaseName(url);
+  const serverUrl = new URL(url);
+  serverUrl.pathname = '/';
+  const connection = await mysql.createConnection({ uri: serverUrl.toString() });
+  try {
+    await connection.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4`);
+  } finally {
+    await connection.end();
+  }
+}
+
+export function connectDatabase(url: string, poolSize: number): DatabaseHandle {
+  const pool = mysql.createPool({
+    uri: url,
+    connectionLimit: poolSize,
+    // Dates travel as UTC both ways; the session time zone below makes NOW(3) UTC as well.
+    timezone: 'Z',
+    supportBigNumbers: true,
+    enableKeepAlive: true,
+  });
+  // Every lease and back-off compares against the database clock (NOW(3)), so all processes
+  // agree on time whatever their own clocks say. That only holds if the sessions agree on UTC.
+  pool.on('connection', (connection) => {
+    connection.query("SET time_zone = '+00:00'");
+  });
+  const db = drizzle(pool, { schema, mode: 'default' });
+  return {
+    db,
+    pool,
+    async ping() {
+      await pool.query('SELECT 1');
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}

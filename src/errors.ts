@@ -1,0 +1,40 @@
+/**
+ * Errors the service means to show to a client. Each has a stable `code` that becomes the
+ * GraphQL `extensions.code`; anything else that escapes a resolver is an internal error and is
+ * masked at the API edge (app/errors.ts).
+ */
+export type ErrorCode = 'BAD_USER_INPUT' | 'EMAIL_TAKEN' | 'NOT_FOUND';
+
+export abstract class DomainError extends Error {
+  abstract readonly code: ErrorCode;
+  /** Extra, client-safe details for `extensions`. */
+  get details(): Record<string, unknown> {
+    return {};
+  }
+}
+
+export class InvalidInputError extends DomainError {
+  override readonly name = 'InvalidInputError';
+  readonly code = 'BAD_USER_INPUT';
+  constructor(
+    /** Dotted path of the offending argument, e.g. `input.email`. */
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+  override get details() {
+    return { field: this.field };
+  }
+}
+
+export class EmailTakenError extends DomainError {
+  override readonly name = 'EmailTakenError';
+  readonly code = 'EMAIL_TAKEN';
+  constructor(options?: ErrorOptions) {
+    super('A customer with this e-mail address already exists', options);
+  }
+  override get details() {
+    return { field: 'input.email' };
+  }
+}

@@ -1,0 +1,35 @@
+/** The JSON body of every message on the exchange: the broker contract of DESIGN.md. */
+export interface EventEnvelope<P = unknown> {
+  readonly eventId: string;
+  readonly type: string;
+  readonly aggregateType: string;
+  readonly aggregateId: string;
+  /** Counts the events of one aggregate from 1. */
+  readonly sequence: number;
+  /** ISO 8601, UTC, milliseconds. */
+  readonly occurredAt: string;
+  readonly payload: P;
+}
+
+/** Message headers copied onto the AMQP message: correlation and tracing. */
+export type EventHeaders = Readonly<Record<string, string>>;
+
+/** An event to append to the outbox in the caller's transaction. */
+export interface NewEvent {
+  readonly eventId: string;
+  readonly type: string;
+  readonly aggregateType: string;
+  readonly aggregateId: string;
+  readonly sequence: number;
+  readonly occurredAt: Date;
+  readonly payload: unknown;
+  readonly headers: EventHeaders;
+}
+
+/** `CustomerCreated` → `customer.created`: the routing key of an event type. */
+export function routingKeyOf(type: string): string {
+  return type
+    .replace(/([a-z0-9])([A-Z])/g, '$1.$2')
+    .replace(/([A-Z])([A-Z][a-z])/g, '$1.$2')
+    .toLowerCase();
+}

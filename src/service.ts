@@ -1,12 +1,19 @@
 import { hostname } from 'node:os';
 import { AppServer } from './app/server.js';
 import { BrokerConnection } from './broker/connection.js';
+import { ConfirmPublisher } from './broker/publisher.js';
+import { declareWorkerQueues, type Topology, topologyFor } from './broker/topology.js';
 import type { Config } from './config/index.js';
-import { connectDatabase, ensureDatabase } from './db/client.js';
+import { CUSTOMER_CREATED } from './customers/events.js';
+import { connectDatabase, type DatabaseHandle, ensureDatabase } from './db/client.js';
 import { runMigrations } from './db/migrate.js';
 import type { Logger } from './log.js';
+import { Metrics } from './metrics/index.js';
+import { MetricsServer } from './metrics/server.js';
+import { Relay } from './relay/relay.js';
+import { WakeupListener, WakeupNotifier } from './relay/wakeup.js';
 
-/** Something the service starts and, on shutdown, stops in reverse order. */
+/** Something the service started and, on shutdown, stops in reverse order. */
 interface Component {
   readonly name: string;
   stop(): Promise<void>;
@@ -15,27 +22,30 @@ interface Component {
 export interface RunningService {
   /** The GraphQL server, when the app role runs. */
   readonly app: AppServer | undefined;
+  readonly relay: Relay | undefined;
+  /** The standalone /metrics + /healthz server, when the app role does not run. */
+  readonly metricsServer: MetricsServer | undefined;
+  readonly metrics: Metrics;
+  readonly topology: Topology;
   /** Idempotent; stops every role in reverse start order, then closes the pool. */
   stop(): Promise<void>;
 }
 
 /**
  * Starts the configured roles in one process: migrations first (every role needs the tables),
- * then relay and worker, then the app last, so it accepts requests only when the rest is up.
+ * then relay and worker, then the app last, so it takes requests only when the rest is up.
  */
 export async function startService(config: Config, log: Logger): Promise<RunningService> {
   const started: Component[] = [];
   const instance = `${hostname()}:${process.pid}`;
-  await ensureDatabase(config.databaseUrl);
-  const database = connectDatabase(config.databaseUrl, config.dbPoolSize);
-  started.push({ name: 'database', stop: () => database.close() });
+  const topology = topologyFor(config.exchange, config.worker.queue, [CUSTOMER_CREATED]);
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      for (const component of started.reverse()) {
+      for (const component of [...started].reverse()) {
         try {
           await component.stop();
-          log.info({ component: component.name }, 'stopped');
+          log.debug({ component: component.name }, 'stopped');
         } catch (error) {
           log.error({ err: error, component: component.name }, 'stop failed');
         }
@@ -43,31 +53,96 @@ export async function startService(config: Config, log: Logger): Promise<Running
     })();
     return stopping;
   };
+  const broker = (role: string) => {
+    const connection = new BrokerConnection(config.amqpUrl, `${role} ${instance}`, log.child({ role }));
+    connection.start();
+    started.push({ name: `${role} broker connection`, stop: () => connection.stop() });
+    return connection;
+  };
 
   try {
+    await ensureDatabase(config.databaseUrl);
+    const database: DatabaseHandle = connectDatabase(config.databaseUrl, config.dbPoolSize);
+    started.push({ name: 'database', stop: () => database.close() });
     await runMigrations(database);
+    const metrics = new Metrics(database.db);
+
+    let relay: Relay | undefined;
+    if (config.roles.includes('relay')) {
+      const relayLog = log.child({ role: 'relay' });
+      const relayBroker = broker('relay');
+      const publisher = new ConfirmPublisher({
+        broker: relayBroker,
+        exchange: topology.exchange,
+        confirmTimeoutMs: config.relay.confirmTimeoutMs,
+        log: relayLog,
+        setup: (channel) => declareWorkerQueues(channel, topology),
+      });
+      started.push({ name: 'relay publisher', stop: () => publisher.close() });
+      const activeRelay = new Relay({
+        db: database.db,
+        publisher,
+        log: relayLog,
+        metrics,
+        batchSize: config.relay.batchSize,
+        lanes: config.relay.lanes,
+        pollIntervalMs: config.relay.pollIntervalMs,
+        leaseMs: config.relay.leaseMs,
+        retry: {
+          maxAttempts: config.relay.maxAttempts,
+          backoffBaseMs: config.relay.backoffBaseMs,
+          backoffMaxMs: config.relay.backoffMaxMs,
+        },
+      });
+      activeRelay.start();
+      started.push({ name: 'relay', stop: () => activeRelay.stop() });
+      const listener = new WakeupListener(relayBroker, topology.wakeupExchange, relayLog, () =>
+        activeRelay.wake(),
+      );
+      listener.start();
+      started.push({ name: 'relay wake-up listener', stop: () => listener.stop() });
+      relay = activeRelay;
+    }
+
     let app: AppServer | undefined;
+    let metricsServer: MetricsServer | undefined;
     if (config.roles.includes('app')) {
-      const broker = new BrokerConnection(config.amqpUrl, `app ${instance}`, log.child({ role: 'app' }));
-      broker.start();
-      started.push({ name: 'app broker connection', stop: () => broker.stop() });
-      app = new AppServer({
+      const appLog = log.child({ role: 'app' });
+      const appBroker = broker('app');
+      const notifier = new WakeupNotifier(appBroker, topology.wakeupExchange, appLog);
+      notifier.start();
+      started.push({ name: 'wake-up notifier', stop: () => notifier.stop() });
+      const server = new AppServer({
         config,
         db: database.db,
-        log: log.child({ role: 'app' }),
+        log: appLog,
         readiness: {
           mysql: async () => {
             await database.ping();
             return true;
           },
-          rabbitmq: async () => broker.isConnected,
+          rabbitmq: async () => appBroker.isConnected,
+        },
+        onEventsWritten: () => {
+          relay?.wake();
+          notifier.notify();
+        },
+        routes: (express) => {
+          express.get('/metrics', async (_req, res) => {
+            res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+          });
         },
       });
-      await app.start();
-      started.push({ name: 'app', stop: () => app?.stop() ?? Promise.resolve() });
+      await server.start();
+      started.push({ name: 'app', stop: () => server.stop() });
+      app = server;
+    } else {
+      metricsServer = new MetricsServer(metrics, log);
+      await metricsServer.start(config.relay.metricsPort, config.host);
+      started.push({ name: 'metrics server', stop: () => metricsServer?.stop() ?? Promise.resolve() });
     }
     log.info({ roles: config.roles }, 'service started');
-    return { app, stop };
+    return { app, relay, metricsServer, metrics, topology, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -34,7 +34,11 @@ export function formatError(
   const original = unwrapResolverError(error);
   const location = { locations: formatted.locations, path: formatted.path };
   if (original instanceof DomainError) {
-    return { message: original.message, ...location, extensions: { code: original.code, ...original.details } };
+    return {
+      message: original.message,
+      ...location,
+      extensions: { code: original.code, ...original.details },
+    };
   }
   const code = formatted.extensions?.code;
   const isClientError =
@@ -42,7 +46,11 @@ export function formatError(
     CLIENT_CODES.has(code) &&
     // A GraphQLError raised by the server itself is the client's business only if nothing
     // else (a driver error, say) was wrapped into it.
-    !(original instanceof GraphQLError && original.originalError && !(original.originalError instanceof GraphQLError));
+    !(
+      original instanceof GraphQLError &&
+      original.originalError &&
+      !(original.originalError instanceof GraphQLError)
+    );
   if (isClientError) {
     return { message: formatted.message, ...location, extensions: { code } };
   }

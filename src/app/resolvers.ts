@@ -33,7 +33,10 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         const afterId = args.after == null ? undefined : decodeCursor(args.after, 'after');
         const page = await listCustomers(ctx.db, args.first, afterId);
         const edges = page.items.map((node) => ({ cursor: encodeCursor(node.id), node }));
-        return { edges, pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null } };
+        return {
+          edges,
+          pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null },
+        };
       },
       outboxStats: (_: unknown, __: unknown, ctx: AppContext) => readStats(ctx.db),
       deadEvents: (_: unknown, args: { first: number }, ctx: AppContext) => {

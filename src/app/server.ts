@@ -164,13 +164,16 @@ function jsonErrors(log: Logger): ErrorRequestHandler {
       next(error);
       return;
     }
-    const status = typeof error?.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
+    const status =
+      typeof error?.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
     const known: Record<number, [string, string]> = {
       413: ['PAYLOAD_TOO_LARGE', 'Request body is too large'],
       400: ['BAD_REQUEST', 'Request body is not valid JSON'],
       415: ['BAD_REQUEST', 'Unsupported content type'],
     };
-    const [code, message] = known[status] ?? (status < 500 ? ['BAD_REQUEST', 'Bad request'] : ['INTERNAL_SERVER_ERROR', 'Internal server error']);
+    const [code, message] =
+      known[status] ??
+      (status < 500 ? ['BAD_REQUEST', 'Bad request'] : ['INTERNAL_SERVER_ERROR', 'Internal server error']);
     if (status >= 500) log.error({ err: error }, 'HTTP request failed');
     res.status(status).json({ errors: [{ message, extensions: { code } }] });
   };

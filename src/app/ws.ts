@@ -78,16 +78,28 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
         try {
           document = parse(payload.query, { maxTokens: 10_000 });
         } catch (error) {
-          return refuse(error instanceof GraphQLError ? error.message : 'Syntax error', 'GRAPHQL_PARSE_FAILED');
+          return refuse(
+            error instanceof GraphQLError ? error.message : 'Syntax error',
+            'GRAPHQL_PARSE_FAILED',
+          );
         }
         const errors = validate(options.schema, document, rules);
         if (errors.length > 0) {
-          return errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
+          return errors.map(
+            (e) =>
+              new GraphQLError(e.message, {
+                nodes: e.nodes,
+                extensions: { code: 'GRAPHQL_VALIDATION_FAILED' },
+              }),
+          );
         }
         const operation = getOperationAST(document, payload.operationName);
         if (!operation) return refuse('Operation not found', 'OPERATION_RESOLUTION_FAILURE');
         if (operation.operation !== 'subscription') {
-          return refuse('Only subscriptions are served over WebSocket; send queries and mutations over HTTP', 'BAD_REQUEST');
+          return refuse(
+            'Only subscriptions are served over WebSocket; send queries and mutations over HTTP',
+            'BAD_REQUEST',
+          );
         }
         return {
           schema: options.schema,
@@ -98,7 +110,10 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
       },
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors
-          ? { ...result, errors: result.errors.map((e) => formatError(e.toJSON(), e, log, options.exposeInternals)) }
+          ? {
+              ...result,
+              errors: result.errors.map((e) => formatError(e.toJSON(), e, log, options.exposeInternals)),
+            }
           : undefined,
       onError: (_ctx, _id, _payload, errors) =>
         errors.map((e) => formatError(e.toJSON(), e, log, options.exposeInternals)),

@@ -82,18 +82,26 @@ export class BrokerConnection {
           model.once('close', () => resolve());
         });
         // An 'error' is always followed by 'close'; listening keeps it from crashing the process.
-        model.on('error', (error: Error) => this.log.warn({ err: error, connection: this.name }, 'broker connection error'));
-        model.on('blocked', (reason: string) => this.log.warn({ reason, connection: this.name }, 'broker blocked the connection'));
+        model.on('error', (error: Error) =>
+          this.log.warn({ err: error, connection: this.name }, 'broker connection error'),
+        );
+        model.on('blocked', (reason: string) =>
+          this.log.warn({ reason, connection: this.name }, 'broker blocked the connection'),
+        );
         this.current = model;
         this.log.info({ connection: this.name }, 'broker connected');
         for (const waiter of this.waiters.splice(0)) waiter(model);
         await closed;
         this.current = undefined;
-        if (!signal.aborted) this.log.warn({ connection: this.name }, 'broker connection closed; reconnecting');
+        if (!signal.aborted)
+          this.log.warn({ connection: this.name }, 'broker connection closed; reconnecting');
       } catch (error) {
         failures++;
         const delay = backoffDelay(failures, RECONNECT_BASE_MS, RECONNECT_MAX_MS);
-        this.log.warn({ err: error, connection: this.name, failures, retryInMs: delay }, 'broker connection failed');
+        this.log.warn(
+          { err: error, connection: this.name, failures, retryInMs: delay },
+          'broker connection failed',
+        );
         await sleep(delay, signal);
       }
     }

@@ -31,6 +31,7 @@ export interface Config {
   };
   readonly relay: {
     readonly batchSize: number;
+    readonly lanes: number;
     readonly pollIntervalMs: number;
     readonly leaseMs: number;
     readonly maxAttempts: number;
@@ -84,6 +85,7 @@ const schema = z.object({
   GRAPHQL_MAX_COST: int(1, 1_000_000).default(5000),
   GRAPHQL_MAX_PAGE_SIZE: int(1, 10_000).default(100),
   RELAY_BATCH_SIZE: int(1, 10_000).default(200),
+  RELAY_LANES: int(1, 64).default(2),
   RELAY_POLL_INTERVAL_MS: int(10, 3_600_000).default(1000),
   RELAY_LEASE_MS: int(1000, 3_600_000).default(30_000),
   RELAY_MAX_ATTEMPTS: int(1, 1000).default(10),
@@ -141,6 +143,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     },
     relay: {
       batchSize: e.RELAY_BATCH_SIZE,
+      lanes: e.RELAY_LANES,
       pollIntervalMs: e.RELAY_POLL_INTERVAL_MS,
       leaseMs: e.RELAY_LEASE_MS,
       maxAttempts: e.RELAY_MAX_ATTEMPTS,

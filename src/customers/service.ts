@@ -43,7 +43,12 @@ export async function createCustomer(
     try {
       const [inserted] = await tx
         .insert(customers)
-        .values({ email: input.email, emailNormalized: normalizeEmail(input.email), name: input.name, createdAt })
+        .values({
+          email: input.email,
+          emailNormalized: normalizeEmail(input.email),
+          name: input.name,
+          createdAt,
+        })
         .$returningId();
       if (!inserted) throw new Error('INSERT into customers returned no id');
       id = inserted.id;
@@ -77,7 +82,12 @@ export async function createCustomer(
 
 export async function findCustomer(db: Database, id: number): Promise<Customer | undefined> {
   const [row] = await db
-    .select({ id: customers.id, email: customers.email, name: customers.name, createdAt: customers.createdAt })
+    .select({
+      id: customers.id,
+      email: customers.email,
+      name: customers.name,
+      createdAt: customers.createdAt,
+    })
     .from(customers)
     .where(eq(customers.id, id))
     .limit(1);
@@ -88,9 +98,18 @@ export async function findCustomer(db: Database, id: number): Promise<Customer |
  * Keyset pagination in id order. The cursor is the last id seen; reading one row more than
  * asked tells whether another page exists without a COUNT.
  */
-export async function listCustomers(db: Database, first: number, afterId: number | undefined): Promise<Page<Customer>> {
+export async function listCustomers(
+  db: Database,
+  first: number,
+  afterId: number | undefined,
+): Promise<Page<Customer>> {
   const rows = await db
-    .select({ id: customers.id, email: customers.email, name: customers.name, createdAt: customers.createdAt })
+    .select({
+      id: customers.id,
+      email: customers.email,
+      name: customers.name,
+      createdAt: customers.createdAt,
+    })
     .from(customers)
     .where(afterId === undefined ? undefined : gt(customers.id, afterId))
     .orderBy(asc(customers.id))

@@ -96,5 +96,8 @@ export const welcomeEmails = mysqlTable(
     body: varchar('body', { length: 4000 }).notNull(),
     sentAt: timestamp('sent_at').notNull(),
   },
-  (t) => [uniqueIndex('welcome_emails_event_id_uq').on(t.eventId), index('welcome_emails_customer_idx').on(t.customerId)],
+  (t) => [
+    uniqueIndex('welcome_emails_event_id_uq').on(t.eventId),
+    index('welcome_emails_customer_idx').on(t.customerId),
+  ],
 );

@@ -67,7 +67,11 @@ export async function appendEvent(tx: Executor, event: NewEvent): Promise<void> 
  * The next sequence number of an aggregate, locking its latest event so that two transactions
  * appending to the same aggregate queue up instead of both picking the same number.
  */
-export async function nextSequence(tx: Executor, aggregateType: string, aggregateId: string): Promise<number> {
+export async function nextSequence(
+  tx: Executor,
+  aggregateType: string,
+  aggregateId: string,
+): Promise<number> {
   const rows = await tx
     .select({ sequence: outbox.sequence })
     .from(outbox)
@@ -163,7 +167,11 @@ export async function claimBatch(db: Database, lease: Lease, limit: number): Pro
  * (fencing): if the lease expired and another relay took the rows over, this changes nothing
  * and the new owner settles them. Returns how many rows were marked.
  */
-export async function markPublished(db: Executor, ids: readonly number[], leaseToken: string): Promise<number> {
+export async function markPublished(
+  db: Executor,
+  ids: readonly number[],
+  leaseToken: string,
+): Promise<number> {
   if (ids.length === 0) return 0;
   const [result] = await db
     .update(outbox)
@@ -193,11 +201,7 @@ export async function markFailed(
   return db.transaction(
     async (tx) => {
       const fenced = and(inArray(outbox.id, [...ids]), eq(outbox.leaseToken, leaseToken));
-      const dying = await tx
-        .select({ id: outbox.id })
-        .from(outbox)
-        .where(and(fenced, deadNow))
-        .for('update');
+      const dying = await tx.select({ id: outbox.id }).from(outbox).where(and(fenced, deadNow)).for('update');
       await tx
         .update(outbox)
         .set({
@@ -220,7 +224,11 @@ export async function markFailed(
  * Hands back the leases of events this relay claimed but did not settle, due at once, so a
  * stopping relay's work is taken by another relay without waiting for the lease to expire.
  */
-export async function releaseLeases(db: Executor, ids: readonly number[], leaseToken: string): Promise<number> {
+export async function releaseLeases(
+  db: Executor,
+  ids: readonly number[],
+  leaseToken: string,
+): Promise<number> {
   if (ids.length === 0) return 0;
   const [result] = await db
     .update(outbox)
@@ -289,7 +297,11 @@ export async function listAggregateEvents(
     .select()
     .from(outbox)
     .where(
-      and(eq(outbox.aggregateType, aggregateType), eq(outbox.aggregateId, aggregateId), eq(outbox.type, type)),
+      and(
+        eq(outbox.aggregateType, aggregateType),
+        eq(outbox.aggregateId, aggregateId),
+        eq(outbox.type, type),
+      ),
     )
     .orderBy(asc(outbox.sequence));
   return rows.map((r) => ({

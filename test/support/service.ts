@@ -26,7 +26,8 @@ export function testConfig(databaseUrl: string, env: Record<string, string> = {}
   });
 }
 
-export const testLogger = (): Logger => createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as Config['logLevel']);
+export const testLogger = (): Logger =>
+  createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as Config['logLevel']);
 
 export interface GraphQLResponse<T = Record<string, unknown>> {
   readonly status: number;

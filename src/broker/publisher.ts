@@ -1,0 +1,154 @@
+import { once } from 'node:events';
+import type { ConfirmChannel, Options } from 'amqplib';
+import type { Logger } from '../log.js';
+import type { BrokerConnection } from './connection.js';
+
+export interface OutgoingMessage {
+  readonly routingKey: string;
+  readonly body: Buffer;
+  readonly properties: Options.Publish & { readonly messageId: string };
+}
+
+export type PublishOutcome = { readonly ok: true } | { readonly ok: false; readonly error: string };
+
+const OK: PublishOutcome = { ok: true };
+const failed = (error: string): PublishOutcome => ({ ok: false, error });
+
+export interface PublisherOptions {
+  readonly broker: BrokerConnection;
+  readonly exchange: string;
+  readonly confirmTimeoutMs: number;
+  readonly log: Logger;
+  /** Declarations to run on every new channel before its first publish. */
+  readonly setup: (channel: ConfirmChannel) => Promise<void>;
+}
+
+/**
+ * Publishes with publisher confirms on one confirm channel, many messages in flight at once:
+ * a batch is written out in one go and then each message's own confirm is awaited, so a batch
+ * costs one round trip, not one per message.
+ *
+ * Every message is `mandatory`. Without it, RabbitMQ confirms a message that no queue is bound
+ * for and drops it, and the relay would mark a lost event as published. A `basic.return`
+ * always arrives before the `basic.ack` of the same message, so a message id seen in a return
+ * turns its later ack into a failure.
+ *
+ * Each message gets its own outcome: a nack, a return, a confirm timeout, an encoding error or
+ * the channel closing fails exactly the messages it affects.
+ */
+export class ConfirmPublisher {
+  private channel: ConfirmChannel | undefined;
+  private opening: Promise<ConfirmChannel> | undefined;
+  private readonly returned = new Set<string>();
+
+  constructor(private readonly options: PublisherOptions) {}
+
+  async publishAll(messages: readonly OutgoingMessage[], signal?: AbortSignal): Promise<PublishOutcome[]> {
+    if (messages.length === 0) return [];
+    let channel: ConfirmChannel;
+    try {
+      channel = await this.openChannel(signal);
+    } catch (error) {
+      return messages.map(() => failed(`no broker channel: ${(error as Error).message}`));
+    }
+    return this.publishOn(channel, messages);
+  }
+
+  /** Idempotent. Unconfirmed messages on the channel fail with "channel closed". */
+  async close(): Promise<void> {
+    const channel = this.channel ?? (await this.opening?.catch(() => undefined));
+    this.channel = undefined;
+    await channel?.close().catch(() => {});
+  }
+
+  private async publishOn(
+    channel: ConfirmChannel,
+    messages: readonly OutgoingMessage[],
+  ): Promise<PublishOutcome[]> {
+    const { exchange, confirmTimeoutMs } = this.options;
+    const outcomes: Array<PublishOutcome | undefined> = new Array(messages.length);
+    let pending = messages.length;
+    let allSettled!: () => void;
+    const done = new Promise<void>((resolve) => {
+      allSettled = resolve;
+    });
+    const settle = (index: number, outcome: PublishOutcome) => {
+      if (outcomes[index] !== undefined) return;
+      outcomes[index] = outcome;
+      if (--pending === 0) allSettled();
+    };
+    const failPending = (error: string) => {
+      for (let i = 0; i < messages.length; i++) settle(i, failed(error));
+    };
+    let closed = false;
+    const onClose = () => {
+      closed = true;
+      failPending('channel closed before the broker confirmed');
+    };
+    channel.once('close', onClose);
+    const timer = setTimeout(() => {
+      failPending(`no confirm within ${confirmTimeoutMs} ms`);
+      // Late confirms on this channel can no longer be matched to a decision; start afresh.
+      this.discard(channel);
+    }, confirmTimeoutMs);
+
+    for (let i = 0; i < messages.length && !closed; i++) {
+      const message = messages[i] as OutgoingMessage;
+      const messageId = message.properties.messageId;
+      try {
+        const writable = channel.publish(
+          exchange,
+          message.routingKey,
+          message.body,
+          { ...message.properties, mandatory: true },
+          (error) => {
+            const wasReturned = this.returned.delete(messageId);
+            if (error) settle(i, failed('nacked by the broker'));
+            else if (wasReturned)
+              settle(i, failed(`unroutable: no queue is bound for "${message.routingKey}"`));
+            else settle(i, OK);
+          },
+        );
+        if (!writable) await Promise.race([once(channel, 'drain'), done]);
+      } catch (error) {
+        // amqplib throws synchronously for a message it cannot encode (e.g. headers over 64 KiB):
+        // that one message fails; the rest of the batch goes on.
+        settle(i, failed(`could not publish: ${(error as Error).message}`));
+      }
+    }
+    await done;
+    clearTimeout(timer);
+    channel.off('close', onClose);
+    return outcomes as PublishOutcome[];
+  }
+
+  private discard(channel: ConfirmChannel): void {
+    if (this.channel === channel) this.channel = undefined;
+    channel.close().catch(() => {});
+  }
+
+  private async openChannel(signal?: AbortSignal): Promise<ConfirmChannel> {
+    if (this.channel) return this.channel;
+    this.opening ??= (async () => {
+      try {
+        const connection = await this.options.broker.connection(signal);
+        const channel = await connection.createConfirmChannel();
+        channel.on('error', (error: Error) =>
+          this.options.log.warn({ err: error }, 'publisher channel error'),
+        );
+        channel.on('return', (message: { properties: { messageId?: string } }) => {
+          if (message.properties.messageId) this.returned.add(message.properties.messageId);
+        });
+        channel.once('close', () => {
+          if (this.channel === channel) this.channel = undefined;
+        });
+        await this.options.setup(channel);
+        this.channel = channel;
+        return channel;
+      } finally {
+        this.opening = undefined;
+      }
+    })();
+    return this.opening;
+  }
+}

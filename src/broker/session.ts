@@ -1,0 +1,80 @@
+import type { Channel } from 'amqplib';
+import type { Logger } from '../log.js';
+import { backoffDelay, sleep } from '../support/sleep.js';
+import type { BrokerConnection } from './connection.js';
+
+const RETRY_BASE_MS = 200;
+const RETRY_MAX_MS = 10_000;
+
+/**
+ * A channel that is opened again whenever it closes: a consumer's lifeline. `setup` declares
+ * what it needs and starts consuming; it runs on every new channel, so after a broker restart
+ * the consumer is back without anyone noticing but the logs.
+ */
+export class ChannelSession {
+  private channel: Channel | undefined;
+  private readonly stopController = new AbortController();
+  private loop: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly broker: BrokerConnection,
+    private readonly name: string,
+    private readonly log: Logger,
+    private readonly setup: (channel: Channel) => Promise<void>,
+  ) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** The open channel, if any. */
+  get current(): Channel | undefined {
+    return this.channel;
+  }
+
+  /**
+   * Idempotent. `beforeClose` runs on the open channel first (cancel consumers, wait for
+   * in-flight work), then the channel closes.
+   */
+  stop(beforeClose?: (channel: Channel) => Promise<void>): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopController.abort();
+      const channel = this.channel;
+      if (channel && beforeClose) await beforeClose(channel).catch(() => {});
+      await channel?.close().catch(() => {});
+      await this.loop;
+    })();
+    return this.stopping;
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.stopController.signal;
+    let failures = 0;
+    while (!signal.aborted) {
+      let channel: Channel | undefined;
+      try {
+        const connection = await this.broker.connection(signal);
+        channel = await connection.createChannel();
+        const closed = new Promise<void>((resolve) => channel?.once('close', () => resolve()));
+        channel.on('error', (error: Error) =>
+          this.log.warn({ err: error, session: this.name }, 'channel error'),
+        );
+        await this.setup(channel);
+        this.channel = channel;
+        failures = 0;
+        await closed;
+        this.channel = undefined;
+        if (!signal.aborted) this.log.warn({ session: this.name }, 'channel closed; reopening');
+      } catch (error) {
+        this.channel = undefined;
+        await channel?.close().catch(() => {});
+        if (signal.aborted) return;
+        failures++;
+        const delay = backoffDelay(failures, RETRY_BASE_MS, RETRY_MAX_MS);
+        this.log.warn({ err: error, session: this.name, failures, retryInMs: delay }, 'channel setup failed');
+        await sleep(delay, signal);
+      }
+    }
+  }
+}

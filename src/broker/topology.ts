@@ -1,0 +1,65 @@
+import type { Channel } from 'amqplib';
+import { routingKeyOf } from '../outbox/event.js';
+
+/** Names of everything this service declares on the broker, derived from the configuration. */
+export interface Topology {
+  /** The durable topic exchange of the broker contract. */
+  readonly exchange: string;
+  /** The worker's durable quorum queue. */
+  readonly workerQueue: string;
+  /** Messages waiting out a retry delay; they expire back into the worker queue. */
+  readonly workerRetryQueue: string;
+  /** Messages the worker gave up on: malformed, or failing after the attempt limit. */
+  readonly workerDeadLetterQueue: string;
+  /** Event types the worker handles; its queue is bound to their routing keys. */
+  readonly workerEventTypes: readonly string[];
+  /** Fanout exchange for "new outbox rows" hints to standalone relays (see relay/wakeup.ts). */
+  readonly wakeupExchange: string;
+}
+
+export function topologyFor(
+  exchange: string,
+  workerQueue: string,
+  workerEventTypes: readonly string[],
+): Topology {
+  return {
+    exchange,
+    workerQueue,
+    workerRetryQueue: `${workerQueue}.retry`,
+    workerDeadLetterQueue: `${workerQueue}.dead`,
+    workerEventTypes,
+    wakeupExchange: `${exchange}.wakeup`,
+  };
+}
+
+export async function declareExchange(channel: Channel, topology: Topology): Promise<void> {
+  await channel.assertExchange(topology.exchange, 'topic', { durable: true });
+}
+
+/**
+ * The worker's queues and bindings. The relay declares them too, at start: otherwise an event
+ * published before the first worker ever ran would be unroutable and bounce (mandatory publish).
+ * Every declaration must use the same arguments, or RabbitMQ refuses it (PRECONDITION_FAILED);
+ * this function is the only place they are written.
+ */
+export async function declareWorkerQueues(channel: Channel, topology: Topology): Promise<void> {
+  await declareExchange(channel, topology);
+  await channel.assertQueue(topology.workerQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  for (const type of topology.workerEventTypes) {
+    await channel.bindQueue(topology.workerQueue, topology.exchange, routingKeyOf(type));
+  }
+  // Retry: a message waits here for its per-message expiration, then RabbitMQ dead-letters it
+  // through the default exchange straight back into the worker queue.
+  await channel.assertQueue(topology.workerRetryQueue, {
+    durable: true,
+    arguments: {
+      'x-queue-type': 'quorum',
+      'x-dead-letter-exchange': '',
+      'x-dead-letter-routing-key': topology.workerQueue,
+    },
+  });
+  await channel.assertQueue(topology.workerDeadLetterQueue, {
+    durable: true,
+    arguments: { 'x-queue-type': 'quorum' },
+  });
+}

@@ -1,0 +1,188 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { ConfirmPublisher } from '../broker/publisher.js';
+import type { Database } from '../db/client.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/index.js';
+import {
+  type ClaimedEvent,
+  claimBatch,
+  markFailed,
+  markPublished,
+  type RetryPolicy,
+  releaseLeases,
+} from '../outbox/store.js';
+import { backoffDelay, sleep } from '../support/sleep.js';
+import { toMessage } from './message.js';
+
+export interface RelayOptions {
+  readonly db: Database;
+  readonly publisher: ConfirmPublisher;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly batchSize: number;
+  /** Batches one relay works on at once; each lane claims its own batch with SKIP LOCKED. */
+  readonly lanes: number;
+  readonly pollIntervalMs: number;
+  readonly leaseMs: number;
+  readonly retry: RetryPolicy;
+  /** Lease owner name; defaults to host:pid:random. */
+  readonly owner?: string;
+}
+
+const DB_RETRY_BASE_MS = 100;
+const DB_RETRY_MAX_MS = 5000;
+const SETTLE_ATTEMPTS = 5;
+
+/**
+ * Moves committed outbox events to the broker.
+ *
+ * Each lane loops: claim a batch (a short transaction that writes a lease and commits), publish
+ * it with confirms, settle it (mark published, or schedule a retry / park as dead), and go
+ * again at once while there is work. With nothing due it sleeps for the poll interval, unless
+ * wake() is called: the app calls it after every createCustomer commit, and standalone relays
+ * are woken by a broker hint (relay/wakeup.ts).
+ *
+ * Crash safety comes from the lease: a relay that dies holding a batch simply stops renewing
+ * nothing; the rows become due when the lease expires and any relay claims them. Correctness
+ * under takeover comes from fencing: settlements only touch rows whose lease token is still
+ * ours.
+ */
+export class Relay {
+  readonly owner: string;
+  private readonly stopController = new AbortController();
+  private wakeController = new AbortController();
+  private lanes: Promise<void>[] = [];
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly options: RelayOptions) {
+    this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  }
+
+  start(): void {
+    if (this.lanes.length > 0) return;
+    for (let lane = 0; lane < this.options.lanes; lane++) this.lanes.push(this.runLane(lane));
+    this.options.log.info({ owner: this.owner, lanes: this.options.lanes }, 'relay started');
+  }
+
+  /** There may be new events: end any idle wait now. Cheap; call it as often as you like. */
+  wake(): void {
+    this.wakeController.abort();
+  }
+
+  /**
+   * Idempotent. Stops claiming, lets each lane finish the batch in hand (its confirms are bounded
+   * by the confirm timeout), settles it, and hands back any lease not settled.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopController.abort();
+      this.wake();
+      await Promise.all(this.lanes);
+      this.options.log.info({ owner: this.owner }, 'relay stopped');
+    })();
+    return this.stopping;
+  }
+
+  private get stopped(): boolean {
+    return this.stopController.signal.aborted;
+  }
+
+  private async runLane(lane: number): Promise<void> {
+    const { db, log, batchSize, leaseMs, pollIntervalMs } = this.options;
+    let failures = 0;
+    while (!this.stopped) {
+      // Taken before the claim: a wake() that arrives while we claim must not be lost.
+      const wakeSignal = this.wakeController.signal;
+      let batch: ClaimedEvent[];
+      const token = randomUUID();
+      const startedAt = performance.now();
+      try {
+        batch = await claimBatch(db, { owner: this.owner, token, durationMs: leaseMs }, batchSize);
+        failures = 0;
+      } catch (error) {
+        failures++;
+        const delay = backoffDelay(failures, DB_RETRY_BASE_MS, DB_RETRY_MAX_MS);
+        log.warn({ err: error, lane, failures, retryInMs: delay }, 'claim failed; backing off');
+        await sleep(delay, this.stopController.signal);
+        continue;
+      }
+      if (batch.length === 0) {
+        await sleep(pollIntervalMs, AbortSignal.any([wakeSignal, this.stopController.signal]));
+        if (wakeSignal.aborted && this.wakeController.signal === wakeSignal)
+          this.wakeController = new AbortController();
+        continue;
+      }
+      const takeovers = batch.filter((e) => e.takenOver).length;
+      if (takeovers > 0) {
+        this.options.metrics.leaseTakeovers.inc(takeovers);
+        log.info({ lane, takeovers }, 'took over events whose lease had expired');
+      }
+      await this.publishAndSettle(batch, token, lane);
+      this.options.metrics.batchDuration.observe((performance.now() - startedAt) / 1000);
+    }
+  }
+
+  private async publishAndSettle(batch: readonly ClaimedEvent[], token: string, lane: number): Promise<void> {
+    const { db, log, metrics, retry } = this.options;
+    const ids = batch.map((e) => e.id);
+    if (this.stopped) {
+      // Claimed just as the stop came: give it straight back rather than start publishing.
+      await this.settle('release', () => releaseLeases(db, ids, token));
+      return;
+    }
+    const outcomes = await this.options.publisher.publishAll(batch.map(toMessage));
+
+    const published: number[] = [];
+    const failedByError = new Map<string, number[]>();
+    outcomes.forEach((outcome, i) => {
+      const id = ids[i] as number;
+      if (outcome.ok) published.push(id);
+      else failedByError.set(outcome.error, [...(failedByError.get(outcome.error) ?? []), id]);
+    });
+
+    const marked = await this.settle('mark published', () => markPublished(db, published, token));
+    if (marked !== undefined) {
+      metrics.published.inc(marked);
+      if (marked < published.length) {
+        metrics.fencedOut.inc(published.length - marked);
+        log.warn(
+          { lane, fenced: published.length - marked },
+          'lease was taken over before settling; left to the new owner',
+        );
+      }
+    }
+    for (const [error, failedIds] of failedByError) {
+      metrics.publishFailures.inc({ reason: error.split(':')[0] ?? error }, failedIds.length);
+      const dead = await this.settle('mark failed', () => markFailed(db, failedIds, token, error, retry));
+      if (dead && dead.length > 0) {
+        metrics.deadEvents.inc(dead.length);
+        log.error({ lane, ids: dead, error }, 'events parked as dead after their last attempt');
+      } else {
+        log.warn({ lane, count: failedIds.length, error }, 'publish failed; will retry with back-off');
+      }
+    }
+  }
+
+  /**
+   * Runs a settlement statement, retrying while the database is unreachable. If it still fails,
+   * the lease runs out and the events are published again: a duplicate, which at-least-once
+   * delivery and idempotent receivers absorb, never a loss.
+   */
+  private async settle<T>(what: string, statement: () => Promise<T>): Promise<T | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await statement();
+      } catch (error) {
+        if (attempt >= SETTLE_ATTEMPTS) {
+          this.options.log.error(
+            { err: error, what },
+            'settlement failed; the lease will expire and the events be retried',
+          );
+          return undefined;
+        }
+        await sleep(backoffDelay(attempt, DB_RETRY_BASE_MS, DB_RETRY_MAX_MS));
+      }
+    }
+  }
+}

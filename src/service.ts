@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { AppServer } from './app/server.js';
 import { BrokerConnection } from './broker/connection.js';
@@ -20,6 +21,8 @@ interface Component {
 }
 
 export interface RunningService {
+  /** host:pid:random, part of every broker connection name and of the relay's lease owner. */
+  readonly instance: string;
   /** The GraphQL server, when the app role runs. */
   readonly app: AppServer | undefined;
   readonly relay: Relay | undefined;
@@ -37,7 +40,8 @@ export interface RunningService {
  */
 export async function startService(config: Config, log: Logger): Promise<RunningService> {
   const started: Component[] = [];
-  const instance = `${hostname()}:${process.pid}`;
+  // Names this process's broker connections and lease owner, so operators can tell instances apart.
+  const instance = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const topology = topologyFor(config.exchange, config.worker.queue, [CUSTOMER_CREATED]);
   let stopping: Promise<void> | undefined;
   const stop = () => {
@@ -84,6 +88,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
         publisher,
         log: relayLog,
         metrics,
+        owner: instance,
         batchSize: config.relay.batchSize,
         lanes: config.relay.lanes,
         pollIntervalMs: config.relay.pollIntervalMs,
@@ -142,7 +147,7 @@ export async function startService(config: Config, log: Logger): Promise<Running
       started.push({ name: 'metrics server', stop: () => metricsServer?.stop() ?? Promise.resolve() });
     }
     log.info({ roles: config.roles }, 'service started');
-    return { app, relay, metricsServer, metrics, topology, stop };
+    return { instance, app, relay, metricsServer, metrics, topology, stop };
   } catch (error) {
     await stop();
     throw error;

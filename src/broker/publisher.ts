@@ -14,6 +14,14 @@ export type PublishOutcome = { readonly ok: true } | { readonly ok: false; reado
 const OK: PublishOutcome = { ok: true };
 const failed = (error: string): PublishOutcome => ({ ok: false, error });
 
+/** What the relay needs of a publisher; tests substitute one to inject a single fault. */
+export interface Publisher {
+  /** Resolves once a channel is open (reopening one if needed); rejects when `signal` aborts. */
+  ready(signal?: AbortSignal): Promise<void>;
+  /** One outcome per message, in order. Never rejects. */
+  publishAll(messages: readonly OutgoingMessage[], signal?: AbortSignal): Promise<PublishOutcome[]>;
+}
+
 export interface PublisherOptions {
   readonly broker: BrokerConnection;
   readonly exchange: string;
@@ -36,12 +44,16 @@ export interface PublisherOptions {
  * Each message gets its own outcome: a nack, a return, a confirm timeout, an encoding error or
  * the channel closing fails exactly the messages it affects.
  */
-export class ConfirmPublisher {
+export class ConfirmPublisher implements Publisher {
   private channel: ConfirmChannel | undefined;
   private opening: Promise<ConfirmChannel> | undefined;
   private readonly returned = new Set<string>();
 
   constructor(private readonly options: PublisherOptions) {}
+
+  async ready(signal?: AbortSignal): Promise<void> {
+    await this.openChannel(signal);
+  }
 
   async publishAll(messages: readonly OutgoingMessage[], signal?: AbortSignal): Promise<PublishOutcome[]> {
     if (messages.length === 0) return [];

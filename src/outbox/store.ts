@@ -182,7 +182,7 @@ export async function markPublished(
 
 /**
  * Records a failed publish: attempts + 1, then either a retry time with exponential back-off
- * and full jitter (capped), or, at the attempt limit, the dead state with the error kept.
+ * and jitter (capped), or, at the attempt limit, the dead state with the error kept.
  * Fenced by the lease token like markPublished. Returns the ids that went dead.
  */
 export async function markFailed(
@@ -197,24 +197,37 @@ export async function markFailed(
   // delay = random(0.5 … 1) × min(max, base × 2^attempts), computed per row in SQL because
   // every row has its own attempt count. Half-jitter keeps a floor so retries never bunch at 0.
   const delayUs = sql`FLOOR(LEAST(${policy.backoffMaxMs}, ${policy.backoffBaseMs} * POW(2, ${outbox.attempts})) * (0.5 + RAND() / 2) * 1000)`;
-  const deadNow = sql`${outbox.attempts} + 1 >= ${policy.maxAttempts}`;
   return db.transaction(
     async (tx) => {
       const fenced = and(inArray(outbox.id, [...ids]), eq(outbox.leaseToken, leaseToken));
-      const dying = await tx.select({ id: outbox.id }).from(outbox).where(and(fenced, deadNow)).for('update');
+      const rows = await tx
+        .select({ id: outbox.id, attempts: outbox.attempts })
+        .from(outbox)
+        .where(fenced)
+        .for('update');
+      if (rows.length === 0) return [];
+      const dying = rows.filter((r) => r.attempts + 1 >= policy.maxAttempts).map((r) => r.id);
+      const retrying = rows.filter((r) => r.attempts + 1 < policy.maxAttempts).map((r) => r.id);
+      const released = { leaseOwner: null, leaseToken: null, leaseExpiresAt: null, lastError } as const;
+      // Separate statements, each reading `attempts` before it is incremented: MySQL evaluates
+      // SET assignments left to right, so one statement would see a half-updated row.
+      if (dying.length > 0) {
+        await tx
+          .update(outbox)
+          .set({ ...released, deadAt: now })
+          .where(inArray(outbox.id, dying));
+      }
+      if (retrying.length > 0) {
+        await tx
+          .update(outbox)
+          .set({ ...released, nextAttemptAt: sql`NOW(3) + INTERVAL ${delayUs} MICROSECOND` })
+          .where(inArray(outbox.id, retrying));
+      }
       await tx
         .update(outbox)
-        .set({
-          attempts: sql`${outbox.attempts} + 1`,
-          lastError,
-          deadAt: sql`IF(${deadNow}, NOW(3), NULL)`,
-          nextAttemptAt: sql`NOW(3) + INTERVAL ${delayUs} MICROSECOND`,
-          leaseOwner: null,
-          leaseToken: null,
-          leaseExpiresAt: null,
-        })
-        .where(fenced);
-      return dying.map((r) => r.id);
+        .set({ attempts: sql`${outbox.attempts} + 1` })
+        .where(inArray(outbox.id, [...dying, ...retrying]));
+      return dying;
     },
     { isolationLevel: 'read committed' },
   );

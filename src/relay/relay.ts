@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { ConfirmPublisher } from '../broker/publisher.js';
+import type { Publisher } from '../broker/publisher.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
@@ -17,7 +17,7 @@ import { toMessage } from './message.js';
 
 export interface RelayOptions {
   readonly db: Database;
-  readonly publisher: ConfirmPublisher;
+  readonly publisher: Publisher;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly batchSize: number;
@@ -94,6 +94,18 @@ export class Relay {
     while (!this.stopped) {
       // Taken before the claim: a wake() that arrives while we claim must not be lost.
       const wakeSignal = this.wakeController.signal;
+      try {
+        // Claim only what can be published now. During a broker outage the rows stay unleased
+        // and untouched, so an outage costs no attempts and never pushes an event towards dead.
+        await this.options.publisher.ready(this.stopController.signal);
+      } catch (error) {
+        if (this.stopped) break;
+        failures++;
+        const delay = backoffDelay(failures, DB_RETRY_BASE_MS, DB_RETRY_MAX_MS);
+        log.warn({ err: error, lane, failures, retryInMs: delay }, 'broker not ready; backing off');
+        await sleep(delay, this.stopController.signal);
+        continue;
+      }
       let batch: ClaimedEvent[];
       const token = randomUUID();
       const startedAt = performance.now();
@@ -132,6 +144,9 @@ export class Relay {
       return;
     }
     const outcomes = await this.options.publisher.publishAll(batch.map(toMessage));
+    // Stopping: whatever did not go out is handed back as it is (no attempt counted, due now)
+    // so that another relay publishes it at once instead of after the lease or a back-off.
+    const stopping = this.stopped;
 
     const published: number[] = [];
     const failedByError = new Map<string, number[]>();
@@ -151,6 +166,12 @@ export class Relay {
           'lease was taken over before settling; left to the new owner',
         );
       }
+    }
+    if (stopping) {
+      const unsettled = [...failedByError.values()].flat();
+      const released = await this.settle('release', () => releaseLeases(db, unsettled, token));
+      if (released) log.info({ lane, released }, 'handed back unpublished events on stop');
+      return;
     }
     for (const [error, failedIds] of failedByError) {
       metrics.publishFailures.inc({ reason: error.split(':')[0] ?? error }, failedIds.length);

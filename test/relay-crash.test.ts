@@ -1,0 +1,95 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningService, startService } from '../src/service.js';
+import { bindTestQueue, deleteBrokerObjects, type TestQueue } from './support/broker.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { TEST_AMQP_URL } from './support/env.js';
+import { type ServiceProcess, spawnService } from './support/process.js';
+import { seedEvents } from './support/seed.js';
+import { testConfig, testLogger, uniqueSuffix } from './support/service.js';
+import { waitFor } from './support/wait.js';
+
+let db: TestDatabase;
+const suffix = uniqueSuffix();
+const exchange = `test.crash.${suffix}`;
+const workerQueue = `test.crash.worker.${suffix}`;
+let queue: TestQueue | undefined;
+let survivor: RunningService | undefined;
+let victim: ServiceProcess | undefined;
+
+beforeAll(async () => {
+  db = await createTestDatabase('relay_crash');
+});
+
+afterAll(async () => {
+  victim?.child.kill('SIGKILL');
+  await survivor?.stop();
+  await queue?.close();
+  await db?.drop();
+  await deleteBrokerObjects({
+    queues: [workerQueue, `${workerQueue}.retry`, `${workerQueue}.dead`],
+    exchanges: [exchange, `${exchange}.wakeup`],
+  });
+});
+
+describe('relay crash', () => {
+  it('a relay process killed with SIGKILL after claiming: its batch is published by another relay once the lease expires', async () => {
+    queue = await bindTestQueue(exchange, '#');
+    const ids = await seedEvents(db.db, 3000);
+    const env = {
+      DATABASE_URL: db.url,
+      AMQP_URL: TEST_AMQP_URL,
+      OUTBOX_EXCHANGE: exchange,
+      WORKER_QUEUE: workerQueue,
+      RELAY_METRICS_PORT: '0',
+      RELAY_LEASE_MS: '3000',
+      RELAY_BATCH_SIZE: '100',
+      RELAY_LANES: '1',
+    };
+    victim = spawnService('relay', env);
+    const process = victim;
+    const leased = async () =>
+      Number(
+        (
+          await db.query<{ n: number }>(
+            'SELECT COUNT(*) AS n FROM outbox WHERE lease_owner LIKE ? AND published_at IS NULL',
+            [`%:${process.pid}:%`],
+          )
+        )[0]?.n,
+      );
+
+    // Freeze the relay mid-stream; when it is frozen holding a batch, kill it. (It may be
+    // frozen between two batches: then let it run a moment and try again.)
+    await waitFor('the victim to be publishing', () => queue && queue.received.length > 0, {
+      timeoutMs: 30_000,
+    });
+    let held = 0;
+    await waitFor('the victim frozen while it holds a lease', async () => {
+      process.child.kill('SIGSTOP');
+      held = await leased();
+      if (held > 0) return true;
+      process.child.kill('SIGCONT');
+      return false;
+    });
+    process.child.kill('SIGKILL');
+    expect(await process.exited).toBe('SIGKILL');
+    expect(held).toBeGreaterThan(0);
+
+    survivor = await startService(
+      testConfig(db.url, { ROLES: 'relay', OUTBOX_EXCHANGE: exchange, WORKER_QUEUE: workerQueue }),
+      testLogger(),
+    );
+    const unpublished = async () =>
+      Number(
+        (await db.query<{ n: number }>('SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL'))[0]?.n,
+      );
+    await waitFor('every row marked published', async () => (await unpublished()) === 0, {
+      timeoutMs: 60_000,
+    });
+    await waitFor('every event on the queue', () => queue && queue.counts().size === 3000);
+    expect(new Set(queue.counts().keys())).toEqual(new Set(ids));
+    // The frozen batch waited for its lease to run out, then the survivor took it over. (Some
+    // of it may have reached the broker before the kill: at least once, so duplicates are fine.)
+    const takeovers = (await survivor.metrics.leaseTakeovers.get()).values[0]?.value ?? 0;
+    expect(takeovers).toBe(held);
+  });
+});

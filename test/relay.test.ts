@@ -1,0 +1,267 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { OutgoingMessage, Publisher, PublishOutcome } from '../src/broker/publisher.js';
+import { createLogger } from '../src/log.js';
+import { Metrics } from '../src/metrics/index.js';
+import { claimBatch, markPublished } from '../src/outbox/store.js';
+import { Relay } from '../src/relay/relay.js';
+import { type RunningService, startService } from '../src/service.js';
+import {
+  bindTestQueue,
+  closeBrokerConnections,
+  deleteBrokerObjects,
+  type TestQueue,
+} from './support/broker.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { seedEvents } from './support/seed.js';
+import { graphql, testConfig, testLogger, uniqueSuffix } from './support/service.js';
+import { waitFor } from './support/wait.js';
+
+let db: TestDatabase;
+const suffix = uniqueSuffix();
+const exchange = `test.relay.${suffix}`;
+const workerQueue = `test.relay.worker.${suffix}`;
+const running: RunningService[] = [];
+const queues: TestQueue[] = [];
+
+/** A relay-only service on this file's database, exchange and worker queue. */
+async function startRelay(env: Record<string, string> = {}): Promise<RunningService> {
+  const service = await startService(
+    testConfig(db.url, { ROLES: 'relay', OUTBOX_EXCHANGE: exchange, WORKER_QUEUE: workerQueue, ...env }),
+    testLogger(),
+  );
+  running.push(service);
+  return service;
+}
+
+async function testQueue(): Promise<TestQueue> {
+  const queue = await bindTestQueue(exchange, '#');
+  queues.push(queue);
+  return queue;
+}
+
+const pendingCount = async () =>
+  Number(
+    (
+      await db.query<{ n: number }>(
+        'SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL AND dead_at IS NULL',
+      )
+    )[0]?.n,
+  );
+
+beforeAll(async () => {
+  db = await createTestDatabase('relay');
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.stop()));
+  await Promise.all(queues.splice(0).map((q) => q.close()));
+  await db.query('DELETE FROM outbox');
+});
+
+afterAll(async () => {
+  await db?.drop();
+  await deleteBrokerObjects({
+    queues: [workerQueue, `${workerQueue}.retry`, `${workerQueue}.dead`],
+    exchanges: [exchange, `${exchange}.wakeup`],
+  });
+});
+
+describe('relay', () => {
+  it('three relays drain 2,000 events: each reaches a bound queue exactly once, as the contract says', async () => {
+    const queue = await testQueue();
+    const ids = await seedEvents(db.db, 2000);
+    const relays = await Promise.all([1, 2, 3].map(() => startRelay({ RELAY_BATCH_SIZE: '50' })));
+
+    await waitFor('all 2,000 events on the queue', () => queue.counts().size === 2000, { timeoutMs: 60_000 });
+    await waitFor('every row marked published', async () => (await pendingCount()) === 0);
+
+    const counts = queue.counts();
+    expect(new Set(counts.keys())).toEqual(new Set(ids));
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    expect(queue.received).toHaveLength(2000);
+    // The work was shared: every relay published some of it.
+    const perRelay = await Promise.all(
+      relays.map(async (r) => (await r.metrics.published.get()).values[0]?.value ?? 0),
+    );
+    expect(perRelay.reduce((a, b) => a + b, 0)).toBe(2000);
+    expect(perRelay.filter((n) => n > 0).length).toBeGreaterThan(1);
+
+    const message = queue.received.find((m) => m.properties.messageId === ids[0]);
+    expect(message?.routingKey).toBe('customer.created');
+    expect(message?.properties).toMatchObject({
+      messageId: ids[0],
+      type: 'CustomerCreated',
+      contentType: 'application/json',
+      deliveryMode: 2,
+      headers: expect.objectContaining({ correlationId: ids[0] }),
+    });
+    expect(message?.body).toEqual({
+      eventId: ids[0],
+      type: 'CustomerCreated',
+      aggregateType: 'Test',
+      aggregateId: ids[0],
+      sequence: 1,
+      occurredAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      payload: { n: 0 },
+    });
+  });
+
+  it('fencing: a relay whose lease expired and was taken over cannot mark those events', async () => {
+    const [eventId] = await seedEvents(db.db, 1);
+    const first = await claimBatch(db.db, { owner: 'relay-a', token: randomUUID(), durationMs: 200 }, 10);
+    expect(first).toHaveLength(1);
+    const staleToken = (await db.query<{ lease_token: string }>('SELECT lease_token FROM outbox'))[0]
+      ?.lease_token;
+    expect(staleToken).toBeTruthy();
+
+    // Not claimable while the lease runs; claimable (a takeover) once the database clock passes it.
+    expect(
+      await claimBatch(db.db, { owner: 'relay-b', token: randomUUID(), durationMs: 60_000 }, 10),
+    ).toHaveLength(0);
+    const newToken = randomUUID();
+    const second = await waitFor('the lease to expire and relay B to take over', async () => {
+      const batch = await claimBatch(db.db, { owner: 'relay-b', token: newToken, durationMs: 60_000 }, 10);
+      return batch.length > 0 ? batch : undefined;
+    });
+    expect(second[0]?.envelope.eventId).toBe(eventId);
+    expect(second[0]?.takenOver).toBe(true);
+
+    expect(await markPublished(db.db, [first[0]?.id as number], staleToken as string)).toBe(0);
+    const [row] = await db.query<{ published_at: Date | null; lease_owner: string }>(
+      'SELECT published_at, lease_owner FROM outbox',
+    );
+    expect(row).toEqual({ published_at: null, lease_owner: 'relay-b' });
+    expect(await markPublished(db.db, [second[0]?.id as number], newToken)).toBe(1);
+  });
+
+  it('an unroutable publish (no queue bound for its routing key) is not marked published', async () => {
+    // The worker queue binds customer.created only; nothing is bound for test.unroutable.
+    const [eventId] = await seedEvents(db.db, 1, { type: 'TestUnroutable' });
+    const relay = await startRelay({ RELAY_BACKOFF_BASE_MS: '60000', RELAY_BACKOFF_MAX_MS: '60000' });
+    const row = await waitFor('the failed attempt to be recorded', async () => {
+      const [r] = await db.query<{ attempts: number; published_at: Date | null; last_error: string | null }>(
+        'SELECT attempts, published_at, last_error FROM outbox WHERE event_id = ?',
+        [eventId],
+      );
+      return r && r.attempts > 0 ? r : undefined;
+    });
+    expect(row.published_at).toBeNull();
+    expect(row.last_error).toMatch(/unroutable/);
+    expect((await relay.metrics.published.get()).values[0]?.value ?? 0).toBe(0);
+  });
+
+  it('the broker closing the connection under load: the relay reconnects and every event arrives', async () => {
+    const queue = await testQueue();
+    const ids = await seedEvents(db.db, 3000);
+    const relay = await startRelay({ RELAY_BATCH_SIZE: '50', RELAY_LANES: '1' });
+    await waitFor('publishing to be under way', () => queue.received.length > 0);
+    const closed = await closeBrokerConnections(relay.instance);
+    expect(closed).toBeGreaterThan(0);
+
+    await waitFor('all 3,000 events on the queue', () => queue.counts().size === 3000, { timeoutMs: 60_000 });
+    await waitFor('every row marked published', async () => (await pendingCount()) === 0);
+    expect(new Set(queue.counts().keys())).toEqual(new Set(ids));
+  });
+
+  it('a poison event is retried with back-off, parked as dead, the others flow, and revive brings it back', async () => {
+    const queue = await testQueue();
+    // amqplib cannot encode a header table over 64 KiB: this event fails on every attempt.
+    const [poison] = await seedEvents(db.db, 1, {
+      headers: { correlationId: 'poison', junk: 'x'.repeat(70_000) },
+    });
+    const good = await seedEvents(db.db, 20);
+    const service = await startService(
+      testConfig(db.url, {
+        ROLES: 'app,relay',
+        OUTBOX_EXCHANGE: exchange,
+        WORKER_QUEUE: workerQueue,
+        RELAY_MAX_ATTEMPTS: '3',
+        RELAY_BACKOFF_BASE_MS: '100',
+        RELAY_BACKOFF_MAX_MS: '400',
+        RELAY_POLL_INTERVAL_MS: '20',
+      }),
+      testLogger(),
+    );
+    running.push(service);
+
+    await waitFor('the 20 good events to arrive', () => good.every((id) => queue.counts().has(id)));
+    const dead = await waitFor('the poison event to be parked', async () => {
+      const [r] = await db.query<{
+        attempts: number;
+        dead_at: Date | null;
+        last_error: string;
+        occurred_at: Date;
+      }>('SELECT attempts, dead_at, last_error, occurred_at FROM outbox WHERE event_id = ?', [poison]);
+      return r?.dead_at ? r : undefined;
+    });
+    expect(dead.attempts).toBe(3);
+    expect(dead.last_error).toMatch(/could not publish/);
+    // Back-off: attempt 2 waited ≥ 50 ms (half of 100) and attempt 3 ≥ 100 ms (half of 200).
+    expect(dead.dead_at.getTime() - dead.occurred_at.getTime()).toBeGreaterThanOrEqual(150);
+    expect(queue.counts().has(poison as string)).toBe(false);
+
+    const url = service.app?.url as string;
+    const listed = await graphql<{ deadEvents: Array<{ eventId: string; attempts: number }> }>(
+      url,
+      '{ deadEvents { eventId attempts lastError } outboxStats { dead } }',
+    );
+    expect(listed.data?.deadEvents.map((e) => e.eventId)).toEqual([poison]);
+
+    // The cause is fixed (the header shrinks), then the event is revived on purpose.
+    await db.query(`UPDATE outbox SET headers = '{"correlationId":"poison"}' WHERE event_id = ?`, [poison]);
+    const revived = await graphql<{ reviveDeadEvents: { eventIds: string[] } }>(
+      url,
+      'mutation($ids: [ID!]) { reviveDeadEvents(eventIds: $ids) { eventIds } }',
+      { ids: [poison] },
+    );
+    expect(revived.data?.reviveDeadEvents.eventIds).toEqual([poison]);
+    await waitFor('the revived event to arrive', () => queue.counts().has(poison as string));
+    expect(await pendingCount()).toBe(0);
+  });
+
+  it('a graceful stop hands its leases back: a second relay publishes them without waiting for expiry', async () => {
+    const queue = await testQueue();
+    const ids = await seedEvents(db.db, 30);
+    // One fault injected: a broker that never confirms, so relay A is stuck holding its batch.
+    const stalled: Publisher = {
+      ready: async () => {},
+      publishAll: (messages: readonly OutgoingMessage[], signal?: AbortSignal) =>
+        new Promise<PublishOutcome[]>((resolve) => {
+          const fail = () => resolve(messages.map(() => ({ ok: false, error: 'no confirm before stop' })));
+          signal?.addEventListener('abort', fail, { once: true });
+          setTimeout(fail, 2000);
+        }),
+    };
+    const relayA = new Relay({
+      db: db.db,
+      publisher: stalled,
+      log: createLogger('silent'),
+      metrics: new Metrics(db.db),
+      owner: 'relay-a',
+      batchSize: 100,
+      lanes: 1,
+      pollIntervalMs: 1000,
+      leaseMs: 600_000,
+      retry: { maxAttempts: 10, backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
+    });
+    relayA.start();
+    await waitFor('relay A to hold the batch', async () => {
+      const [r] = await db.query<{ n: number }>(
+        "SELECT COUNT(*) AS n FROM outbox WHERE lease_owner = 'relay-a'",
+      );
+      return Number(r?.n) === 30;
+    });
+    await relayA.stop();
+    const [after] = await db.query<{ leased: number; attempts: number }>(
+      'SELECT SUM(lease_token IS NOT NULL) AS leased, SUM(attempts) AS attempts FROM outbox',
+    );
+    expect(Number(after?.leased)).toBe(0);
+    expect(Number(after?.attempts)).toBe(0);
+
+    // Relay B's lease would be 10 minutes: only the hand-back lets it publish within the wait.
+    await startRelay();
+    await waitFor('relay B to publish all 30', () => queue.counts().size === 30, { timeoutMs: 10_000 });
+    expect(new Set(queue.counts().keys())).toEqual(new Set(ids));
+  });
+});

@@ -198,7 +198,7 @@ describe('relay', () => {
     expect(dead.attempts).toBe(3);
     expect(dead.last_error).toMatch(/could not publish/);
     // Back-off: attempt 2 waited ≥ 50 ms (half of 100) and attempt 3 ≥ 100 ms (half of 200).
-    expect(dead.dead_at.getTime() - dead.occurred_at.getTime()).toBeGreaterThanOrEqual(150);
+    expect((dead.dead_at as Date).getTime() - dead.occurred_at.getTime()).toBeGreaterThanOrEqual(150);
     expect(queue.counts().has(poison as string)).toBe(false);
 
     const url = service.app?.url as string;

@@ -70,8 +70,11 @@ afterAll(async () => {
 describe('relay', () => {
   it('three relays drain 2,000 events: each reaches a bound queue exactly once, as the contract says', async () => {
     const queue = await testQueue();
+    // All three are up and polling before the events commit, so they compete from the start.
+    const relays = await Promise.all(
+      [1, 2, 3].map(() => startRelay({ RELAY_BATCH_SIZE: '50', RELAY_POLL_INTERVAL_MS: '20' })),
+    );
     const ids = await seedEvents(db.db, 2000);
-    const relays = await Promise.all([1, 2, 3].map(() => startRelay({ RELAY_BATCH_SIZE: '50' })));
 
     await waitFor('all 2,000 events on the queue', () => queue.counts().size === 2000, { timeoutMs: 60_000 });
     await waitFor('every row marked published', async () => (await pendingCount()) === 0);

@@ -12,7 +12,8 @@ export interface AppContext {
   readonly eventHeaders: EventHeaders;
 }
 
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+// W3C Trace Context: version ff is forbidden, and all-zero trace and parent ids are invalid.
+const TRACEPARENT = /^(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const single = (value: string | string[] | undefined): string | undefined =>
@@ -24,8 +25,10 @@ const single = (value: string | string[] | undefined): string | undefined =>
  * cannot smuggle arbitrary text into every consumer's message headers.
  */
 export function eventHeadersFrom(headers: IncomingHttpHeaders): EventHeaders {
-  const given = single(headers['x-correlation-id']) ?? single(headers['x-request-id']);
-  const correlationId = given !== undefined && CORRELATION_ID.test(given) ? given : randomUUID();
+  const correlationId =
+    [single(headers['x-correlation-id']), single(headers['x-request-id'])].find(
+      (candidate) => candidate !== undefined && CORRELATION_ID.test(candidate),
+    ) ?? randomUUID();
   const traceparent = single(headers.traceparent)?.trim().toLowerCase();
   return traceparent !== undefined && TRACEPARENT.test(traceparent)
     ? { correlationId, traceparent }

@@ -27,11 +27,9 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
       customer: (_: unknown, args: { id: string }, ctx: AppContext) =>
         findCustomer(ctx.db, parseCustomerId(args.id, 'id')),
       customers: async (_: unknown, args: { first: number; after?: string | null }, ctx: AppContext) => {
-        if (args.first < 0 || args.first > options.maxPageSize) {
-          throw new InvalidInputError('first', `first must be between 0 and ${options.maxPageSize}`);
-        }
+        const first = pageSize(args.first, options.maxPageSize);
         const afterId = args.after == null ? undefined : decodeCursor(args.after, 'after');
-        const page = await listCustomers(ctx.db, args.first, afterId);
+        const page = await listCustomers(ctx.db, first, afterId);
         const edges = page.items.map((node) => ({ cursor: encodeCursor(node.id), node }));
         return {
           edges,
@@ -39,12 +37,8 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         };
       },
       outboxStats: (_: unknown, __: unknown, ctx: AppContext) => readStats(ctx.db),
-      deadEvents: (_: unknown, args: { first: number }, ctx: AppContext) => {
-        if (args.first < 0 || args.first > options.maxPageSize) {
-          throw new InvalidInputError('first', `first must be between 0 and ${options.maxPageSize}`);
-        }
-        return listDead(ctx.db, args.first);
-      },
+      deadEvents: (_: unknown, args: { first: number }, ctx: AppContext) =>
+        listDead(ctx.db, pageSize(args.first, options.maxPageSize)),
     },
     Mutation: {
       createCustomer: async (_: unknown, args: { input: CreateCustomerInput }, ctx: AppContext) => {
@@ -62,4 +56,10 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
       id: (customer: Customer) => String(customer.id),
     },
   };
+}
+
+/** `first` must ask for something; above the server's maximum it is capped, as the schema says. */
+function pageSize(first: number, max: number): number {
+  if (first < 1) throw new InvalidInputError('first', 'first must be at least 1');
+  return Math.min(first, max);
 }

@@ -48,7 +48,13 @@ export interface Config {
   };
 }
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** Plain decimal digits only: `0x1F90`, `8e3` or a blank are mistakes, not numbers. */
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().min(min).max(max));
 
 const url = (protocols: readonly string[]) =>
   z.string().refine(
@@ -80,23 +86,23 @@ const schema = z.object({
   AMQP_URL: url(['amqp:', 'amqps:']).default('amqp://guest:guest@127.0.0.1:5672'),
   OUTBOX_EXCHANGE: name.default('outbox.events'),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
-  MAX_BODY_BYTES: int(1024, 64 * 1024 * 1024).default(100 * 1024),
+  MAX_BODY_BYTES: int(1024, 64 * 1024 * 1024).default(102_400),
   GRAPHQL_MAX_DEPTH: int(1, 100).default(8),
-  GRAPHQL_MAX_COST: int(1, 1_000_000).default(5000),
+  GRAPHQL_MAX_COST: int(1, 1_000_000).default(5_000),
   GRAPHQL_MAX_PAGE_SIZE: int(1, 10_000).default(100),
-  RELAY_BATCH_SIZE: int(1, 10_000).default(200),
+  RELAY_BATCH_SIZE: int(1, 10_000).default(500),
   RELAY_LANES: int(1, 64).default(2),
-  RELAY_POLL_INTERVAL_MS: int(10, 3_600_000).default(1000),
+  RELAY_POLL_INTERVAL_MS: int(10, 3_600_000).default(1_000),
   RELAY_LEASE_MS: int(1000, 3_600_000).default(30_000),
   RELAY_MAX_ATTEMPTS: int(1, 1000).default(10),
-  RELAY_BACKOFF_BASE_MS: int(1, 3_600_000).default(1000),
+  RELAY_BACKOFF_BASE_MS: int(1, 3_600_000).default(1_000),
   RELAY_BACKOFF_MAX_MS: int(1, 86_400_000).default(300_000),
   RELAY_CONFIRM_TIMEOUT_MS: int(100, 600_000).default(10_000),
   RELAY_METRICS_PORT: int(0, 65535).default(9464),
   WORKER_QUEUE: name.default('outbox.worker'),
   WORKER_PREFETCH: int(1, 65535).default(32),
   WORKER_MAX_ATTEMPTS: int(1, 1000).default(5),
-  WORKER_RETRY_DELAY_MS: int(0, 86_400_000).default(5000),
+  WORKER_RETRY_DELAY_MS: int(0, 86_400_000).default(5_000),
 });
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -112,7 +118,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const key = String(issue.path[0] ?? '?');
-      return `  ${key}=${JSON.stringify(env[key] ?? '')}: ${issue.message}`;
+      return `  ${key}=${JSON.stringify(redact(env[key] ?? ''))}: ${issue.message}`;
     });
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
@@ -159,6 +165,11 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       retryDelayMs: e.WORKER_RETRY_DELAY_MS,
     },
   });
+}
+
+/** Hides a password in anything that looks like a URL with credentials, for error messages. */
+function redact(value: string): string {
+  return value.replace(/(\/\/[^:/@\s]*:)[^@\s]*@/, '$1***@');
 }
 
 function deepFreeze<T extends object>(value: T): T {

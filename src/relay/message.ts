@@ -9,9 +9,11 @@ import type { ClaimedEvent } from '../outbox/store.js';
  */
 export function toMessage(event: ClaimedEvent): OutgoingMessage {
   const { envelope, headers } = event;
+  // {"eventId":…,"occurredAt":"…"} + ,"payload":<the stored JSON text>}
+  const head = JSON.stringify(envelope);
   return {
     routingKey: routingKeyOf(envelope.type),
-    body: Buffer.from(JSON.stringify(envelope)),
+    body: Buffer.from(`${head.slice(0, -1)},"payload":${event.payloadJson}}`),
     properties: {
       messageId: envelope.eventId,
       type: envelope.type,

@@ -1,0 +1,145 @@
+/**
+ * Relay throughput: seed N outbox events, drain them with 1, 2 and 4 relays, and compare each
+ * with the broker ceiling measured in the same run: raw amqplib publishing the same messages
+ * with confirms into the same kind of queue (a durable quorum queue), as fast as it goes.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import amqp from 'amqplib';
+import { sql } from 'drizzle-orm';
+import { declareWorkerQueues, topologyFor } from '../src/broker/topology.js';
+import { CUSTOMER_CREATED } from '../src/customers/events.js';
+import { outbox } from '../src/db/schema.js';
+import { createLogger } from '../src/log.js';
+import { routingKeyOf } from '../src/outbox/event.js';
+import { startService } from '../src/service.js';
+import {
+  BENCH_AMQP_URL,
+  type BenchDatabase,
+  benchConfig,
+  createBenchDatabase,
+  report,
+  round,
+  waitUntil,
+} from './support.js';
+
+function envelope(n: number) {
+  const eventId = randomUUID();
+  const occurredAt = new Date();
+  const payload = {
+    customerId: String(n + 1),
+    email: `customer${n}@example.com`,
+    name: `Customer ${n}`,
+    createdAt: occurredAt.toISOString(),
+  };
+  return { eventId, occurredAt, payload };
+}
+
+async function seed(db: BenchDatabase, count: number): Promise<void> {
+  await db.db.delete(outbox);
+  for (let start = 0; start < count; start += 1000) {
+    const rows = Array.from({ length: Math.min(1000, count - start) }, (_, i) => {
+      const e = envelope(start + i);
+      return {
+        eventId: e.eventId,
+        aggregateType: 'Customer',
+        aggregateId: e.payload.customerId,
+        sequence: 1,
+        type: CUSTOMER_CREATED,
+        payload: e.payload,
+        headers: { correlationId: randomUUID() },
+        occurredAt: e.occurredAt,
+        nextAttemptAt: sql`NOW(3)`,
+      };
+    });
+    await db.db.insert(outbox).values(rows);
+  }
+}
+
+/** Raw amqplib: publish `count` envelopes with confirms, keeping the socket full. */
+async function brokerCeiling(exchange: string, count: number): Promise<number> {
+  const connection = await amqp.connect(BENCH_AMQP_URL);
+  const channel = await connection.createConfirmChannel();
+  const routingKey = routingKeyOf(CUSTOMER_CREATED);
+  const started = performance.now();
+  for (let n = 0; n < count; n++) {
+    const e = envelope(n);
+    const body = Buffer.from(
+      JSON.stringify({
+        ...e,
+        type: CUSTOMER_CREATED,
+        aggregateType: 'Customer',
+        aggregateId: e.payload.customerId,
+        sequence: 1,
+        occurredAt: e.occurredAt.toISOString(),
+      }),
+    );
+    const ok = channel.publish(exchange, routingKey, body, {
+      persistent: true,
+      mandatory: true,
+      messageId: e.eventId,
+      type: CUSTOMER_CREATED,
+      contentType: 'application/json',
+      headers: { correlationId: e.eventId },
+    });
+    if (!ok) await new Promise((resolve) => channel.once('drain', resolve));
+  }
+  await channel.waitForConfirms();
+  const seconds = (performance.now() - started) / 1000;
+  await connection.close();
+  return count / seconds;
+}
+
+export async function runRelayBenchmark(events: number): Promise<void> {
+  const db = await createBenchDatabase('relay');
+  const suffix = randomBytes(3).toString('hex');
+  const topology = topologyFor(`bench.events.${suffix}`, `bench.worker.${suffix}`, [CUSTOMER_CREATED]);
+  const admin = await amqp.connect(BENCH_AMQP_URL);
+  const channel = await admin.createChannel();
+  try {
+    await declareWorkerQueues(channel, topology);
+
+    const ceiling = await brokerCeiling(topology.exchange, events);
+    report({ scenario: 'broker-ceiling', events, eventsPerSecond: Math.round(ceiling) });
+    await channel.purgeQueue(topology.workerQueue);
+
+    for (const relays of [1, 2, 4]) {
+      await seed(db, events);
+      const config = benchConfig(db.url, {
+        ROLES: 'relay',
+        OUTBOX_EXCHANGE: topology.exchange,
+        WORKER_QUEUE: topology.workerQueue,
+      });
+      const started = performance.now();
+      const services = await Promise.all(
+        Array.from({ length: relays }, () => startService(config, createLogger('warn'))),
+      );
+      await waitUntil(async () => {
+        const [rows] = await db.pool.query('SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL');
+        return Number((rows as Array<{ n: number }>)[0]?.n) === 0;
+      }, 50);
+      const seconds = (performance.now() - started) / 1000;
+      await Promise.all(services.map((s) => s.stop()));
+      const { messageCount } = await channel.checkQueue(topology.workerQueue);
+      await channel.purgeQueue(topology.workerQueue);
+      report({
+        scenario: 'relay-drain',
+        relays,
+        events,
+        batchSize: config.relay.batchSize,
+        lanesPerRelay: config.relay.lanes,
+        seconds: round(seconds),
+        eventsPerSecond: Math.round(events / seconds),
+        ratioToCeiling: round(events / seconds / ceiling),
+        messagesOnQueue: messageCount,
+      });
+    }
+  } finally {
+    await channel.deleteQueue(topology.workerQueue).catch(() => {});
+    await channel.deleteQueue(topology.workerRetryQueue).catch(() => {});
+    await channel.deleteQueue(topology.workerDeadLetterQueue).catch(() => {});
+    await channel.deleteExchange(topology.exchange).catch(() => {});
+    await channel.deleteExchange(topology.wakeupExchange).catch(() => {});
+    await admin.close();
+    await db.drop();
+  }
+}

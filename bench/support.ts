@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import mysql from 'mysql2/promise';
+import { loadConfig } from '../src/config/index.js';
+import { connectDatabase, type DatabaseHandle, ensureDatabase } from '../src/db/client.js';
+import { runMigrations } from '../src/db/migrate.js';
+
+export const BENCH_MYSQL_URL = process.env.BENCH_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/test';
+export const BENCH_AMQP_URL = process.env.BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+/** One JSON line per figure on stdout: machine-readable, and readable enough by eye. */
+export function report(figure: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(figure)}\n`);
+}
+
+export const round = (value: number, digits = 2): number => Number(value.toFixed(digits));
+
+export interface BenchDatabase extends DatabaseHandle {
+  readonly url: string;
+  drop(): Promise<void>;
+}
+
+export async function createBenchDatabase(label: string): Promise<BenchDatabase> {
+  const name = `outbox_bench_${label}_${randomBytes(3).toString('hex')}`;
+  const url = new URL(BENCH_MYSQL_URL);
+  url.pathname = `/${name}`;
+  await ensureDatabase(url.toString());
+  const handle = connectDatabase(url.toString(), 20);
+  await runMigrations(handle);
+  return {
+    ...handle,
+    url: url.toString(),
+    async drop() {
+      await handle.close();
+      const admin = await mysql.createConnection({ uri: BENCH_MYSQL_URL });
+      await admin.query(`DROP DATABASE IF EXISTS \`${name}\``);
+      await admin.end();
+    },
+  };
+}
+
+/**
+ * The service configuration for a benchmark run: the defaults, any RELAY_* / WORKER_* tunables
+ * set in the environment (to try other settings), plus the bench's own names.
+ */
+export function benchConfig(databaseUrl: string, env: Record<string, string>) {
+  const tunables = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => key.startsWith('RELAY_') || key.startsWith('WORKER_')),
+  );
+  return loadConfig({
+    ...tunables,
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    RELAY_METRICS_PORT: '0',
+    DATABASE_URL: databaseUrl,
+    AMQP_URL: BENCH_AMQP_URL,
+    ...env,
+  });
+}
+
+export async function waitUntil(
+  check: () => Promise<boolean>,
+  intervalMs = 20,
+  timeoutMs = 600_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('benchmark timed out');
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { LiveEvents } from './app/live.js';
 import { AppServer } from './app/server.js';
+import type { ConnectionAuthenticator } from './app/ws.js';
 import { BrokerConnection } from './broker/connection.js';
 import { ConfirmPublisher } from './broker/publisher.js';
 import { declareWorkerQueues, type Topology, topologyFor } from './broker/topology.js';
@@ -13,6 +15,7 @@ import { Metrics } from './metrics/index.js';
 import { MetricsServer } from './metrics/server.js';
 import { Relay } from './relay/relay.js';
 import { WakeupListener, WakeupNotifier } from './relay/wakeup.js';
+import { Worker, type WorkerOptions } from './worker/worker.js';
 
 /** Something the service started and, on shutdown, stops in reverse order. */
 interface Component {
@@ -26,6 +29,7 @@ export interface RunningService {
   /** The GraphQL server, when the app role runs. */
   readonly app: AppServer | undefined;
   readonly relay: Relay | undefined;
+  readonly worker: Worker | undefined;
   /** The standalone /metrics + /healthz server, when the app role does not run. */
   readonly metricsServer: MetricsServer | undefined;
   readonly metrics: Metrics;
@@ -38,7 +42,18 @@ export interface RunningService {
  * Starts the configured roles in one process: migrations first (every role needs the tables),
  * then relay and worker, then the app last, so it takes requests only when the rest is up.
  */
-export async function startService(config: Config, log: Logger): Promise<RunningService> {
+export interface ServiceOptions {
+  /** Replaces the worker's handlers (tests inject a failing one). */
+  readonly handlers?: WorkerOptions['handlers'];
+  /** Authenticates WebSocket connections; see README, "Authentication". Off by default. */
+  readonly authenticateWebSocket?: ConnectionAuthenticator;
+}
+
+export async function startService(
+  config: Config,
+  log: Logger,
+  options: ServiceOptions = {},
+): Promise<RunningService> {
   const started: Component[] = [];
   // Names this process's broker connections and lease owner, so operators can tell instances apart.
   const instance = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
@@ -109,6 +124,38 @@ export async function startService(config: Config, log: Logger): Promise<Running
       relay = activeRelay;
     }
 
+    // After a commit that wrote outbox rows: wake the relay in this process, if any, and hint
+    // the standalone relays through the broker.
+    const wakeRelays = (notifier: WakeupNotifier) => () => {
+      relay?.wake();
+      notifier.notify();
+    };
+
+    let worker: Worker | undefined;
+    if (config.roles.includes('worker')) {
+      const workerLog = log.child({ role: 'worker' });
+      const workerBroker = broker('worker');
+      const notifier = new WakeupNotifier(workerBroker, topology.wakeupExchange, workerLog);
+      notifier.start();
+      started.push({ name: 'worker wake-up notifier', stop: () => notifier.stop() });
+      const activeWorker = new Worker({
+        db: database.db,
+        broker: workerBroker,
+        topology,
+        log: workerLog,
+        metrics,
+        prefetch: config.worker.prefetch,
+        maxAttempts: config.worker.maxAttempts,
+        retryDelayMs: config.worker.retryDelayMs,
+        onEventsWritten: wakeRelays(notifier),
+        handoff: relay,
+        handlers: options.handlers,
+      });
+      activeWorker.start();
+      started.push({ name: 'worker', stop: () => activeWorker.stop() });
+      worker = activeWorker;
+    }
+
     let app: AppServer | undefined;
     let metricsServer: MetricsServer | undefined;
     if (config.roles.includes('app')) {
@@ -117,6 +164,9 @@ export async function startService(config: Config, log: Logger): Promise<Running
       const notifier = new WakeupNotifier(appBroker, topology.wakeupExchange, appLog);
       notifier.start();
       started.push({ name: 'wake-up notifier', stop: () => notifier.stop() });
+      const live = new LiveEvents(appBroker, topology, database.db, appLog);
+      live.start();
+      started.push({ name: 'live events', stop: () => live.stop() });
       const server = new AppServer({
         config,
         db: database.db,
@@ -128,10 +178,11 @@ export async function startService(config: Config, log: Logger): Promise<Running
           },
           rabbitmq: async () => appBroker.isConnected,
         },
-        onEventsWritten: () => {
-          relay?.wake();
-          notifier.notify();
-        },
+        onEventsWritten: wakeRelays(notifier),
+        handoff: relay,
+        live,
+        workerDeadLetters: () => countMessages(appBroker, topology.workerDeadLetterQueue),
+        authenticateWebSocket: options.authenticateWebSocket,
         routes: (express) => {
           express.get('/metrics', async (_req, res) => {
             res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
@@ -147,9 +198,26 @@ export async function startService(config: Config, log: Logger): Promise<Running
       started.push({ name: 'metrics server', stop: () => metricsServer?.stop() ?? Promise.resolve() });
     }
     log.info({ roles: config.roles }, 'service started');
-    return { instance, app, relay, metricsServer, metrics, topology, stop };
+    return { instance, app, relay, worker, metricsServer, metrics, topology, stop };
   } catch (error) {
     await stop();
     throw error;
+  }
+}
+
+/** Messages waiting in a queue, or null when the broker cannot be asked right now. */
+async function countMessages(broker: BrokerConnection, queue: string): Promise<number | null> {
+  try {
+    const connection = await broker.connection(AbortSignal.timeout(1000));
+    const channel = await connection.createChannel();
+    // A missing queue closes the channel with an error event; without a listener it would throw.
+    channel.on('error', () => {});
+    try {
+      return (await channel.checkQueue(queue)).messageCount;
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  } catch {
+    return null;
   }
 }

@@ -228,6 +228,7 @@ describe('relay', () => {
     const ids = await seedEvents(db.db, 30);
     // One fault injected: a broker that never confirms, so relay A is stuck holding its batch.
     const stalled: Publisher = {
+      isReady: true,
       ready: async () => {},
       publishAll: (messages: readonly OutgoingMessage[], signal?: AbortSignal) =>
         new Promise<PublishOutcome[]>((resolve) => {

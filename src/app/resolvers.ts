@@ -10,13 +10,21 @@ import {
 import type { CreateCustomerInput } from '../customers/validation.js';
 import { InvalidInputError } from '../errors.js';
 import { listDead, readStats, reviveDead } from '../outbox/store.js';
+import type { Handoff } from '../relay/handoff.js';
 import type { AppContext } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
+import { type CustomerEvent, type LiveEvents, loadCustomerEvents } from './live.js';
 
 export interface ResolverOptions {
   readonly maxPageSize: number;
-  /** Called after an outbox event committed, so an in-process relay can publish it at once. */
+  /** Called after outbox events committed, so that relays publish them soon. */
   readonly onEventsWritten: () => void;
+  /** The relay in this process, if any: new events are handed to it directly. */
+  readonly handoff?: Handoff;
+  /** The instance's feed of handled events; absent when subscriptions are not served. */
+  readonly live?: LiveEvents;
+  /** Messages in the worker's dead-letter queue, or null when the broker cannot say. */
+  readonly workerDeadLetters?: () => Promise<number | null>;
 }
 
 export function createResolvers(options: ResolverOptions): IResolvers<unknown, AppContext> {
@@ -36,14 +44,16 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
           pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null },
         };
       },
+      customerEvents: (_: unknown, args: { customerId: string }, ctx: AppContext) =>
+        loadCustomerEvents(ctx.db, String(parseCustomerId(args.customerId, 'customerId'))),
       outboxStats: (_: unknown, __: unknown, ctx: AppContext) => readStats(ctx.db),
       deadEvents: (_: unknown, args: { first: number }, ctx: AppContext) =>
         listDead(ctx.db, pageSize(args.first, options.maxPageSize)),
     },
     Mutation: {
       createCustomer: async (_: unknown, args: { input: CreateCustomerInput }, ctx: AppContext) => {
-        const result = await createCustomer(ctx.db, args.input, ctx.eventHeaders);
-        options.onEventsWritten();
+        const result = await createCustomer(ctx.db, args.input, ctx.eventHeaders, options.handoff);
+        if (!options.handoff) options.onEventsWritten();
         return result;
       },
       reviveDeadEvents: async (_: unknown, args: { eventIds?: string[] | null }, ctx: AppContext) => {
@@ -52,8 +62,24 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         return { eventIds };
       },
     },
+    Subscription: {
+      onCustomerEvent: {
+        subscribe: (_: unknown, args: { customerId?: string | null }) => {
+          const customerId =
+            args.customerId == null ? undefined : String(parseCustomerId(args.customerId, 'customerId'));
+          if (!options.live) throw new Error('This instance does not serve subscriptions');
+          return options.live.subscribe(customerId);
+        },
+        resolve: (event: CustomerEvent) => event,
+      },
+    },
     Customer: {
       id: (customer: Customer) => String(customer.id),
+      events: (customer: Customer, _: unknown, ctx: AppContext) =>
+        loadCustomerEvents(ctx.db, String(customer.id)),
+    },
+    OutboxStats: {
+      workerDeadLetters: () => options.workerDeadLetters?.() ?? null,
     },
   };
 }

@@ -8,9 +8,11 @@ import type { GraphQLSchema } from 'graphql';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
+import type { Handoff } from '../relay/handoff.js';
 import { type AppContext, eventHeadersFrom } from './context.js';
 import { formatError } from './errors.js';
 import { limitRules } from './limits.js';
+import type { LiveEvents } from './live.js';
 import { buildSchema } from './schema.js';
 import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
 
@@ -22,6 +24,9 @@ export interface AppServerOptions {
   readonly readiness: Readonly<Record<string, () => Promise<boolean>>>;
   /** Wakes an in-process relay after a mutation committed outbox events. */
   readonly onEventsWritten?: () => void;
+  readonly live?: LiveEvents;
+  readonly handoff?: Handoff;
+  readonly workerDeadLetters?: () => Promise<number | null>;
   /** Extra HTTP routes mounted before /graphql (e.g. /metrics, the playground). */
   readonly routes?: (app: express.Express) => void;
   readonly authenticateWebSocket?: ConnectionAuthenticator;
@@ -45,6 +50,9 @@ export class AppServer {
     this.schema = buildSchema({
       maxPageSize: config.http.maxPageSize,
       onEventsWritten: options.onEventsWritten ?? (() => {}),
+      live: options.live,
+      handoff: options.handoff,
+      workerDeadLetters: options.workerDeadLetters,
     });
     const ws = () => this.ws;
     this.apollo = new ApolloServer<AppContext>({

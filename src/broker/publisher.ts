@@ -16,6 +16,8 @@ const failed = (error: string): PublishOutcome => ({ ok: false, error });
 
 /** What the relay needs of a publisher; tests substitute one to inject a single fault. */
 export interface Publisher {
+  /** A channel is open now. */
+  readonly isReady: boolean;
   /** Resolves once a channel is open (reopening one if needed); rejects when `signal` aborts. */
   ready(signal?: AbortSignal): Promise<void>;
   /** One outcome per message, in order. Never rejects. */
@@ -50,6 +52,10 @@ export class ConfirmPublisher implements Publisher {
   private readonly returned = new Set<string>();
 
   constructor(private readonly options: PublisherOptions) {}
+
+  get isReady(): boolean {
+    return this.channel !== undefined;
+  }
 
   async ready(signal?: AbortSignal): Promise<void> {
     await this.openChannel(signal);

@@ -1,4 +1,4 @@
-import type { Channel } from 'amqplib';
+import type { Channel, ConfirmChannel } from 'amqplib';
 import type { Logger } from '../log.js';
 import { backoffDelay, sleep } from '../support/sleep.js';
 import type { BrokerConnection } from './connection.js';
@@ -11,8 +11,8 @@ const RETRY_MAX_MS = 10_000;
  * what it needs and starts consuming; it runs on every new channel, so after a broker restart
  * the consumer is back without anyone noticing but the logs.
  */
-export class ChannelSession {
-  private channel: Channel | undefined;
+export class ChannelSession<C extends Channel = Channel> {
+  private channel: C | undefined;
   private readonly stopController = new AbortController();
   private loop: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
@@ -21,7 +21,9 @@ export class ChannelSession {
     private readonly broker: BrokerConnection,
     private readonly name: string,
     private readonly log: Logger,
-    private readonly setup: (channel: Channel) => Promise<void>,
+    private readonly setup: (channel: C) => Promise<void>,
+    /** Confirm channels for sessions that publish what must not be lost (the worker's retries). */
+    private readonly kind: C extends ConfirmChannel ? 'confirm' : 'plain' = 'plain' as never,
   ) {}
 
   start(): void {
@@ -29,7 +31,7 @@ export class ChannelSession {
   }
 
   /** The open channel, if any. */
-  get current(): Channel | undefined {
+  get current(): C | undefined {
     return this.channel;
   }
 
@@ -37,7 +39,7 @@ export class ChannelSession {
    * Idempotent. `beforeClose` runs on the open channel first (cancel consumers, wait for
    * in-flight work), then the channel closes.
    */
-  stop(beforeClose?: (channel: Channel) => Promise<void>): Promise<void> {
+  stop(beforeClose?: (channel: C) => Promise<void>): Promise<void> {
     this.stopping ??= (async () => {
       this.stopController.abort();
       const channel = this.channel;
@@ -52,10 +54,12 @@ export class ChannelSession {
     const signal = this.stopController.signal;
     let failures = 0;
     while (!signal.aborted) {
-      let channel: Channel | undefined;
+      let channel: C | undefined;
       try {
         const connection = await this.broker.connection(signal);
-        channel = await connection.createChannel();
+        channel = (
+          this.kind === 'confirm' ? await connection.createConfirmChannel() : await connection.createChannel()
+        ) as C;
         const closed = new Promise<void>((resolve) => channel?.once('close', () => resolve()));
         channel.on('error', (error: Error) =>
           this.log.warn({ err: error, session: this.name }, 'channel error'),

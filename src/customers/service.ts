@@ -6,6 +6,7 @@ import { customers } from '../db/schema.js';
 import { EmailTakenError, InvalidInputError } from '../errors.js';
 import type { EventHeaders } from '../outbox/event.js';
 import { appendEvent } from '../outbox/store.js';
+import type { Handoff } from '../relay/handoff.js';
 import { CUSTOMER_AGGREGATE, CUSTOMER_CREATED, type CustomerCreatedPayload } from './events.js';
 import { type CreateCustomerInput, normalizeEmail, parseCreateCustomerInput } from './validation.js';
 
@@ -34,11 +35,12 @@ export async function createCustomer(
   db: Database,
   raw: CreateCustomerInput,
   headers: EventHeaders,
+  handoff?: Handoff,
 ): Promise<CreateCustomerResult> {
   const input = parseCreateCustomerInput(raw);
   const eventId = randomUUID();
   const createdAt = new Date();
-  const customer = await db.transaction(async (tx) => {
+  const { customer, event } = await db.transaction(async (tx) => {
     let id: number;
     try {
       const [inserted] = await tx
@@ -65,18 +67,23 @@ export async function createCustomer(
       name: created.name,
       createdAt: createdAt.toISOString(),
     };
-    await appendEvent(tx, {
-      eventId,
-      type: CUSTOMER_CREATED,
-      aggregateType: CUSTOMER_AGGREGATE,
-      aggregateId: String(id),
-      sequence: 1,
-      occurredAt: createdAt,
-      payload,
-      headers,
-    });
-    return created;
+    const appended = await appendEvent(
+      tx,
+      {
+        eventId,
+        type: CUSTOMER_CREATED,
+        aggregateType: CUSTOMER_AGGREGATE,
+        aggregateId: String(id),
+        sequence: 1,
+        occurredAt: createdAt,
+        payload,
+        headers,
+      },
+      handoff?.lease,
+    );
+    return { customer: created, event: appended };
   });
+  handoff?.publish([event]);
   return { customer, eventId };
 }
 

@@ -64,18 +64,47 @@ function parseJson(value: unknown): unknown {
   return typeof value === 'string' ? JSON.parse(value) : value;
 }
 
-export async function appendEvent(tx: Executor, event: NewEvent): Promise<void> {
-  await tx.insert(outbox).values({
-    eventId: event.eventId,
-    aggregateType: event.aggregateType,
-    aggregateId: event.aggregateId,
-    sequence: event.sequence,
-    type: event.type,
-    payload: event.payload,
+/**
+ * Appends an event in the caller's transaction and returns it as a relay would have claimed
+ * it. With a `lease`, the row is written already leased to that relay (see relay/handoff.ts):
+ * the relay in this process publishes it right after the commit, with no claim round trip,
+ * and if the process dies first, the lease expires and any relay claims it as usual.
+ */
+export async function appendEvent(tx: Executor, event: NewEvent, lease?: Lease): Promise<ClaimedEvent> {
+  const expiry = lease ? sql`NOW(3) + INTERVAL ${lease.durationMs * 1000} MICROSECOND` : undefined;
+  const [inserted] = await tx
+    .insert(outbox)
+    .values({
+      eventId: event.eventId,
+      aggregateType: event.aggregateType,
+      aggregateId: event.aggregateId,
+      sequence: event.sequence,
+      type: event.type,
+      payload: event.payload,
+      headers: event.headers,
+      occurredAt: event.occurredAt,
+      nextAttemptAt: expiry ?? now,
+      leaseOwner: lease?.owner,
+      leaseToken: lease?.token,
+      leaseExpiresAt: expiry,
+    })
+    .$returningId();
+  if (!inserted) throw new Error('INSERT into outbox returned no id');
+  return {
+    id: inserted.id,
+    attempts: 0,
+    takenOver: false,
     headers: event.headers,
-    occurredAt: event.occurredAt,
-    nextAttemptAt: now,
-  });
+    envelope: {
+      eventId: event.eventId,
+      type: event.type,
+      aggregateType: event.aggregateType,
+      aggregateId: event.aggregateId,
+      sequence: event.sequence,
+      occurredAt: event.occurredAt.toISOString(),
+    },
+    payloadJson: JSON.stringify(event.payload),
+  };
 }
 
 /**

@@ -7,12 +7,14 @@ import type { Metrics } from '../metrics/index.js';
 import {
   type ClaimedEvent,
   claimBatch,
+  type Lease,
   markFailed,
   markPublished,
   type RetryPolicy,
   releaseLeases,
 } from '../outbox/store.js';
 import { backoffDelay, sleep } from '../support/sleep.js';
+import type { Handoff } from './handoff.js';
 import { toMessage } from './message.js';
 
 export interface RelayOptions {
@@ -48,8 +50,13 @@ const SETTLE_ATTEMPTS = 5;
  * under takeover comes from fencing: settlements only touch rows whose lease token is still
  * ours.
  */
-export class Relay {
+export class Relay implements Handoff {
   readonly owner: string;
+  /** The lease writers in this process put on rows they hand over (see handoff.ts). */
+  readonly lease: Lease;
+  private handedOver: ClaimedEvent[] = [];
+  private flushScheduled = false;
+  private readonly inFlight = new Set<Promise<void>>();
   private readonly stopController = new AbortController();
   private wakeController = new AbortController();
   private lanes: Promise<void>[] = [];
@@ -57,6 +64,33 @@ export class Relay {
 
   constructor(private readonly options: RelayOptions) {
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    // One token for every handed-over row of this relay's life. Fencing holds all the same: a
+    // relay that takes a row over writes its own token into it.
+    this.lease = { owner: this.owner, token: randomUUID(), durationMs: options.leaseMs };
+  }
+
+  /**
+   * Publishes rows a writer in this process committed leased to us. Rows handed over in the
+   * same tick go out as one batch, so concurrent requests share a confirm round trip and one
+   * settlement statement.
+   */
+  publish(events: readonly ClaimedEvent[]): void {
+    this.handedOver.push(...events);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const batch = this.handedOver.splice(0);
+      if (batch.length === 0) return;
+      const work = this.publishAndSettle(batch, this.lease.token, 'handoff').catch((error: unknown) =>
+        this.options.log.error(
+          { err: error },
+          'handed-over batch failed; its lease will expire and a relay retry it',
+        ),
+      );
+      this.inFlight.add(work);
+      void work.finally(() => this.inFlight.delete(work));
+    });
   }
 
   start(): void {
@@ -79,6 +113,9 @@ export class Relay {
       this.stopController.abort();
       this.wake();
       await Promise.all(this.lanes);
+      // Anything still waiting for the next tick, then every handed-over batch in flight.
+      await new Promise((resolve) => setImmediate(resolve));
+      await Promise.all([...this.inFlight]);
       this.options.log.info({ owner: this.owner }, 'relay stopped');
     })();
     return this.stopping;
@@ -130,16 +167,27 @@ export class Relay {
         this.options.metrics.leaseTakeovers.inc(takeovers);
         log.info({ lane, takeovers }, 'took over events whose lease had expired');
       }
+      const claimedAt = performance.now();
       await this.publishAndSettle(batch, token, lane);
-      this.options.metrics.batchDuration.observe((performance.now() - startedAt) / 1000);
+      const seconds = (performance.now() - startedAt) / 1000;
+      this.options.metrics.batchDuration.observe(seconds);
+      log.debug(
+        { lane, events: batch.length, claimMs: round(claimedAt - startedAt), totalMs: round(seconds * 1000) },
+        'batch settled',
+      );
     }
   }
 
-  private async publishAndSettle(batch: readonly ClaimedEvent[], token: string, lane: number): Promise<void> {
+  private async publishAndSettle(
+    batch: readonly ClaimedEvent[],
+    token: string,
+    lane: number | 'handoff',
+  ): Promise<void> {
     const { db, log, metrics, retry } = this.options;
     const ids = batch.map((e) => e.id);
-    if (this.stopped) {
-      // Claimed just as the stop came: give it straight back rather than start publishing.
+    if (this.stopped || (lane === 'handoff' && !this.options.publisher.isReady)) {
+      // Claimed just as the stop came, or handed over while the broker is away: give it
+      // straight back (due now, no attempt counted) rather than start publishing.
       await this.settle('release', () => releaseLeases(db, ids, token));
       return;
     }
@@ -207,3 +255,5 @@ export class Relay {
     }
   }
 }
+
+const round = (ms: number) => Math.round(ms * 100) / 100;

@@ -1,0 +1,180 @@
+import type { Channel } from 'amqplib';
+import type { BrokerConnection } from '../broker/connection.js';
+import { ChannelSession } from '../broker/session.js';
+import type { Topology } from '../broker/topology.js';
+import {
+  CUSTOMER_AGGREGATE,
+  CUSTOMER_EVENT_HANDLED,
+  type CustomerEventHandledPayload,
+} from '../customers/events.js';
+import type { Database } from '../db/client.js';
+import type { Logger } from '../log.js';
+import { routingKeyOf } from '../outbox/event.js';
+import { listAggregateEvents } from '../outbox/store.js';
+
+/** What onCustomerEvent and customerEvents return: one handled event. */
+export interface CustomerEvent {
+  readonly eventId: string;
+  readonly type: string;
+  readonly customerId: string;
+  readonly occurredAt: string;
+  readonly handledAt: string;
+  readonly payload: unknown;
+}
+
+export function toCustomerEvent(notification: CustomerEventHandledPayload): CustomerEvent {
+  return {
+    eventId: notification.handledEventId,
+    type: notification.handledEventType,
+    customerId: notification.customerId,
+    occurredAt: notification.handledEventOccurredAt,
+    handledAt: notification.handledAt,
+    payload: notification.handledEventPayload,
+  };
+}
+
+/** A customer's handled events from the database, oldest first. */
+export async function loadCustomerEvents(db: Database, customerId: string): Promise<CustomerEvent[]> {
+  const envelopes = await listAggregateEvents(db, CUSTOMER_AGGREGATE, customerId, CUSTOMER_EVENT_HANDLED);
+  return envelopes.map((e) => toCustomerEvent(e.payload as CustomerEventHandledPayload));
+}
+
+type Listener = (event: CustomerEvent) => void;
+
+/** Slow subscribers are cut off rather than let the process buffer without bound. */
+const MAX_BUFFERED_PER_SUBSCRIBER = 10_000;
+/** Event ids remembered to drop broker redeliveries and relay duplicates. */
+const RECENT_IDS = 50_000;
+
+/**
+ * The app instance's feed of handled events. Each instance consumes through an exclusive,
+ * auto-deleted queue of its own bound to the exchange, so every instance sees every
+ * notification and can serve any subscriber. A message seen twice (at-least-once delivery) is
+ * passed on once.
+ */
+export class LiveEvents {
+  private readonly listeners = new Set<Listener>();
+  private readonly recent = new Set<string>();
+  private readonly session: ChannelSession;
+
+  constructor(
+    broker: BrokerConnection,
+    topology: Topology,
+    private readonly db: Database,
+    private readonly log: Logger,
+  ) {
+    this.session = new ChannelSession(broker, 'live events', log, async (channel: Channel) => {
+      await channel.assertExchange(topology.exchange, 'topic', { durable: true });
+      const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
+      await channel.bindQueue(queue, topology.exchange, routingKeyOf(CUSTOMER_EVENT_HANDLED));
+      await channel.consume(queue, (message) => message && this.dispatch(message.content), { noAck: true });
+    });
+  }
+
+  start(): void {
+    this.session.start();
+  }
+
+  stop(): Promise<void> {
+    return this.session.stop();
+  }
+
+  /**
+   * Subscribes to handled events, optionally of one customer. With a customer, that customer's
+   * already-handled events come first, from the database, then live ones. The live listener is
+   * registered before the database is read, and live events already sent from the history are
+   * skipped, so an event handled while the history loads is neither missed nor sent twice.
+   */
+  subscribe(customerId: string | undefined): AsyncIterableIterator<CustomerEvent> {
+    const buffer: CustomerEvent[] = [];
+    let wake: (() => void) | undefined;
+    let closed = false;
+    let overflow = false;
+    const listener: Listener = (event) => {
+      if (customerId !== undefined && event.customerId !== customerId) return;
+      if (buffer.length >= MAX_BUFFERED_PER_SUBSCRIBER) overflow = true;
+      else buffer.push(event);
+      wake?.();
+    };
+    this.listeners.add(listener);
+    const listeners = this.listeners;
+    const db = this.db;
+
+    const stream = (async function* () {
+      const history = new Set<string>();
+      try {
+        if (customerId !== undefined) {
+          for (const event of await loadCustomerEvents(db, customerId)) {
+            history.add(event.eventId);
+            yield event;
+          }
+        }
+        while (!closed) {
+          if (overflow) throw new Error('Subscriber too slow: events were dropped');
+          const event = buffer.shift();
+          if (event === undefined) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+            });
+            wake = undefined;
+          } else if (!history.has(event.eventId)) {
+            yield event;
+          }
+        }
+      } finally {
+        listeners.delete(listener);
+      }
+    })();
+
+    // An async generator waiting inside `await` only sees return() at its next yield, which for
+    // a quiet customer may be never; so return() first ends the wait, then the generator.
+    const close = () => {
+      closed = true;
+      listeners.delete(listener);
+      wake?.();
+    };
+    return {
+      next: () => stream.next(),
+      return: (value?: unknown) => {
+        close();
+        return stream.return(value as undefined);
+      },
+      throw: (error?: unknown) => {
+        close();
+        return stream.throw(error);
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
+  private dispatch(content: Buffer): void {
+    let notification: CustomerEventHandledPayload;
+    try {
+      const envelope = JSON.parse(content.toString('utf8')) as {
+        eventId?: string;
+        payload?: CustomerEventHandledPayload;
+      };
+      if (!envelope.eventId || !envelope.payload?.handledEventId)
+        throw new Error('not a handled notification');
+      if (this.recent.has(envelope.eventId)) return;
+      this.remember(envelope.eventId);
+      notification = envelope.payload;
+    } catch (error) {
+      this.log.warn({ err: error }, 'ignored a malformed live event');
+      return;
+    }
+    const event = toCustomerEvent(notification);
+    for (const listener of this.listeners) listener(event);
+  }
+
+  private remember(id: string): void {
+    this.recent.add(id);
+    if (this.recent.size > RECENT_IDS) {
+      // Sets iterate in insertion order: the first entry is the oldest.
+      const oldest = this.recent.values().next().value;
+      if (oldest !== undefined) this.recent.delete(oldest);
+    }
+  }
+}

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
@@ -13,6 +14,7 @@ import { type AppContext, eventHeadersFrom } from './context.js';
 import { formatError } from './errors.js';
 import { limitRules } from './limits.js';
 import type { LiveEvents } from './live.js';
+import { mountPlayground } from './playground.js';
 import { buildSchema } from './schema.js';
 import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
 
@@ -70,6 +72,8 @@ export class AppServer {
         error: (m) => log.error(m),
       },
       plugins: [
+        // The playground (app/playground.ts) replaces Apollo's CDN-loaded landing page.
+        ApolloServerPluginLandingPageDisabled(),
         // Stop accepting connections and wait for in-flight HTTP requests…
         ApolloServerPluginDrainHttpServer({ httpServer: this.httpServer }),
         // …then close the WebSocket clients, which the HTTP drain does not know about.
@@ -97,6 +101,7 @@ export class AppServer {
     });
     app.get('/readyz', this.readyz());
     this.options.routes?.(app);
+    mountPlayground(app);
     app.use(
       '/graphql',
       express.json({ limit: config.http.maxBodyBytes }),

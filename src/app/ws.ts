@@ -9,7 +9,8 @@ import {
   type ValidationRule,
   validate,
 } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
+// Renamed: it is not a React hook, whatever its name tells the linter.
+import { useServer as serveGraphQLWs } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
 import { type AppContext, eventHeadersFrom } from './context.js';
@@ -59,7 +60,7 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
   const rules = [...specifiedRules, ...options.validationRules];
   const refuse = (message: string, code: string) => [new GraphQLError(message, { extensions: { code } })];
 
-  const disposable = useServer<Record<string, unknown> | undefined>(
+  const disposable = serveGraphQLWs<Record<string, unknown> | undefined>(
     {
       schema: options.schema,
       connectionInitWaitTimeout: 10_000,

@@ -1,0 +1,56 @@
+// The playground: GraphiQL talking to this service, queries and mutations over HTTP POST,
+// subscriptions over graphql-ws on the same /graphql path.
+(() => {
+  const httpUrl = new URL('/graphql', window.location.href).href;
+  const wsUrl = httpUrl.replace(/^http/, 'ws');
+  const wsClient = window.graphqlWs.createClient({ url: wsUrl, lazy: true, retryAttempts: 5 });
+  const fetcher = window.GraphiQL.createFetcher({ url: httpUrl, wsClient });
+
+  const examples = [
+    {
+      query: `# 1. Run this first: it streams every event the worker handles.
+subscription Live {
+  onCustomerEvent {
+    eventId
+    type
+    customerId
+    occurredAt
+    handledAt
+    payload
+  }
+}`,
+    },
+    {
+      query: `# 2. Then, in this tab, create a customer and watch tab 1.
+mutation Create($input: CreateCustomerInput!) {
+  createCustomer(input: $input) {
+    eventId
+    customer { id email name createdAt }
+  }
+}`,
+      variables: JSON.stringify({ input: { email: 'ada@example.com', name: 'Ada Lovelace' } }, null, 2),
+    },
+    {
+      query: `query Overview {
+  outboxStats { pending leased published dead oldestPendingAgeSeconds workerDeadLetters }
+  customers(first: 10) {
+    edges { node { id email name createdAt events { eventId type handledAt } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`,
+    },
+  ];
+
+  // ?query=…&variables=… opens the playground on that operation (links, scripted tests).
+  const params = new URLSearchParams(window.location.search);
+  const props = { fetcher, defaultEditorToolsVisibility: true, shouldPersistHeaders: false };
+  if (params.has('query')) {
+    props.query = params.get('query');
+    props.variables = params.get('variables') ?? undefined;
+  } else {
+    props.defaultTabs = examples;
+  }
+
+  const root = window.ReactDOM.createRoot(document.getElementById('graphiql'));
+  root.render(window.React.createElement(window.GraphiQL, props));
+})();

@@ -3,13 +3,20 @@
  * local MySQL and RabbitMQ and prints one JSON line per figure. Not a test: nothing here passes
  * or fails; speeds are reported against a baseline measured in the same run.
  *
+ *   BENCH_CREATES  createCustomer calls of the write benchmark (default 5000)
  *   BENCH_EVENTS   events the relay benchmark seeds and drains (default 50000)
+ *   BENCH_E2E_SECONDS  seconds of each end-to-end rate, 100/s and 500/s (default 20)
  */
+import { runEndToEndBenchmark } from './e2e.js';
 import { runRelayBenchmark } from './relay.js';
+import { runWriteBenchmark } from './write.js';
 
 const wanted = new Set(process.argv.slice(2));
 const all = wanted.size === 0;
 const events = Number(process.env.BENCH_EVENTS ?? 50_000);
 
+if (all || wanted.has('write')) await runWriteBenchmark(Number(process.env.BENCH_CREATES ?? 5000));
 if (all || wanted.has('relay')) await runRelayBenchmark(events);
+if (all || wanted.has('e2e'))
+  await runEndToEndBenchmark([100, 500], Number(process.env.BENCH_E2E_SECONDS ?? 20));
 process.exit(0);

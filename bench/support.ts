@@ -70,3 +70,58 @@ export async function waitUntil(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+export interface ServiceChild {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** The service as its own process (`node --import tsx src/main.ts <roles>`), ready to serve. */
+export async function spawnBenchService(roles: string, env: Record<string, string>): Promise<ServiceChild> {
+  const { spawn } = await import('node:child_process');
+  const { createServer } = await import('node:net');
+  const port = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', roles], {
+    env: {
+      ...process.env,
+      LOG_LEVEL: 'warn',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      RELAY_METRICS_PORT: '0',
+      ...env,
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const base = `http://127.0.0.1:${port}`;
+  await waitUntil(
+    async () => {
+      try {
+        return (await fetch(`${base}/readyz`)).ok;
+      } catch {
+        return false;
+      }
+    },
+    100,
+    60_000,
+  );
+  return {
+    url: `${base}/graphql`,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** p-th percentile (0–100) of already sorted numbers. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index] as number;
+}

@@ -151,6 +151,8 @@ export class ConfirmPublisher implements Publisher {
       try {
         const connection = await this.options.broker.connection(signal);
         const channel = await connection.createConfirmChannel();
+        // Every batch in flight listens for 'close'; many may be in flight at once.
+        channel.setMaxListeners(0);
         channel.on('error', (error: Error) =>
           this.options.log.warn({ err: error }, 'publisher channel error'),
         );

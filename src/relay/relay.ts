@@ -35,6 +35,8 @@ export interface RelayOptions {
 const DB_RETRY_BASE_MS = 100;
 const DB_RETRY_MAX_MS = 5000;
 const SETTLE_ATTEMPTS = 5;
+/** How long published marks of handed-over events are gathered before one statement writes them. */
+const MARK_DELAY_MS = 25;
 
 /**
  * Moves committed outbox events to the broker.
@@ -57,6 +59,8 @@ export class Relay implements Handoff {
   private handedOver: ClaimedEvent[] = [];
   private flushScheduled = false;
   private readonly inFlight = new Set<Promise<void>>();
+  private toMark: number[] = [];
+  private markTimer: NodeJS.Timeout | undefined;
   private readonly stopController = new AbortController();
   private wakeController = new AbortController();
   private lanes: Promise<void>[] = [];
@@ -81,15 +85,7 @@ export class Relay implements Handoff {
     setImmediate(() => {
       this.flushScheduled = false;
       const batch = this.handedOver.splice(0);
-      if (batch.length === 0) return;
-      const work = this.publishAndSettle(batch, this.lease.token, 'handoff').catch((error: unknown) =>
-        this.options.log.error(
-          { err: error },
-          'handed-over batch failed; its lease will expire and a relay retry it',
-        ),
-      );
-      this.inFlight.add(work);
-      void work.finally(() => this.inFlight.delete(work));
+      if (batch.length > 0) this.track(this.publishAndSettle(batch, this.lease.token, 'handoff'));
     });
   }
 
@@ -115,6 +111,8 @@ export class Relay implements Handoff {
       await Promise.all(this.lanes);
       // Anything still waiting for the next tick, then every handed-over batch in flight.
       await new Promise((resolve) => setImmediate(resolve));
+      await Promise.all([...this.inFlight]);
+      this.flushMarks();
       await Promise.all([...this.inFlight]);
       this.options.log.info({ owner: this.owner }, 'relay stopped');
     })();
@@ -204,17 +202,8 @@ export class Relay implements Handoff {
       else failedByError.set(outcome.error, [...(failedByError.get(outcome.error) ?? []), id]);
     });
 
-    const marked = await this.settle('mark published', () => markPublished(db, published, token));
-    if (marked !== undefined) {
-      metrics.published.inc(marked);
-      if (marked < published.length) {
-        metrics.fencedOut.inc(published.length - marked);
-        log.warn(
-          { lane, fenced: published.length - marked },
-          'lease was taken over before settling; left to the new owner',
-        );
-      }
-    }
+    if (lane === 'handoff') this.markLater(published);
+    else await this.markNow(published, token, lane);
     if (stopping) {
       const unsettled = [...failedByError.values()].flat();
       const released = await this.settle('release', () => releaseLeases(db, unsettled, token));
@@ -231,6 +220,54 @@ export class Relay implements Handoff {
         log.warn({ lane, count: failedIds.length, error }, 'publish failed; will retry with back-off');
       }
     }
+  }
+
+  private async markNow(ids: readonly number[], token: string, lane: number | 'handoff'): Promise<void> {
+    const { db, log, metrics } = this.options;
+    const marked = await this.settle('mark published', () => markPublished(db, ids, token));
+    if (marked === undefined) return;
+    metrics.published.inc(marked);
+    if (marked < ids.length) {
+      metrics.fencedOut.inc(ids.length - marked);
+      log.warn(
+        { lane, fenced: ids.length - marked },
+        'lease was taken over before settling; left to the new owner',
+      );
+    }
+  }
+
+  /**
+   * Handed-over events arrive one or two at a time; marking each batch at once would cost a
+   * statement per event. Nothing waits for the mark (the broker already has the message), so
+   * marks are gathered for a few milliseconds and written in one statement. A crash in between
+   * only means the lease expires and the events are published again: a duplicate, never a loss.
+   */
+  private markLater(ids: readonly number[]): void {
+    this.toMark.push(...ids);
+    if (this.toMark.length >= this.options.batchSize) {
+      this.flushMarks();
+      return;
+    }
+    this.markTimer ??= setTimeout(() => this.flushMarks(), MARK_DELAY_MS);
+  }
+
+  private flushMarks(): void {
+    clearTimeout(this.markTimer);
+    this.markTimer = undefined;
+    const ids = this.toMark.splice(0);
+    if (ids.length === 0) return;
+    this.track(this.markNow(ids, this.lease.token, 'handoff'));
+  }
+
+  private track(work: Promise<void>): void {
+    const guarded = work.catch((error: unknown) =>
+      this.options.log.error(
+        { err: error },
+        'handed-over work failed; its lease will expire and a relay retry it',
+      ),
+    );
+    this.inFlight.add(guarded);
+    void guarded.finally(() => this.inFlight.delete(guarded));
   }
 
   /**

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import {
   CUSTOMER_AGGREGATE,
@@ -38,24 +38,23 @@ export const welcomeEmail: Handler = {
       throw new MalformedMessageError('CustomerCreated payload lacks customerId, email or name');
     }
     const { customerId, email, name } = parsed.data;
-    // The event must describe a customer of this database: a message from another environment
-    // (a queue shared by mistake, a restored backup) is parked instead of mailing a stranger.
-    const [customer] = await tx
-      .select({ id: customers.id })
-      .from(customers)
-      .where(eq(customers.id, Number(customerId)))
-      .limit(1);
-    if (!customer || event.aggregateId !== customerId) {
+    if (event.aggregateId !== customerId || !/^[1-9][0-9]{0,15}$/.test(customerId)) {
+      throw new MalformedMessageError('CustomerCreated aggregateId and payload customerId disagree');
+    }
+    // INSERT … SELECT FROM customers: the e-mail is recorded only for a customer of this
+    // database, in one statement. A message from elsewhere (a queue shared by mistake, a
+    // restored backup) inserts nothing and is parked instead of mailing a stranger.
+    const w = welcomeEmails;
+    const [result] = await tx.execute(sql`
+      INSERT INTO ${w} (${sql.identifier(w.customerId.name)}, ${sql.identifier(w.eventId.name)},
+        ${sql.identifier(w.recipient.name)}, ${sql.identifier(w.subject.name)}, ${sql.identifier(w.body.name)},
+        ${sql.identifier(w.sentAt.name)})
+      SELECT ${customers.id}, ${event.eventId}, ${email}, ${`Welcome, ${name}!`},
+        ${`Hello ${name},\n\nthank you for signing up. Your account is ready.\n`}, ${handledAt}
+      FROM ${customers} WHERE ${customers.id} = ${Number(customerId)}`);
+    if (result.affectedRows !== 1) {
       throw new MalformedMessageError(`CustomerCreated for unknown customer ${customerId}`);
     }
-    await tx.insert(welcomeEmails).values({
-      customerId: Number(customerId),
-      eventId: event.eventId,
-      recipient: email,
-      subject: `Welcome, ${name}!`,
-      body: `Hello ${name},\n\nthank you for signing up. Your account is ready.\n`,
-      sentAt: handledAt,
-    });
   },
 };
 

@@ -19,9 +19,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
-# --- source: the files the service reads at run time, gathered in one place so that an optional
-# directory (public/, a playground that may be added later) does not make the build fail when it
-# is absent. .dockerignore keeps node_modules, tests and the like out of the context.
+# --- source: the files the service reads at run time (src/, schema.graphql, drizzle/ and the
+# playground's own files in public/). .dockerignore keeps node_modules, tests and the like out.
 FROM ${NODE_IMAGE} AS source
 WORKDIR /src
 COPY . .

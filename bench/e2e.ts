@@ -8,7 +8,14 @@
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { createBenchDatabase, percentile, report, round, spawnBenchService } from './support.js';
+import {
+  createBenchDatabase,
+  deleteBrokerObjects,
+  percentile,
+  report,
+  round,
+  spawnBenchService,
+} from './support.js';
 
 const ms = (value: number) => round(value, 1);
 
@@ -126,5 +133,6 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
     await client.dispose();
     await service.stop();
     await db.drop();
+    await deleteBrokerObjects(`bench.e2e.${suffix}`, `bench.e2e.worker.${suffix}`);
   }
 }

@@ -79,30 +79,29 @@ export interface ServiceChild {
 /** The service as its own process (`node --import tsx src/main.ts <roles>`), ready to serve. */
 export async function spawnBenchService(roles: string, env: Record<string, string>): Promise<ServiceChild> {
   const { spawn } = await import('node:child_process');
-  const { createServer } = await import('node:net');
-  const port = await new Promise<number>((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
+  const port = await freePort();
+  const metricsPort = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', roles], {
     env: {
       ...process.env,
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
       PORT: String(port),
-      RELAY_METRICS_PORT: '0',
+      RELAY_METRICS_PORT: String(metricsPort),
       ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const base = `http://127.0.0.1:${port}`;
+  // The app role answers /readyz; a standalone relay or worker only /healthz, on its metrics port.
+  const healthUrl = roles.split(',').includes('app')
+    ? `${base}/readyz`
+    : `http://127.0.0.1:${metricsPort}/healthz`;
   await waitUntil(
     async () => {
       try {
-        return (await fetch(`${base}/readyz`)).ok;
+        return (await fetch(healthUrl)).ok;
       } catch {
         return false;
       }
@@ -119,9 +118,39 @@ export async function spawnBenchService(roles: string, env: Record<string, strin
   };
 }
 
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
 /** p-th percentile (0–100) of already sorted numbers. */
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[index] as number;
+}
+
+/** Deletes what a benchmark's service declared on the broker, so runs leave nothing behind. */
+export async function deleteBrokerObjects(exchange: string, workerQueue: string): Promise<void> {
+  const { default: amqp } = await import('amqplib');
+  const connection = await amqp.connect(BENCH_AMQP_URL);
+  try {
+    for (const queue of [workerQueue, `${workerQueue}.retry`, `${workerQueue}.dead`]) {
+      const channel = await connection.createChannel();
+      await channel.deleteQueue(queue).catch(() => {});
+      await channel.close().catch(() => {});
+    }
+    for (const name of [exchange, `${exchange}.wakeup`]) {
+      const channel = await connection.createChannel();
+      await channel.deleteExchange(name).catch(() => {});
+      await channel.close().catch(() => {});
+    }
+  } finally {
+    await connection.close();
+  }
 }

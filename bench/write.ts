@@ -6,7 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import mysql from 'mysql2/promise';
-import { createBenchDatabase, report, round, spawnBenchService } from './support.js';
+import { createBenchDatabase, deleteBrokerObjects, report, round, spawnBenchService } from './support.js';
 
 const CONCURRENCY = 32;
 
@@ -101,5 +101,6 @@ export async function runWriteBenchmark(total: number): Promise<void> {
   } finally {
     await service.stop();
     await db.drop();
+    await deleteBrokerObjects(`bench.write.${suffix}`, `bench.write.worker.${suffix}`);
   }
 }

@@ -2,7 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../src/service.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { countRows, INTERNALS, parseJsonColumn } from './support/rows.js';
-import { type GraphQLResponse, graphql, testConfig, testLogger, uniqueSuffix } from './support/service.js';
+import {
+  type GraphQLResponse,
+  graphql,
+  stopAndClean,
+  testConfig,
+  testLogger,
+  uniqueSuffix,
+} from './support/service.js';
 
 const CREATE = /* GraphQL */ `
   mutation Create($input: CreateCustomerInput!) {
@@ -74,7 +81,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await service?.stop();
+  await stopAndClean(service);
   await db?.drop();
 });
 

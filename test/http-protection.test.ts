@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../src/service.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { countRows, INTERNALS } from './support/rows.js';
-import { graphql, testConfig, testLogger, uniqueSuffix } from './support/service.js';
+import { graphql, stopAndClean, testConfig, testLogger, uniqueSuffix } from './support/service.js';
 import { waitFor } from './support/wait.js';
 
 const MAX_BODY_BYTES = 2048;
@@ -58,7 +58,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await service?.stop();
+  await stopAndClean(service);
   await db?.drop();
 });
 

@@ -3,9 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../src/service.js';
-import { deleteBrokerObjects } from './support/broker.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { testConfig, testLogger } from './support/service.js';
+import { stopAndClean, testConfig, testLogger } from './support/service.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOT = fileURLToPath(new URL('../docs/playground.png', import.meta.url));
@@ -34,15 +33,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await service?.stop();
+  await stopAndClean(service);
   await db?.drop();
-  if (service) {
-    const t = service.topology;
-    await deleteBrokerObjects({
-      queues: [t.workerQueue, t.workerRetryQueue, t.workerDeadLetterQueue],
-      exchanges: [t.exchange, t.wakeupExchange],
-    });
-  }
 });
 
 /** A fresh browser context (own storage) on the playground; records every request it makes. */

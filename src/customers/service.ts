@@ -87,17 +87,16 @@ export async function createCustomer(
   return { customer, eventId };
 }
 
+/** What the API shows of a customer (not the normalized e-mail). */
+const customerColumns = {
+  id: customers.id,
+  email: customers.email,
+  name: customers.name,
+  createdAt: customers.createdAt,
+};
+
 export async function findCustomer(db: Database, id: number): Promise<Customer | undefined> {
-  const [row] = await db
-    .select({
-      id: customers.id,
-      email: customers.email,
-      name: customers.name,
-      createdAt: customers.createdAt,
-    })
-    .from(customers)
-    .where(eq(customers.id, id))
-    .limit(1);
+  const [row] = await db.select(customerColumns).from(customers).where(eq(customers.id, id)).limit(1);
   return row;
 }
 
@@ -111,12 +110,7 @@ export async function listCustomers(
   afterId: number | undefined,
 ): Promise<Page<Customer>> {
   const rows = await db
-    .select({
-      id: customers.id,
-      email: customers.email,
-      name: customers.name,
-      createdAt: customers.createdAt,
-    })
+    .select(customerColumns)
     .from(customers)
     .where(afterId === undefined ? undefined : gt(customers.id, afterId))
     .orderBy(asc(customers.id))

@@ -46,6 +46,8 @@ export interface OutboxStats {
 }
 
 const now = sql`NOW(3)`;
+/** The lease columns of a row nobody holds. */
+const noLease = { leaseOwner: null, leaseToken: null, leaseExpiresAt: null } as const;
 
 /**
  * `id IN (1,2,3)` with the ids inlined. The relay's statements carry hundreds of ids; as bound
@@ -214,7 +216,7 @@ export async function markPublished(
   if (ids.length === 0) return 0;
   const [result] = await db
     .update(outbox)
-    .set({ publishedAt: now, leaseOwner: null, leaseToken: null, leaseExpiresAt: null })
+    .set({ publishedAt: now, ...noLease })
     .where(and(idIn(ids), eq(outbox.leaseToken, leaseToken)));
   return result.affectedRows;
 }
@@ -247,7 +249,7 @@ export async function markFailed(
       if (rows.length === 0) return [];
       const dying = rows.filter((r) => r.attempts + 1 >= policy.maxAttempts).map((r) => r.id);
       const retrying = rows.filter((r) => r.attempts + 1 < policy.maxAttempts).map((r) => r.id);
-      const released = { leaseOwner: null, leaseToken: null, leaseExpiresAt: null, lastError } as const;
+      const released = { ...noLease, lastError };
       // Separate statements, each reading `attempts` before it is incremented: MySQL evaluates
       // SET assignments left to right, so one statement would see a half-updated row.
       if (dying.length > 0) {
@@ -284,7 +286,7 @@ export async function releaseLeases(
   if (ids.length === 0) return 0;
   const [result] = await db
     .update(outbox)
-    .set({ leaseOwner: null, leaseToken: null, leaseExpiresAt: null, nextAttemptAt: now })
+    .set({ ...noLease, nextAttemptAt: now })
     .where(and(idIn(ids), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)));
   return result.affectedRows;
 }

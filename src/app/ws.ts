@@ -63,6 +63,9 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
   const disposable = serveGraphQLWs<Record<string, unknown> | undefined>(
     {
       schema: options.schema,
+      // Decided by our configuration, not by graphql-ws reading NODE_ENV on its own: outside
+      // development, errors thrown in its message handling close the socket without details.
+      isProd: !options.exposeInternals,
       connectionInitWaitTimeout: 10_000,
       onConnect: async (ctx) => {
         if (!options.authenticate) return true;

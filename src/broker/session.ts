@@ -65,6 +65,12 @@ export class ChannelSession<C extends Channel = Channel> {
           this.log.warn({ err: error, session: this.name }, 'channel error'),
         );
         await this.setup(channel);
+        if (signal.aborted) {
+          // stop() came while the channel was being set up: it had no channel to close, so
+          // close it here instead of starting to consume after the stop.
+          await channel.close().catch(() => {});
+          return;
+        }
         this.channel = channel;
         failures = 0;
         await closed;

@@ -1,0 +1,82 @@
+import { graphql, uniqueSuffix } from './service.js';
+
+export const CREATE_CUSTOMER = /* GraphQL */ `
+  mutation Create($input: CreateCustomerInput!) {
+    createCustomer(input: $input) {
+      eventId
+      customer { id email name createdAt }
+    }
+  }
+`;
+
+export interface CreatedCustomer {
+  readonly customerId: string;
+  readonly eventId: string;
+  readonly email: string;
+  readonly name: string;
+  readonly createdAt: string;
+}
+
+/** Creates a customer with a unique e-mail over HTTP; fails loudly on any GraphQL error. */
+export async function createCustomer(url: string, label = 'customer'): Promise<CreatedCustomer> {
+  const email = `${label}.${uniqueSuffix()}@example.com`;
+  const name = `Test ${label}`;
+  const response = await graphql<{
+    createCustomer: {
+      eventId: string;
+      customer: { id: string; email: string; name: string; createdAt: string };
+    };
+  }>(url, CREATE_CUSTOMER, { input: { email, name } });
+  const created = response.data?.createCustomer;
+  if (response.errors || !created) {
+    throw new Error(`createCustomer failed: ${JSON.stringify(response)}`);
+  }
+  return {
+    customerId: created.customer.id,
+    eventId: created.eventId,
+    email,
+    name,
+    createdAt: created.customer.createdAt,
+  };
+}
+
+/**
+ * A CustomerCreated message body as the broker contract describes it (src/relay/message.ts),
+ * for publishing by hand: a later event of an existing customer, or a malformed variant.
+ */
+export function customerCreatedEnvelope(
+  customer: { customerId: string; email: string; name: string },
+  eventId: string,
+): Record<string, unknown> {
+  const now = new Date().toISOString();
+  return {
+    eventId,
+    type: 'CustomerCreated',
+    aggregateType: 'Customer',
+    aggregateId: customer.customerId,
+    sequence: 1,
+    occurredAt: now,
+    payload: { customerId: customer.customerId, email: customer.email, name: customer.name, createdAt: now },
+  };
+}
+
+export interface HandledEvent {
+  readonly eventId: string;
+  readonly type: string;
+  readonly customerId: string;
+  readonly occurredAt: string;
+  readonly handledAt: string;
+  readonly payload: Record<string, unknown>;
+}
+
+/** The customerEvents query: a customer's handled events, oldest first. */
+export async function customerEvents(url: string, customerId: string): Promise<HandledEvent[]> {
+  const response = await graphql<{ customerEvents: HandledEvent[] }>(
+    url,
+    'query($id: ID!) { customerEvents(customerId: $id) { eventId type customerId occurredAt handledAt payload } }',
+    { id: customerId },
+  );
+  if (response.errors || !response.data)
+    throw new Error(`customerEvents failed: ${JSON.stringify(response)}`);
+  return response.data.customerEvents;
+}

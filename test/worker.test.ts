@@ -1,0 +1,326 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config/index.js';
+import { type RunningService, type ServiceOptions, startService } from '../src/service.js';
+import type { Handler } from '../src/worker/handlers.js';
+import { welcomeEmail } from '../src/worker/handlers.js';
+import { connectTestBroker, sameProperties, type TestBroker } from './support/amqp.js';
+import { deleteBrokerObjects } from './support/broker.js';
+import { createCustomer, customerCreatedEnvelope } from './support/customers.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { parseJsonColumn } from './support/rows.js';
+import { graphql, testConfig, testLogger } from './support/service.js';
+import { waitFor } from './support/wait.js';
+
+let db: TestDatabase;
+let broker: TestBroker;
+const running: RunningService[] = [];
+/** Every exchange and queue a service of this file declared, deleted in afterAll. */
+const brokerObjects = { queues: [] as string[], exchanges: [] as string[] };
+
+interface Started {
+  readonly service: RunningService;
+  readonly config: Config;
+  readonly url: string;
+  readonly workerQueue: string;
+  readonly retryQueue: string;
+  readonly deadQueue: string;
+  readonly exchange: string;
+}
+
+/** A service with the given roles on its own exchange and worker queues (fresh names per call). */
+async function start(env: Record<string, string> = {}, options: ServiceOptions = {}): Promise<Started> {
+  const config = testConfig(db.url, { ROLES: 'app,relay,worker', ...env });
+  const queue = config.worker.queue;
+  brokerObjects.queues.push(queue, `${queue}.retry`, `${queue}.dead`);
+  brokerObjects.exchanges.push(config.exchange, `${config.exchange}.wakeup`);
+  const service = await startService(config, testLogger(), options);
+  running.push(service);
+  // startService returns before the worker's channel is set up: wait until it consumes, so
+  // the exchange, its queues and bindings exist before the test publishes anything.
+  await waitFor('the worker to consume', async () => (await broker.consumerCount(queue)) > 0);
+  return {
+    service,
+    config,
+    url: service.app?.url ?? '',
+    workerQueue: service.topology.workerQueue,
+    retryQueue: service.topology.workerRetryQueue,
+    deadQueue: service.topology.workerDeadLetterQueue,
+    exchange: service.topology.exchange,
+  };
+}
+
+/** worker_messages_total by outcome, as this service counted them. */
+async function outcomes(service: RunningService): Promise<Record<string, number>> {
+  const { values } = await service.metrics.workerHandled.get();
+  return Object.fromEntries(values.map((v) => [String(v.labels.outcome), v.value]));
+}
+
+async function count(sql: string, params: unknown[]): Promise<number> {
+  const [row] = await db.query<{ n: number | string }>(sql, params);
+  return Number(row?.n ?? Number.NaN);
+}
+
+const inboxRows = (messageId: string) =>
+  count('SELECT COUNT(*) AS n FROM inbox WHERE message_id = ?', [messageId]);
+const welcomeEmails = (customerId: string) =>
+  count('SELECT COUNT(*) AS n FROM welcome_emails WHERE customer_id = ?', [customerId]);
+const notifications = (customerId: string) =>
+  count(
+    "SELECT COUNT(*) AS n FROM outbox WHERE type = 'CustomerEventHandled' AND aggregate_type = 'Customer' AND aggregate_id = ?",
+    [customerId],
+  );
+
+const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+/** A handler that counts its calls, fails the first `failures` of them, then does the real work. */
+function flakyHandler(name: string, failures: number) {
+  const calls: number[] = [];
+  const handler: Handler = {
+    name,
+    async handle(tx, event, handledAt) {
+      calls.push(performance.now());
+      if (calls.length <= failures) throw new Error('boom');
+      await welcomeEmail.handle(tx, event, handledAt);
+    },
+  };
+  return { handler, calls };
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase('worker');
+  broker = await connectTestBroker();
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.stop()));
+});
+
+afterAll(async () => {
+  await broker?.close();
+  await db?.drop();
+  await deleteBrokerObjects(brokerObjects);
+});
+
+describe('worker: idempotent receiver', () => {
+  it('the same message published four times: one inbox row, one e-mail, one notification', async () => {
+    const { service, url, exchange, workerQueue } = await start();
+    // The message exactly as the relay put it on the exchange: body bytes and properties.
+    const captured = await broker.capture(exchange, 'customer.created');
+    const customer = await createCustomer(url, 'dup');
+
+    const original = await waitFor('the CustomerCreated message on the exchange', () =>
+      captured.find((m) => m.properties.messageId === customer.eventId),
+    );
+    await waitFor('the first delivery to be handled', async () => (await outcomes(service)).handled === 1);
+    expect(await welcomeEmails(customer.customerId)).toBe(1);
+
+    for (let i = 0; i < 3; i++) {
+      await broker.publish(exchange, original.fields.routingKey, original.content, sameProperties(original));
+    }
+
+    await waitFor('the three copies to be settled as duplicates', async () => {
+      const o = await outcomes(service);
+      return o.duplicate === 3 && (await broker.messageCount(workerQueue)) === 0;
+    });
+    // The copies really went through the exchange: the bound test queue saw four in all.
+    expect(captured.filter((m) => m.properties.messageId === customer.eventId)).toHaveLength(4);
+    expect(await outcomes(service)).toEqual({ handled: 1, duplicate: 3 });
+    expect(
+      await count('SELECT COUNT(*) AS n FROM inbox WHERE consumer = ? AND message_id = ?', [
+        workerQueue,
+        customer.eventId,
+      ]),
+    ).toBe(1);
+    expect(await welcomeEmails(customer.customerId)).toBe(1);
+    expect(await notifications(customer.customerId)).toBe(1);
+    const [email] = await db.query<{ event_id: string; recipient: string }>(
+      'SELECT event_id, recipient FROM welcome_emails WHERE customer_id = ?',
+      [customer.customerId],
+    );
+    expect(email).toEqual({ event_id: customer.eventId, recipient: customer.email });
+  });
+
+  it('a malformed message is parked at once and the worker keeps consuming', async () => {
+    const { service, url, exchange, workerQueue, deadQueue, retryQueue } = await start();
+    const ids = {
+      badJson: randomUUID(),
+      unknownType: randomUUID(),
+      missingFields: randomUUID(),
+      idMismatch: randomUUID(),
+      unknownCustomer: randomUUID(),
+    };
+    const sent = new Map<string, Buffer>([
+      [ids.badJson, Buffer.from('{"eventId": nope')],
+      [
+        ids.unknownType,
+        json({
+          ...customerCreatedEnvelope({ customerId: '1', email: 'x@example.com', name: 'X' }, ids.unknownType),
+          type: 'CustomerDeleted',
+        }),
+      ],
+      [ids.missingFields, json({ eventId: ids.missingFields, type: 'CustomerCreated' })],
+      [
+        ids.idMismatch,
+        json(customerCreatedEnvelope({ customerId: '1', email: 'x@example.com', name: 'X' }, randomUUID())),
+      ],
+      [
+        ids.unknownCustomer,
+        json(
+          customerCreatedEnvelope(
+            { customerId: '99999999', email: 'x@example.com', name: 'X' },
+            ids.unknownCustomer,
+          ),
+        ),
+      ],
+    ]);
+    for (const [messageId, content] of sent) {
+      const options = { messageId, contentType: 'application/json', persistent: true };
+      // One through the exchange as a relay would send it, the others straight to the queue.
+      if (messageId === ids.unknownCustomer)
+        await broker.publish(exchange, 'customer.created', content, options);
+      else await broker.sendToQueue(workerQueue, content, options);
+    }
+
+    await waitFor('all five to be parked', async () => (await outcomes(service)).parked === 5);
+    await waitFor(
+      'the dead-letter queue to hold them',
+      async () => (await broker.messageCount(deadQueue)) === 5,
+    );
+    expect(await broker.messageCount(retryQueue)).toBe(0);
+
+    const parked = await broker.drain(deadQueue);
+    const byId = new Map(parked.map((m) => [String(m.properties.messageId), m]));
+    expect(new Set(byId.keys())).toEqual(new Set(sent.keys()));
+    const lastError = (id: string) => String(byId.get(id)?.properties.headers?.['x-last-error']);
+    expect(lastError(ids.badJson)).toBe('MalformedMessageError: body is not JSON');
+    expect(lastError(ids.unknownType)).toBe(
+      'MalformedMessageError: no handler for event type "CustomerDeleted"',
+    );
+    expect(lastError(ids.missingFields)).toMatch(
+      /^MalformedMessageError: envelope (aggregateType|aggregateId)/,
+    );
+    expect(lastError(ids.idMismatch)).toBe(
+      'MalformedMessageError: messageId does not match the envelope eventId',
+    );
+    expect(lastError(ids.unknownCustomer)).toBe(
+      'MalformedMessageError: CustomerCreated for unknown customer 99999999',
+    );
+    for (const [id, content] of sent) {
+      const message = byId.get(id);
+      // Parked on the first delivery (no retries for what retrying cannot fix), body untouched.
+      expect(message?.properties.headers?.['x-attempts']).toBe(1);
+      expect(message?.content.equals(content)).toBe(true);
+      // The failed transaction left no inbox row behind.
+      expect(await inboxRows(id)).toBe(0);
+    }
+
+    // The worker is still consuming: a valid customer created afterwards gets its e-mail.
+    const customer = await createCustomer(url, 'after-poison');
+    await waitFor(
+      'the valid customer to be handled',
+      async () => (await welcomeEmails(customer.customerId)) === 1,
+    );
+    expect(await inboxRows(customer.eventId)).toBe(1);
+    expect(await outcomes(service)).toEqual({ parked: 5, handled: 1 });
+    expect(await broker.messageCount(workerQueue)).toBe(0);
+  });
+
+  it('a failing handler is retried after the retry delay, then parked with x-attempts = WORKER_MAX_ATTEMPTS', async () => {
+    const { handler, calls } = flakyHandler('always-fails', Number.POSITIVE_INFINITY);
+    const { service, url, deadQueue, retryQueue, workerQueue } = await start(
+      { WORKER_MAX_ATTEMPTS: '3', WORKER_RETRY_DELAY_MS: '100' },
+      { handlers: { CustomerCreated: handler } },
+    );
+    const customer = await createCustomer(url, 'always-fails');
+
+    await waitFor('the message to be parked', async () => (await outcomes(service)).parked === 1);
+    await waitFor(
+      'the dead-letter queue to hold it',
+      async () => (await broker.messageCount(deadQueue)) === 1,
+    );
+    const [dead, ...more] = await broker.drain(deadQueue);
+    expect(more).toHaveLength(0);
+    expect(dead?.properties.messageId).toBe(customer.eventId);
+    expect(dead?.properties.headers?.['x-attempts']).toBe(3);
+    expect(dead?.properties.headers?.['x-last-error']).toBe('Error: boom');
+    expect(JSON.parse(String(dead?.content))).toMatchObject({
+      eventId: customer.eventId,
+      type: 'CustomerCreated',
+      aggregateId: customer.customerId,
+    });
+
+    expect(calls).toHaveLength(3);
+    // Each retry waited out WORKER_RETRY_DELAY_MS in the retry queue.
+    expect((calls[1] as number) - (calls[0] as number)).toBeGreaterThanOrEqual(100);
+    expect((calls[2] as number) - (calls[1] as number)).toBeGreaterThanOrEqual(100);
+    expect(await outcomes(service)).toEqual({ retried: 2, parked: 1 });
+    expect(await welcomeEmails(customer.customerId)).toBe(0);
+    expect(await notifications(customer.customerId)).toBe(0);
+    expect(await inboxRows(customer.eventId)).toBe(0);
+    expect(await broker.messageCount(retryQueue)).toBe(0);
+    expect(await broker.messageCount(workerQueue)).toBe(0);
+  });
+
+  it('a handler that fails twice then succeeds: the message is handled once, after two retries', async () => {
+    const { handler, calls } = flakyHandler('flaky-welcome-email', 2);
+    const { service, url, deadQueue } = await start(
+      { WORKER_MAX_ATTEMPTS: '3', WORKER_RETRY_DELAY_MS: '100' },
+      { handlers: { CustomerCreated: handler } },
+    );
+    const customer = await createCustomer(url, 'flaky');
+
+    await waitFor('the handled notification', async () => (await notifications(customer.customerId)) === 1);
+    await waitFor('the success to be counted', async () => (await outcomes(service)).handled === 1);
+    expect(calls).toHaveLength(3);
+    expect(await outcomes(service)).toEqual({ retried: 2, handled: 1 });
+    expect(await welcomeEmails(customer.customerId)).toBe(1);
+    expect(await inboxRows(customer.eventId)).toBe(1);
+    expect(await broker.messageCount(deadQueue)).toBe(0);
+    const [row] = await db.query<{ payload: unknown }>(
+      "SELECT payload FROM outbox WHERE type = 'CustomerEventHandled' AND aggregate_id = ?",
+      [customer.customerId],
+    );
+    expect(parseJsonColumn(row?.payload)).toMatchObject({
+      handledEventId: customer.eventId,
+      handler: 'flaky-welcome-email',
+      outcome: 'succeeded',
+    });
+  });
+
+  it('outboxStats.workerDeadLetters reports the dead-letter queue message count, and null when it cannot be read', async () => {
+    const { service, url, workerQueue, deadQueue } = await start();
+    const deadLetters = async () =>
+      (
+        await graphql<{ outboxStats: { workerDeadLetters: number | null } }>(
+          url,
+          '{ outboxStats { workerDeadLetters } }',
+        )
+      ).data?.outboxStats.workerDeadLetters;
+
+    expect(await broker.messageCount(deadQueue)).toBe(0);
+    expect(await deadLetters()).toBe(0);
+
+    for (let i = 0; i < 2; i++) {
+      await broker.sendToQueue(workerQueue, Buffer.from('not json'), { messageId: `junk-${i}` });
+    }
+    await waitFor('both to be parked', async () => (await outcomes(service)).parked === 2);
+    await waitFor(
+      'the dead-letter queue to show them',
+      async () => (await broker.messageCount(deadQueue)) === 2,
+    );
+    expect(await deadLetters()).toBe(2);
+
+    await broker.drain(deadQueue);
+    expect(await deadLetters()).toBe(0);
+
+    // The broker cannot say (the queue is gone): null, not 0 and not an error.
+    await deleteBrokerObjects({ queues: [deadQueue] });
+    const response = await graphql<{ outboxStats: { workerDeadLetters: number | null } }>(
+      url,
+      '{ outboxStats { workerDeadLetters } }',
+    );
+    expect(response.errors).toBeUndefined();
+    expect(response.data?.outboxStats.workerDeadLetters).toBeNull();
+  });
+});

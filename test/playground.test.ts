@@ -49,6 +49,7 @@ async function openPlayground(path: string): Promise<{ page: Page; requests: str
   return { page, requests };
 }
 
+// biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText, the text as shown, is what a user reads.
 const resultText = (page: Page) => page.locator('.result-window').innerText();
 
 describe('playground', () => {

@@ -74,13 +74,13 @@ const notifications = (customerId: string) =>
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
 /** A handler that counts its calls, fails the first `failures` of them, then does the real work. */
-function flakyHandler(name: string, failures: number) {
+function flakyHandler(name: string, failures: number, fault: () => Error = () => new Error('boom')) {
   const calls: number[] = [];
   const handler: Handler = {
     name,
     async handle(tx, event, handledAt) {
       calls.push(performance.now());
-      if (calls.length <= failures) throw new Error('boom');
+      if (calls.length <= failures) throw fault();
       await welcomeEmail.handle(tx, event, handledAt);
     },
   };
@@ -286,6 +286,28 @@ describe('worker: idempotent receiver', () => {
       handler: 'flaky-welcome-email',
       outcome: 'succeeded',
     });
+  });
+
+  it('a lost database connection is retried without counting attempts: never parked for an outage', async () => {
+    // The error mysql2 raises when the server goes away mid-transaction.
+    const connectionLost = () =>
+      Object.assign(new Error('Connection lost: The server closed the connection.'), {
+        code: 'PROTOCOL_CONNECTION_LOST',
+      });
+    const { handler, calls } = flakyHandler('outage-welcome-email', 3, connectionLost);
+    const { service, url, deadQueue } = await start(
+      { WORKER_MAX_ATTEMPTS: '2', WORKER_RETRY_DELAY_MS: '50' },
+      { handlers: { CustomerCreated: handler } },
+    );
+    const customer = await createCustomer(url, 'outage');
+
+    await waitFor('the handled notification', async () => (await notifications(customer.customerId)) === 1);
+    // Three failures with a limit of two attempts, and still handled: the outage did not count.
+    expect(calls).toHaveLength(4);
+    await waitFor('the success to be counted', async () => (await outcomes(service)).handled === 1);
+    expect(await outcomes(service)).toEqual({ retried: 3, handled: 1 });
+    expect(await welcomeEmails(customer.customerId)).toBe(1);
+    expect(await broker.messageCount(deadQueue)).toBe(0);
   });
 
   it('outboxStats.workerDeadLetters reports the dead-letter queue message count, and null when it cannot be read', async () => {

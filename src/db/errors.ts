@@ -1,8 +1,15 @@
 /** MySQL/MariaDB error numbers we act on. Classified by number, never by message text. */
 export const MysqlErrno = {
+  TOO_MANY_CONNECTIONS: 1040,
+  SERVER_SHUTDOWN: 1053,
   DUPLICATE_KEY: 1062,
   LOCK_WAIT_TIMEOUT: 1205,
   DEADLOCK: 1213,
+  READ_ONLY: 1290,
+  CANNOT_CONNECT: 2002,
+  CANNOT_CONNECT_TCP: 2003,
+  SERVER_GONE: 2006,
+  LOST_CONNECTION: 2013,
 } as const;
 
 /** Finds the driver's error number anywhere in a cause chain (Drizzle wraps driver errors). */
@@ -17,8 +24,35 @@ export function mysqlErrno(error: unknown): number | undefined {
 
 export const isDuplicateKey = (error: unknown): boolean => mysqlErrno(error) === MysqlErrno.DUPLICATE_KEY;
 
-/** Errors after which running the same transaction again is the documented remedy. */
-export const isRetryableTransactionError = (error: unknown): boolean => {
-  const errno = mysqlErrno(error);
-  return errno === MysqlErrno.DEADLOCK || errno === MysqlErrno.LOCK_WAIT_TIMEOUT;
-};
+/** Driver codes of a connection that failed or was lost: the server is away, not the query wrong. */
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+]);
+/** Server errors that mean "try again later": shutting down, too many connections, read-only. */
+const TRANSIENT_ERRNOS = new Set<number>([
+  MysqlErrno.TOO_MANY_CONNECTIONS,
+  MysqlErrno.SERVER_SHUTDOWN,
+  MysqlErrno.LOCK_WAIT_TIMEOUT,
+  MysqlErrno.DEADLOCK,
+  MysqlErrno.READ_ONLY,
+  MysqlErrno.CANNOT_CONNECT,
+  MysqlErrno.CANNOT_CONNECT_TCP,
+  MysqlErrno.SERVER_GONE,
+  MysqlErrno.LOST_CONNECTION,
+]);
+
+/** The database is unreachable or asked us to retry; says nothing about the data. */
+export function isTransientDatabaseError(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e !== null && typeof e === 'object' && depth < 8; depth++) {
+    const { code, errno } = e as { code?: unknown; errno?: unknown };
+    if (typeof code === 'string' && CONNECTION_CODES.has(code)) return true;
+    if (typeof errno === 'number' && TRANSIENT_ERRNOS.has(errno)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -4,7 +4,7 @@ import type { BrokerConnection } from '../broker/connection.js';
 import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
 import type { Database } from '../db/client.js';
-import { isDuplicateKey } from '../db/errors.js';
+import { isDuplicateKey, isTransientDatabaseError } from '../db/errors.js';
 import { inbox } from '../db/schema.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
@@ -149,19 +149,23 @@ export class Worker {
     try {
       return await this.handle(envelope, handler, message);
     } catch (error) {
-      if (error instanceof MalformedMessageError || attempts >= maxAttempts) {
-        await this.park(channel, message, error, attempts);
+      // The database being away (restart, failover, deadlock) is nobody's fault in the message:
+      // it waits in the retry queue like any failure but the attempt is not counted, so a long
+      // outage delays messages without ever parking them.
+      const counted = isTransientDatabaseError(error) ? attempts - 1 : attempts;
+      if (error instanceof MalformedMessageError || counted >= maxAttempts) {
+        await this.park(channel, message, error, counted);
         return 'parked';
       }
       log.warn(
-        { err: error, eventId: envelope.eventId, attempts, retryInMs: retryDelayMs },
+        { err: error, eventId: envelope.eventId, attempts: counted, retryInMs: retryDelayMs },
         'handler failed; retrying later',
       );
       await this.send(channel, topology.workerRetryQueue, message, {
         expiration: String(retryDelayMs),
         headers: {
           ...message.properties.headers,
-          [ATTEMPTS_HEADER]: attempts,
+          [ATTEMPTS_HEADER]: counted,
           [ERROR_HEADER]: errorText(error),
         },
       });

@@ -10,7 +10,7 @@ import {
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import { routingKeyOf } from '../outbox/event.js';
-import { listAggregateEvents } from '../outbox/store.js';
+import { listAggregateEvents, listEventsSince } from '../outbox/store.js';
 
 /** What onCustomerEvent and customerEvents return: one handled event. */
 export interface CustomerEvent {
@@ -45,6 +45,8 @@ type Listener = (event: CustomerEvent) => void;
 const MAX_BUFFERED_PER_SUBSCRIBER = 10_000;
 /** Event ids remembered to drop broker redeliveries and relay duplicates. */
 const RECENT_IDS = 50_000;
+/** How far before the moment the broker was lost a catch-up starts reading. */
+const CATCH_UP_MARGIN_MS = 10_000;
 
 /**
  * The app instance's feed of handled events. Each instance consumes through an exclusive,
@@ -68,7 +70,30 @@ export class LiveEvents {
       const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
       await channel.bindQueue(queue, topology.exchange, routingKeyOf(CUSTOMER_EVENT_HANDLED));
       await channel.consume(queue, (message) => message && this.dispatch(message.content), { noAck: true });
+      channel.once('close', () => {
+        this.lostAt ??= new Date();
+      });
+      // Back after losing the broker: the queue was exclusive, so it died with the connection
+      // and every notification published meanwhile went past this instance. Read them from the
+      // outbox; the duplicate filter drops the ones that were delivered after all.
+      if (this.lostAt) void this.catchUp(this.lostAt);
     });
+  }
+
+  private lostAt: Date | undefined;
+
+  private async catchUp(lostAt: Date): Promise<void> {
+    // Notifications carry the worker's clock; the margin absorbs skew between machines.
+    const since = new Date(lostAt.getTime() - CATCH_UP_MARGIN_MS);
+    try {
+      const missed = await listEventsSince(this.db, CUSTOMER_EVENT_HANDLED, since, RECENT_IDS);
+      for (const envelope of missed) this.dispatchNotification(envelope.eventId, envelope.payload);
+      this.lostAt = undefined;
+      this.log.info({ since, replayed: missed.length }, 'live events caught up after reconnecting');
+    } catch (error) {
+      // Left set: the next reconnect tries again from the same moment.
+      this.log.warn({ err: error }, 'could not catch up on live events');
+    }
   }
 
   start(): void {
@@ -150,22 +175,25 @@ export class LiveEvents {
   }
 
   private dispatch(content: Buffer): void {
-    let notification: CustomerEventHandledPayload;
+    let envelope: { eventId?: unknown; payload?: unknown };
     try {
-      const envelope = JSON.parse(content.toString('utf8')) as {
-        eventId?: string;
-        payload?: CustomerEventHandledPayload;
-      };
-      if (!envelope.eventId || !envelope.payload?.handledEventId)
-        throw new Error('not a handled notification');
-      if (this.recent.has(envelope.eventId)) return;
-      this.remember(envelope.eventId);
-      notification = envelope.payload;
+      envelope = JSON.parse(content.toString('utf8'));
     } catch (error) {
-      this.log.warn({ err: error }, 'ignored a malformed live event');
+      this.log.warn({ err: error }, 'ignored a live event that is not JSON');
       return;
     }
-    const event = toCustomerEvent(notification);
+    this.dispatchNotification(envelope.eventId, envelope.payload);
+  }
+
+  private dispatchNotification(eventId: unknown, payload: unknown): void {
+    const notification = payload as Partial<CustomerEventHandledPayload> | undefined;
+    if (typeof eventId !== 'string' || typeof notification?.handledEventId !== 'string') {
+      this.log.warn({ eventId }, 'ignored a malformed live event');
+      return;
+    }
+    if (this.recent.has(eventId)) return;
+    this.remember(eventId);
+    const event = toCustomerEvent(notification as CustomerEventHandledPayload);
     for (const listener of this.listeners) listener(event);
   }
 

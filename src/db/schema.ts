@@ -70,6 +70,8 @@ export const outbox = mysqlTable(
     index('outbox_dead_idx').on(t.deadAt),
     // A customer's handled events, by type.
     index('outbox_aggregate_type_idx').on(t.aggregateType, t.aggregateId, t.type),
+    // Handled events since a moment, for live subscribers catching up after a broker outage.
+    index('outbox_type_occurred_idx').on(t.type, t.occurredAt),
   ],
 );
 

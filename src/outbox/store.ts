@@ -6,7 +6,7 @@
  * Time is always the database's: leases and back-off compare against NOW(3), so relays on
  * machines with skewed clocks still agree on when a lease has expired.
  */
-import { and, asc, count, eq, inArray, isNotNull, isNull, lte, min, sql } from 'drizzle-orm';
+import { and, asc, count, eq, gte, inArray, isNotNull, isNull, lte, min, sql } from 'drizzle-orm';
 import type { Database, Executor } from '../db/client.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope, EventHeaders, NewEvent } from './event.js';
@@ -358,15 +358,35 @@ export async function listAggregateEvents(
       ),
     )
     .orderBy(asc(outbox.sequence));
-  return rows.map((r) => ({
-    eventId: r.eventId,
-    type: r.type,
-    aggregateType: r.aggregateType,
-    aggregateId: r.aggregateId,
-    sequence: r.sequence,
-    occurredAt: r.occurredAt.toISOString(),
-    payload: parseJson(r.payload),
-  }));
+  return rows.map(toEnvelope);
+}
+
+function toEnvelope(row: typeof outbox.$inferSelect): EventEnvelope {
+  return {
+    eventId: row.eventId,
+    type: row.type,
+    aggregateType: row.aggregateType,
+    aggregateId: row.aggregateId,
+    sequence: row.sequence,
+    occurredAt: row.occurredAt.toISOString(),
+    payload: parseJson(row.payload),
+  };
+}
+
+/** Events of one type that occurred at or after `since`, oldest first, at most `limit`. */
+export async function listEventsSince(
+  db: Executor,
+  type: string,
+  since: Date,
+  limit: number,
+): Promise<EventEnvelope[]> {
+  const rows = await db
+    .select()
+    .from(outbox)
+    .where(and(eq(outbox.type, type), gte(outbox.occurredAt, since)))
+    .orderBy(asc(outbox.occurredAt))
+    .limit(limit);
+  return rows.map(toEnvelope);
 }
 
 export async function readStats(db: Executor): Promise<OutboxStats> {

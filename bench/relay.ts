@@ -10,6 +10,7 @@ import { declareWorkerQueues, topologyFor } from '../src/broker/topology.js';
 import { CUSTOMER_CREATED } from '../src/customers/events.js';
 import { outbox } from '../src/db/schema.js';
 import { routingKeyOf } from '../src/outbox/event.js';
+import { claimBatch, markPublished } from '../src/outbox/store.js';
 import {
   BENCH_AMQP_URL,
   type BenchDatabase,
@@ -88,6 +89,31 @@ async function brokerCeiling(exchange: string, count: number): Promise<number> {
   return count / seconds;
 }
 
+/** Claims and marks every event the way a relay does, publishing nothing. */
+async function claimAndMarkOnly(
+  db: BenchDatabase,
+  count: number,
+  batchSize: number,
+  lanes: number,
+): Promise<number> {
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      for (;;) {
+        const token = randomUUID();
+        const batch = await claimBatch(db.db, { owner: 'bench', token, durationMs: 60_000 }, batchSize);
+        if (batch.length === 0) return;
+        await markPublished(
+          db.db,
+          batch.map((e) => e.id),
+          token,
+        );
+      }
+    }),
+  );
+  return count / ((performance.now() - started) / 1000);
+}
+
 export async function runRelayBenchmark(events: number): Promise<void> {
   const db = await createBenchDatabase('relay');
   const suffix = randomBytes(3).toString('hex');
@@ -101,9 +127,22 @@ export async function runRelayBenchmark(events: number): Promise<void> {
     report({ scenario: 'broker-ceiling', events, eventsPerSecond: Math.round(ceiling) });
     await channel.purgeQueue(topology.workerQueue);
 
+    // A second reference: the relay's database work alone (claim and mark, nothing published).
+    // Both ceilings are measured with the machine to themselves; a relay needs both at once.
+    await seed(db, events);
+    const config = benchConfig(db.url, {});
+    const databaseCeiling = await claimAndMarkOnly(db, events, config.relay.batchSize, config.relay.lanes);
+    // If the two shares of work could not overlap at all, the rate would be this harmonic bound.
+    const serialBound = 1 / (1 / ceiling + 1 / databaseCeiling);
+    report({
+      scenario: 'database-ceiling',
+      events,
+      eventsPerSecond: Math.round(databaseCeiling),
+      serialBoundEventsPerSecond: Math.round(serialBound),
+    });
+
     for (const relays of [1, 2, 4]) {
       await seed(db, events);
-      const config = benchConfig(db.url, {});
       const env = {
         DATABASE_URL: db.url,
         OUTBOX_EXCHANGE: topology.exchange,
@@ -134,6 +173,7 @@ export async function runRelayBenchmark(events: number): Promise<void> {
         seconds: round(seconds),
         eventsPerSecond: Math.round(events / seconds),
         ratioToCeiling: round(events / seconds / ceiling),
+        ratioToSerialBound: round(events / seconds / serialBound),
         messagesOnQueue: messageCount,
       });
     }

@@ -60,6 +60,8 @@ export class AppServer {
     this.apollo = new ApolloServer<AppContext>({
       schema: this.schema,
       csrfPrevention: true,
+      // Explicit, not Apollo's NODE_ENV-based default: the playground needs it to show the schema.
+      introspection: config.http.introspection,
       // main.ts owns the process signals; Apollo's own handler would race it and re-raise the signal.
       stopOnTerminationSignals: false,
       includeStacktraceInErrorResponses: exposeInternals,

@@ -28,6 +28,7 @@ export interface Config {
     readonly maxDepth: number;
     readonly maxCost: number;
     readonly maxPageSize: number;
+    readonly introspection: boolean;
   };
   readonly relay: {
     readonly batchSize: number;
@@ -90,6 +91,7 @@ const schema = z.object({
   GRAPHQL_MAX_DEPTH: int(1, 100).default(8),
   GRAPHQL_MAX_COST: int(1, 1_000_000).default(5_000),
   GRAPHQL_MAX_PAGE_SIZE: int(1, 10_000).default(100),
+  GRAPHQL_INTROSPECTION: z.enum(['true', 'false'], { message: 'must be true or false' }).default('true'),
   RELAY_BATCH_SIZE: int(1, 10_000).default(500),
   RELAY_LANES: int(1, 64).default(2),
   RELAY_POLL_INTERVAL_MS: int(10, 3_600_000).default(1_000),
@@ -146,6 +148,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       maxDepth: e.GRAPHQL_MAX_DEPTH,
       maxCost: e.GRAPHQL_MAX_COST,
       maxPageSize: e.GRAPHQL_MAX_PAGE_SIZE,
+      introspection: e.GRAPHQL_INTROSPECTION === 'true',
     },
     relay: {
       batchSize: e.RELAY_BATCH_SIZE,

@@ -40,18 +40,20 @@ COPY --from=source /src/package.json /src/package-lock.json /src/tsconfig.json /
 COPY --from=source /src/drizzle ./drizzle
 COPY --from=source /src/public ./public
 COPY --from=source /src/src ./src
+# `npm run db:migrate` inside the image (the service also migrates at start).
+COPY --from=source /src/scripts ./scripts
 
 # The official node images ship this unprivileged user (uid/gid 1000).
 USER node
 
 # 4000: GraphQL over HTTP and WebSocket, /healthz, /readyz and /metrics (processes with the app
-# role). 9464: /metrics and /healthz of a standalone relay or worker (RELAY_METRICS_PORT).
+# role). 9464: /metrics and /healthz of a standalone relay or worker (METRICS_PORT).
 EXPOSE 4000 9464
 
 # Slim images have no curl: Node's fetch asks /healthz on PORT (app role) and, if nothing answers
-# there, on RELAY_METRICS_PORT (a standalone relay or worker), so the one check suits every role.
+# there, on METRICS_PORT (a standalone relay or worker), so the one check suits every role.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "const ports=[process.env.PORT||'4000',process.env.RELAY_METRICS_PORT||'9464'];(async()=>{for(const port of ports){try{const res=await fetch('http://127.0.0.1:'+port+'/healthz',{signal:AbortSignal.timeout(3000)});if(res.ok)process.exit(0)}catch{}}process.exit(1)})()"]
+  CMD ["node", "-e", "const ports=[process.env.PORT||'4000',process.env.METRICS_PORT||'9464'];(async()=>{for(const port of ports){try{const res=await fetch('http://127.0.0.1:'+port+'/healthz',{signal:AbortSignal.timeout(3000)});if(res.ok)process.exit(0)}catch{}}process.exit(1)})()"]
 
 # node itself is PID 1 (not npm, not a shell), so `docker stop`'s SIGTERM reaches the service,
 # which drains and exits 0 (SHUTDOWN_TIMEOUT_MS, default 10 s). Roles: all three by default;

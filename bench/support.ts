@@ -4,7 +4,7 @@ import { loadConfig } from '../src/config/index.js';
 import { connectDatabase, type DatabaseHandle, ensureDatabase } from '../src/db/client.js';
 import { runMigrations } from '../src/db/migrate.js';
 
-export const BENCH_MYSQL_URL = process.env.BENCH_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306/test';
+export const BENCH_MYSQL_URL = process.env.BENCH_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306';
 export const BENCH_AMQP_URL = process.env.BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
 /** One JSON line per figure on stdout: machine-readable, and readable enough by eye. */
@@ -52,7 +52,7 @@ export function benchConfig(databaseUrl: string, env: Record<string, string>) {
     LOG_LEVEL: 'warn',
     HOST: '127.0.0.1',
     PORT: '0',
-    RELAY_METRICS_PORT: '0',
+    METRICS_PORT: '0',
     DATABASE_URL: databaseUrl,
     AMQP_URL: BENCH_AMQP_URL,
     ...env,
@@ -87,7 +87,7 @@ export async function spawnBenchService(roles: string, env: Record<string, strin
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
       PORT: String(port),
-      RELAY_METRICS_PORT: String(metricsPort),
+      METRICS_PORT: String(metricsPort),
       ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -194,7 +194,7 @@ export async function startService(
       app = server;
     } else {
       metricsServer = new MetricsServer(metrics, log);
-      await metricsServer.start(config.relay.metricsPort, config.host);
+      await metricsServer.start(config.metricsPort, config.host);
       started.push({ name: 'metrics server', stop: () => metricsServer?.stop() ?? Promise.resolve() });
     }
     log.info({ roles: config.roles }, 'service started');

@@ -40,7 +40,7 @@ describe('relay crash', () => {
       AMQP_URL: TEST_AMQP_URL,
       OUTBOX_EXCHANGE: exchange,
       WORKER_QUEUE: workerQueue,
-      RELAY_METRICS_PORT: '0',
+      METRICS_PORT: '0',
       RELAY_LEASE_MS: '3000',
       RELAY_BATCH_SIZE: '100',
       RELAY_LANES: '1',

@@ -39,7 +39,7 @@ function spawn(name: string, roles: string): Child {
     NODE_ENV: 'test',
     HOST: '127.0.0.1',
     PORT: '0',
-    RELAY_METRICS_PORT: '0',
+    METRICS_PORT: '0',
     DATABASE_URL: db.url,
     AMQP_URL: TEST_AMQP_URL,
     OUTBOX_EXCHANGE: exchange,

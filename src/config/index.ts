@@ -18,6 +18,8 @@ export interface Config {
   readonly roles: readonly Role[];
   readonly host: string;
   readonly port: number;
+  /** /metrics and /healthz of a process without the app role (a standalone relay or worker). */
+  readonly metricsPort: number;
   readonly databaseUrl: string;
   readonly dbPoolSize: number;
   readonly amqpUrl: string;
@@ -39,7 +41,6 @@ export interface Config {
     readonly backoffBaseMs: number;
     readonly backoffMaxMs: number;
     readonly confirmTimeoutMs: number;
-    readonly metricsPort: number;
   };
   readonly worker: {
     readonly queue: string;
@@ -100,7 +101,7 @@ const schema = z.object({
   RELAY_BACKOFF_BASE_MS: int(1, 3_600_000).default(1_000),
   RELAY_BACKOFF_MAX_MS: int(1, 86_400_000).default(300_000),
   RELAY_CONFIRM_TIMEOUT_MS: int(100, 600_000).default(10_000),
-  RELAY_METRICS_PORT: int(0, 65535).default(9464),
+  METRICS_PORT: int(0, 65535).default(9464),
   WORKER_QUEUE: name.default('outbox.worker'),
   WORKER_PREFETCH: int(1, 65535).default(32),
   WORKER_MAX_ATTEMPTS: int(1, 1000).default(5),
@@ -138,6 +139,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     roles,
     host: e.HOST,
     port: e.PORT,
+    metricsPort: e.METRICS_PORT,
     databaseUrl: e.DATABASE_URL,
     dbPoolSize: e.DB_POOL_SIZE,
     amqpUrl: e.AMQP_URL,
@@ -159,7 +161,6 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       backoffBaseMs: e.RELAY_BACKOFF_BASE_MS,
       backoffMaxMs: e.RELAY_BACKOFF_MAX_MS,
       confirmTimeoutMs: e.RELAY_CONFIRM_TIMEOUT_MS,
-      metricsPort: e.RELAY_METRICS_PORT,
     },
     worker: {
       queue: e.WORKER_QUEUE,

@@ -12,7 +12,7 @@ export default async function preflight(): Promise<void> {
     problems.push(
       `MySQL/MariaDB is not reachable at ${TEST_MYSQL_URL} (${(error as Error).message}).\n` +
         '  Start it, e.g.: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd\n' +
-        '  or: docker compose up -d mysql (then TEST_DATABASE_URL=mysql://root:outbox@127.0.0.1:3306/test)',
+        '  or: docker compose up -d mysql, then TEST_DATABASE_URL=mysql://root:outbox@127.0.0.1:3306',
     );
   }
   try {
@@ -21,7 +21,8 @@ export default async function preflight(): Promise<void> {
   } catch (error) {
     problems.push(
       `RabbitMQ is not reachable at ${TEST_AMQP_URL} (${(error as Error).message}).\n` +
-        '  Start it, e.g.: rabbitmq-server -detached\n  or: docker compose up -d rabbitmq',
+        '  Start it, e.g.: rabbitmq-server -detached\n' +
+        '  or: docker compose up -d rabbitmq, then TEST_AMQP_URL=amqp://outbox:outbox@127.0.0.1:5672',
     );
   }
   if (problems.length > 0) {

@@ -19,7 +19,7 @@ export function testConfig(databaseUrl: string, env: Record<string, string> = {}
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     HOST: '127.0.0.1',
     PORT: '0',
-    RELAY_METRICS_PORT: '0',
+    METRICS_PORT: '0',
     DATABASE_URL: databaseUrl,
     AMQP_URL: TEST_AMQP_URL,
     OUTBOX_EXCHANGE: `test.events.${suffix}`,

@@ -41,16 +41,16 @@ const MARK_DELAY_MS = 25;
 /**
  * Moves committed outbox events to the broker.
  *
- * Each lane loops: claim a batch (a short transaction that writes a lease and commits), publish
- * it with confirms, settle it (mark published, or schedule a retry / park as dead), and go
- * again at once while there is work. With nothing due it sleeps for the poll interval, unless
- * wake() is called: the app calls it after every createCustomer commit, and standalone relays
- * are woken by a broker hint (relay/wakeup.ts).
+ * Two ways in. Writers in the same process hand their committed rows over directly (publish(),
+ * see handoff.ts). Everything else is claimed by the lanes: each lane loops: claim a batch (a
+ * short transaction that writes a lease and commits), publish it with confirms, settle it (mark
+ * published, or schedule a retry / park as dead), and go again at once while there is work.
+ * With nothing due it sleeps for the poll interval, unless wake() is called, which the broker
+ * hint of relay/wakeup.ts does when another process committed events.
  *
- * Crash safety comes from the lease: a relay that dies holding a batch simply stops renewing
- * nothing; the rows become due when the lease expires and any relay claims them. Correctness
- * under takeover comes from fencing: settlements only touch rows whose lease token is still
- * ours.
+ * Crash safety comes from the lease: when a relay dies holding rows, they become due when the
+ * lease expires and any relay claims them. Correctness under takeover comes from fencing:
+ * settlements only touch rows whose lease token is still ours.
  */
 export class Relay implements Handoff {
   readonly owner: string;
@@ -155,7 +155,7 @@ export class Relay implements Handoff {
         continue;
       }
       if (batch.length === 0) {
-        await sleep(pollIntervalMs, AbortSignal.any([wakeSignal, this.stopController.signal]));
+        await sleep(pollIntervalMs, wakeSignal, this.stopController.signal);
         if (wakeSignal.aborted && this.wakeController.signal === wakeSignal)
           this.wakeController = new AbortController();
         continue;

@@ -1,14 +1,19 @@
-/** Resolves after `ms`, or at once when `signal` aborts. Never rejects. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return Promise.resolve();
+/**
+ * Resolves after `ms`, or at once when any of `signals` aborts. Never rejects.
+ *
+ * Several signals rather than AbortSignal.any(): a loop that sleeps every second would create a
+ * dependent signal on its long-lived stop signal each time, which Node 20 keeps alive.
+ */
+export function sleep(ms: number, ...signals: Array<AbortSignal | undefined>): Promise<void> {
+  if (signals.some((signal) => signal?.aborted)) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
+      for (const signal of signals) signal?.removeEventListener('abort', done);
       resolve();
     };
     const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
+    for (const signal of signals) signal?.addEventListener('abort', done, { once: true });
   });
 }
 

@@ -8,6 +8,8 @@ import { waitFor } from './support/wait.js';
 const MAX_BODY_BYTES = 2048;
 const MAX_DEPTH = 3;
 
+/** Low enough that a page of 100 or five default pages are too costly, one page of 5 is not. */
+const MAX_COST = 200;
 let db: TestDatabase;
 let service: RunningService;
 let url: string;
@@ -49,6 +51,7 @@ beforeAll(async () => {
       ROLES: 'app',
       MAX_BODY_BYTES: String(MAX_BODY_BYTES),
       GRAPHQL_MAX_DEPTH: String(MAX_DEPTH),
+      GRAPHQL_MAX_COST: String(MAX_COST),
     }),
     testLogger(),
   );
@@ -98,6 +101,32 @@ describe('request body limits', () => {
     expect(response.json?.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
     expectNoInternals(response.text);
     expect(response.text).not.toMatch(/SyntaxError|Unexpected|JSON\.parse/);
+  });
+});
+
+describe('query cost limit (GRAPHQL_MAX_COST)', () => {
+  // customers(first: n) { pageInfo { hasNextPage } } costs 1 + n × 2 (pageInfo, hasNextPage).
+  const page = 'query($n: Int) { customers(first: $n) { pageInfo { hasNextPage } } }';
+
+  it('prices a page by its first, also when first comes from a variable, and refuses it above the limit', async () => {
+    const small = await graphql(url, page, { n: 5 });
+    expect(small.status).toBe(200);
+    expect(small.errors).toBeUndefined();
+
+    const large = await graphql(url, page, { n: 100 });
+    expect(large.status).toBe(400);
+    expect(large.data ?? null).toBeNull();
+    expect(large.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    expect(large.errors?.[0]?.message).toMatch(/cost \d+ exceeds the limit of 200/);
+  });
+
+  it('prices an omitted first at its schema default (20), and many aliases add up', async () => {
+    const aliases = Array.from({ length: 5 }, (_, i) => `a${i}: customers { pageInfo { hasNextPage } }`).join(
+      ' ',
+    );
+    const response = await graphql(url, `{ ${aliases} }`);
+    expect(response.status).toBe(400);
+    expect(response.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
   });
 });
 

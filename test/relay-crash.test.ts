@@ -42,6 +42,7 @@ describe('relay crash', () => {
       WORKER_QUEUE: workerQueue,
       METRICS_PORT: '0',
       RELAY_LEASE_MS: '3000',
+      RELAY_CONFIRM_TIMEOUT_MS: '1000',
       RELAY_BATCH_SIZE: '100',
       RELAY_LANES: '1',
     };

@@ -296,7 +296,7 @@ describe('worker: idempotent receiver', () => {
       });
     const { handler, calls } = flakyHandler('outage-welcome-email', 3, connectionLost);
     const { service, url, deadQueue } = await start(
-      { WORKER_MAX_ATTEMPTS: '2', WORKER_RETRY_DELAY_MS: '50' },
+      { WORKER_MAX_ATTEMPTS: '2', WORKER_RETRY_DELAY_MS: '100' },
       { handlers: { CustomerCreated: handler } },
     );
     const customer = await createCustomer(url, 'outage');

@@ -69,7 +69,14 @@ export class LiveEvents {
       await channel.assertExchange(topology.exchange, 'topic', { durable: true });
       const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
       await channel.bindQueue(queue, topology.exchange, routingKeyOf(CUSTOMER_EVENT_HANDLED));
-      await channel.consume(queue, (message) => message && this.dispatch(message.content), { noAck: true });
+      await channel.consume(
+        queue,
+        (message) => {
+          if (message) this.dispatch(message.content);
+          else ChannelSession.cancelled(channel, log, 'live events');
+        },
+        { noAck: true },
+      );
       channel.once('close', () => {
         this.lostAt ??= new Date();
       });

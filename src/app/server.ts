@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import type { Handoff } from '../relay/handoff.js';
 import { type AppContext, eventHeadersFrom } from './context.js';
 import { formatError } from './errors.js';
-import { limitRules } from './limits.js';
+import { costError, limitRules } from './limits.js';
 import type { LiveEvents } from './live.js';
 import { mountPlayground } from './playground.js';
 import { buildSchema } from './schema.js';
@@ -78,6 +78,23 @@ export class AppServer {
         ApolloServerPluginLandingPageDisabled(),
         // Stop accepting connections and wait for in-flight HTTP requests…
         ApolloServerPluginDrainHttpServer({ httpServer: this.httpServer }),
+        // The cost limit needs the variables, which validation rules do not see.
+        {
+          async requestDidStart() {
+            return {
+              async didResolveOperation({ request, document, schema }) {
+                const error = costError(
+                  schema,
+                  document,
+                  request.variables,
+                  request.operationName,
+                  config.http.maxCost,
+                );
+                if (error) throw error;
+              },
+            };
+          },
+        },
         // …then close the WebSocket clients, which the HTTP drain does not know about.
         {
           async serverWillStart() {
@@ -120,6 +137,7 @@ export class AppServer {
       log,
       makeContext: (eventHeaders) => ({ db, log, eventHeaders }),
       validationRules: limitRules(config.http),
+      maxCost: config.http.maxCost,
       maxMessageBytes: config.http.maxBodyBytes,
       keepAliveMs: 12_000,
       exposeInternals: config.env === 'development',

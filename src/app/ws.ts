@@ -15,6 +15,7 @@ import { WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
 import { type AppContext, eventHeadersFrom } from './context.js';
 import { formatError } from './errors.js';
+import { costError } from './limits.js';
 
 /**
  * Decides whether a WebSocket connection may proceed, from its upgrade request and the
@@ -33,6 +34,7 @@ export interface WebSocketOptions {
   readonly log: Logger;
   readonly makeContext: (eventHeaders: AppContext['eventHeaders']) => AppContext;
   readonly validationRules: readonly ValidationRule[];
+  readonly maxCost: number;
   readonly maxMessageBytes: number;
   readonly keepAliveMs: number;
   readonly exposeInternals: boolean;
@@ -97,6 +99,14 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
               }),
           );
         }
+        const tooCostly = costError(
+          options.schema,
+          document,
+          payload.variables ?? undefined,
+          payload.operationName,
+          options.maxCost,
+        );
+        if (tooCostly) return [tooCostly];
         const operation = getOperationAST(document, payload.operationName);
         if (!operation) return refuse('Operation not found', 'OPERATION_RESOLUTION_FAILURE');
         if (operation.operation !== 'subscription') {

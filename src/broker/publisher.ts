@@ -9,7 +9,14 @@ export interface OutgoingMessage {
   readonly properties: Options.Publish & { readonly messageId: string };
 }
 
-export type PublishOutcome = { readonly ok: true } | { readonly ok: false; readonly error: string };
+export type PublishOutcome =
+  | { readonly ok: true }
+  | {
+      readonly ok: false;
+      readonly error: string;
+      /** Nothing was sent: no channel could be had (broker away, or stopping). Not the event's fault. */
+      readonly unsent?: true;
+    };
 
 const OK: PublishOutcome = { ok: true };
 const failed = (error: string): PublishOutcome => ({ ok: false, error });
@@ -61,13 +68,29 @@ export class ConfirmPublisher implements Publisher {
     await this.openChannel(signal);
   }
 
+  /**
+   * Waiting for a channel is bounded by the confirm timeout and by `signal`, so a broker that
+   * vanished between a claim and its publish cannot hold the caller (and its stop) forever.
+   */
   async publishAll(messages: readonly OutgoingMessage[], signal?: AbortSignal): Promise<PublishOutcome[]> {
     if (messages.length === 0) return [];
     let channel: ConfirmChannel;
+    const giveUp = new AbortController();
+    const timer = setTimeout(() => giveUp.abort(), this.options.confirmTimeoutMs);
+    const onAbort = () => giveUp.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      channel = await this.openChannel(signal);
+      channel = await this.openChannel(signal?.aborted ? AbortSignal.abort() : giveUp.signal);
     } catch (error) {
-      return messages.map(() => failed(`no broker channel: ${(error as Error).message}`));
+      const outcome: PublishOutcome = {
+        ok: false,
+        error: `no broker channel: ${(error as Error).message}`,
+        unsent: true,
+      };
+      return messages.map(() => outcome);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
     }
     return this.publishOn(channel, messages);
   }

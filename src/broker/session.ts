@@ -30,6 +30,16 @@ export class ChannelSession<C extends Channel = Channel> {
     this.loop ??= this.run();
   }
 
+  /**
+   * For consumers: amqplib reports a consumer the broker cancelled (its queue was deleted, say)
+   * with a null message. The channel stays open, so nothing would ever consume again; closing it
+   * makes the session reopen it and run setup, which declares the queue and consumes afresh.
+   */
+  static cancelled(channel: Channel, log: Logger, name: string): void {
+    log.warn({ session: name }, 'the broker cancelled the consumer; reopening the channel');
+    channel.close().catch(() => {});
+  }
+
   /** The open channel, if any. */
   get current(): C | undefined {
     return this.channel;

@@ -56,6 +56,10 @@ export async function declareWorkerQueues(channel: Channel, topology: Topology):
       'x-queue-type': 'quorum',
       'x-dead-letter-exchange': '',
       'x-dead-letter-routing-key': topology.workerQueue,
+      // Quorum queues dead-letter at most once by default: a message expiring while the worker
+      // queue is unavailable would vanish. At-least-once needs reject-publish overflow.
+      'x-dead-letter-strategy': 'at-least-once',
+      'x-overflow': 'reject-publish',
     },
   });
   await channel.assertQueue(topology.workerDeadLetterQueue, {

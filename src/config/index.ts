@@ -84,10 +84,11 @@ const schema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   PORT: int(0, 65535).default(4000),
   DATABASE_URL: url(['mysql:']).default('mysql://root@127.0.0.1:3306/outbox'),
-  DB_POOL_SIZE: int(1, 1000).default(20),
+  // Two at least: migrations hold a lock on one connection while the migrator uses another.
+  DB_POOL_SIZE: int(2, 1000).default(20),
   AMQP_URL: url(['amqp:', 'amqps:']).default('amqp://guest:guest@127.0.0.1:5672'),
   OUTBOX_EXCHANGE: name.default('outbox.events'),
-  SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000),
+  SHUTDOWN_TIMEOUT_MS: int(1000, 600_000).default(10_000),
   MAX_BODY_BYTES: int(1024, 64 * 1024 * 1024).default(102_400),
   GRAPHQL_MAX_DEPTH: int(1, 100).default(8),
   GRAPHQL_MAX_COST: int(1, 1_000_000).default(5_000),
@@ -105,7 +106,7 @@ const schema = z.object({
   WORKER_QUEUE: name.default('outbox.worker'),
   WORKER_PREFETCH: int(1, 65535).default(32),
   WORKER_MAX_ATTEMPTS: int(1, 1000).default(5),
-  WORKER_RETRY_DELAY_MS: int(0, 86_400_000).default(5_000),
+  WORKER_RETRY_DELAY_MS: int(100, 86_400_000).default(5_000),
 });
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -131,6 +132,13 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   if (e.RELAY_BACKOFF_MAX_MS < e.RELAY_BACKOFF_BASE_MS) {
     throw new ConfigError(
       `Invalid configuration:\n  RELAY_BACKOFF_MAX_MS=${e.RELAY_BACKOFF_MAX_MS}: must not be below RELAY_BACKOFF_BASE_MS (${e.RELAY_BACKOFF_BASE_MS})`,
+    );
+  }
+  // A lease must outlive a publish that waits the whole confirm timeout and then settles;
+  // otherwise batches are taken over while still in flight and published twice.
+  if (e.RELAY_LEASE_MS < 2 * e.RELAY_CONFIRM_TIMEOUT_MS) {
+    throw new ConfigError(
+      `Invalid configuration:\n  RELAY_LEASE_MS=${e.RELAY_LEASE_MS}: must be at least twice RELAY_CONFIRM_TIMEOUT_MS (${e.RELAY_CONFIRM_TIMEOUT_MS})`,
     );
   }
   return deepFreeze({

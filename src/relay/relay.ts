@@ -189,10 +189,14 @@ export class Relay implements Handoff {
       await this.settle('release', () => releaseLeases(db, ids, token));
       return;
     }
-    const outcomes = await this.options.publisher.publishAll(batch.map(toMessage));
-    // Stopping: whatever did not go out is handed back as it is (no attempt counted, due now)
-    // so that another relay publishes it at once instead of after the lease or a back-off.
-    const stopping = this.stopped;
+    const outcomes = await this.options.publisher.publishAll(
+      batch.map(toMessage),
+      this.stopController.signal,
+    );
+    // Stopping, or never sent for want of a channel: handed back as it is (no attempt counted,
+    // due now), so that another relay, or this one once the broker is back, publishes it at
+    // once instead of after the lease or a back-off.
+    const stopping = this.stopped || outcomes.some((o) => !o.ok && o.unsent);
 
     const published: number[] = [];
     const failedByError = new Map<string, number[]>();

@@ -70,7 +70,14 @@ export class WakeupListener {
       await channel.assertExchange(exchange, 'fanout', { durable: false });
       const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
       await channel.bindQueue(queue, exchange, '');
-      await channel.consume(queue, () => onWake(), { noAck: true });
+      await channel.consume(
+        queue,
+        (message) => {
+          if (message) onWake();
+          else ChannelSession.cancelled(channel, log, 'wakeup listener');
+        },
+        { noAck: true },
+      );
     });
   }
 

@@ -34,6 +34,14 @@ export interface WorkerOptions {
 /** Our own attempt counter, carried on messages the worker sends back through the retry queue. */
 const ATTEMPTS_HEADER = 'x-attempts';
 const ERROR_HEADER = 'x-last-error';
+/** Identifies one copy sent to the retry or dead-letter queue, to match a basic.return to it. */
+const COPY_HEADER = 'x-copy-id';
+
+/** Our attempt count from a message; anything but a small whole number counts as none. */
+function attemptsSoFar(message: ConsumeMessage): number {
+  const value = Number(message.properties.headers?.[ATTEMPTS_HEADER] ?? 0);
+  return Number.isSafeInteger(value) && value >= 0 ? value : 0;
+}
 
 type Outcome = 'handled' | 'duplicate' | 'retried' | 'parked';
 
@@ -56,6 +64,8 @@ export class Worker {
   private readonly handlers: Readonly<Record<string, Handler>>;
   private readonly inFlight = new Set<Promise<void>>();
   private consumerTag: string | undefined;
+  /** Copies (retry, park) the broker returned as unroutable, by their x-copy-id. */
+  private readonly returned = new Set<string>();
 
   constructor(private readonly options: WorkerOptions) {
     this.consumer = options.topology.workerQueue;
@@ -65,12 +75,17 @@ export class Worker {
       'worker',
       options.log,
       async (channel) => {
+        channel.on('return', (message: { properties: { headers?: Record<string, unknown> } }) => {
+          const copy = message.properties.headers?.[COPY_HEADER];
+          if (typeof copy === 'string') this.returned.add(copy);
+        });
         await declareWorkerQueues(channel, options.topology);
         await channel.prefetch(options.prefetch);
         const { consumerTag } = await channel.consume(
           options.topology.workerQueue,
           (message) => {
             if (message) this.track(this.process(channel, message));
+            else ChannelSession.cancelled(channel, options.log, 'worker');
           },
           { noAck: false },
         );
@@ -135,7 +150,7 @@ export class Worker {
 
   private async decide(channel: ConfirmChannel, message: ConsumeMessage): Promise<Outcome> {
     const { log, maxAttempts, retryDelayMs, topology } = this.options;
-    const attempts = Number(message.properties.headers?.[ATTEMPTS_HEADER] ?? 0) + 1;
+    const attempts = attemptsSoFar(message) + 1;
     let envelope: EventEnvelope;
     let handler: Handler | undefined;
     try {
@@ -220,14 +235,19 @@ export class Worker {
     });
   }
 
-  /** Sends a copy of `message` straight to a queue and waits for the broker's confirm. */
+  /**
+   * Sends a copy of `message` straight to a queue and waits for the broker's confirm. Mandatory,
+   * like the relay's publishes: were the queue missing, the broker would confirm the copy and
+   * drop it, and acking the original would lose the message.
+   */
   private send(
     channel: ConfirmChannel,
     queue: string,
     message: ConsumeMessage,
-    overrides: Options.Publish,
+    overrides: Options.Publish & { headers: Record<string, unknown> },
   ): Promise<void> {
     const { properties } = message;
+    const copy = randomUUID();
     const options: Options.Publish = {
       messageId: properties.messageId,
       type: properties.type,
@@ -235,10 +255,16 @@ export class Worker {
       correlationId: properties.correlationId,
       timestamp: properties.timestamp,
       persistent: true,
+      mandatory: true,
       ...overrides,
+      headers: { ...overrides.headers, [COPY_HEADER]: copy },
     };
     return new Promise((resolve, reject) => {
-      channel.sendToQueue(queue, message.content, options, (error) => (error ? reject(error) : resolve()));
+      channel.sendToQueue(queue, message.content, options, (error) => {
+        if (this.returned.delete(copy)) reject(new Error(`queue ${queue} does not exist`));
+        else if (error) reject(error);
+        else resolve();
+      });
     });
   }
 }

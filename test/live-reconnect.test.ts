@@ -25,13 +25,17 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** A worker's "handled" notification, written straight into the outbox. */
-async function handledNotification(customerId: string): Promise<string> {
+/**
+ * A worker's "handled" notification, written straight into the outbox and marked published, as
+ * if a relay had published it while this instance was away from the broker.
+ */
+async function handledNotification(customerId: string, handledSecondsAgo = 0): Promise<string> {
   const handledEventId = randomUUID();
-  const now = new Date();
+  const eventId = randomUUID();
+  const now = new Date(Date.now() - handledSecondsAgo * 1000);
   await db.db.transaction((tx) =>
     appendEvent(tx, {
-      eventId: randomUUID(),
+      eventId,
       type: CUSTOMER_EVENT_HANDLED,
       aggregateType: CUSTOMER_AGGREGATE,
       aggregateId: customerId,
@@ -50,6 +54,7 @@ async function handledNotification(customerId: string): Promise<string> {
       },
     }),
   );
+  await db.query('UPDATE outbox SET published_at = NOW(3) WHERE event_id = ?', [eventId]);
   return handledEventId;
 }
 
@@ -60,8 +65,10 @@ describe('live events across a broker connection loss', () => {
     const all = subscribeCustomerEvents(ws);
     await waitFor('the WebSocket to be acknowledged', () => ws?.connected());
 
-    // Handled while this instance was cut off: in the outbox, never delivered to its queue.
-    const missed = [await handledNotification('101'), await handledNotification('102')];
+    // Published while this instance was cut off: in the outbox, never delivered to its queue.
+    // The second was handled a minute earlier and published late (a relay backlog): it counts
+    // by when it was published, not by when it was handled.
+    const missed = [await handledNotification('101'), await handledNotification('102', 60)];
     expect(all.events()).toHaveLength(0);
 
     expect(await closeBrokerConnections(`app ${service.instance}`)).toBeGreaterThan(0);

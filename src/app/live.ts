@@ -10,7 +10,8 @@ import {
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import { routingKeyOf } from '../outbox/event.js';
-import { listAggregateEvents, listEventsSince } from '../outbox/store.js';
+import { listAggregateEvents, listPublishedSince } from '../outbox/store.js';
+import { backoffDelay, sleep } from '../support/sleep.js';
 
 /** What onCustomerEvent and customerEvents return: one handled event. */
 export interface CustomerEvent {
@@ -79,27 +80,49 @@ export class LiveEvents {
       );
       channel.once('close', () => {
         this.lostAt ??= new Date();
+        this.losses++;
       });
       // Back after losing the broker: the queue was exclusive, so it died with the connection
       // and every notification published meanwhile went past this instance. Read them from the
       // outbox; the duplicate filter drops the ones that were delivered after all.
-      if (this.lostAt) void this.catchUp(this.lostAt);
+      if (this.lostAt && !this.catchingUp) void this.catchUp();
     });
   }
 
+  /** When the broker was first lost since the last complete catch-up. */
   private lostAt: Date | undefined;
+  /** Counts losses, so a catch-up can tell whether another one happened while it ran. */
+  private losses = 0;
+  private catchingUp = false;
+  private stopped = false;
 
-  private async catchUp(lostAt: Date): Promise<void> {
-    // Notifications carry the worker's clock; the margin absorbs skew between machines.
-    const since = new Date(lostAt.getTime() - CATCH_UP_MARGIN_MS);
+  /**
+   * Replays the notifications published since the loss (by published_at: a notification handled
+   * long before, but published during the outage, was missed as well), retrying while the
+   * database is unavailable. The margin absorbs clock skew between this machine and the
+   * database's.
+   */
+  private async catchUp(): Promise<void> {
+    this.catchingUp = true;
     try {
-      const missed = await listEventsSince(this.db, CUSTOMER_EVENT_HANDLED, since, RECENT_IDS);
-      for (const envelope of missed) this.dispatchNotification(envelope.eventId, envelope.payload);
-      this.lostAt = undefined;
-      this.log.info({ since, replayed: missed.length }, 'live events caught up after reconnecting');
-    } catch (error) {
-      // Left set: the next reconnect tries again from the same moment.
-      this.log.warn({ err: error }, 'could not catch up on live events');
+      for (let failures = 0; this.lostAt && !this.stopped; ) {
+        const losses = this.losses;
+        const since = new Date(this.lostAt.getTime() - CATCH_UP_MARGIN_MS);
+        try {
+          const missed = await listPublishedSince(this.db, CUSTOMER_EVENT_HANDLED, since, RECENT_IDS);
+          for (const envelope of missed) this.dispatchNotification(envelope.eventId, envelope.payload);
+          this.log.info({ since, replayed: missed.length }, 'live events caught up after reconnecting');
+          // Lost again meanwhile: go round once more from the same moment.
+          if (this.losses === losses) this.lostAt = undefined;
+        } catch (error) {
+          failures++;
+          const delay = backoffDelay(failures, 200, 10_000);
+          this.log.warn({ err: error, retryInMs: delay }, 'could not catch up on live events');
+          await sleep(delay);
+        }
+      }
+    } finally {
+      this.catchingUp = false;
     }
   }
 
@@ -108,6 +131,7 @@ export class LiveEvents {
   }
 
   stop(): Promise<void> {
+    this.stopped = true;
     return this.session.stop();
   }
 

@@ -70,8 +70,8 @@ export const outbox = mysqlTable(
     index('outbox_dead_idx').on(t.deadAt),
     // A customer's handled events, by type.
     index('outbox_aggregate_type_idx').on(t.aggregateType, t.aggregateId, t.type),
-    // Handled events since a moment, for live subscribers catching up after a broker outage.
-    index('outbox_type_occurred_idx').on(t.type, t.occurredAt),
+    // Events of a type published since a moment: live subscribers catching up after losing the broker.
+    index('outbox_type_published_idx').on(t.type, t.publishedAt),
   ],
 );
 

@@ -373,8 +373,8 @@ function toEnvelope(row: typeof outbox.$inferSelect): EventEnvelope {
   };
 }
 
-/** Events of one type that occurred at or after `since`, oldest first, at most `limit`. */
-export async function listEventsSince(
+/** Events of one type published at or after `since`, in publishing order, at most `limit`. */
+export async function listPublishedSince(
   db: Executor,
   type: string,
   since: Date,
@@ -383,8 +383,8 @@ export async function listEventsSince(
   const rows = await db
     .select()
     .from(outbox)
-    .where(and(eq(outbox.type, type), gte(outbox.occurredAt, since)))
-    .orderBy(asc(outbox.occurredAt))
+    .where(and(eq(outbox.type, type), gte(outbox.publishedAt, since)))
+    .orderBy(asc(outbox.publishedAt))
     .limit(limit);
   return rows.map(toEnvelope);
 }

@@ -1,1 +1,0 @@
-CREATE INDEX `outbox_type_occurred_idx` ON `outbox` (`type`,`occurred_at`);

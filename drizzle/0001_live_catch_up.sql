@@ -1,0 +1,1 @@
+CREATE INDEX `outbox_type_published_idx` ON `outbox` (`type`,`published_at`);

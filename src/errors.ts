@@ -3,7 +3,7 @@
  * GraphQL `extensions.code`; anything else that escapes a resolver is an internal error and is
  * masked at the API edge (app/errors.ts).
  */
-export type ErrorCode = 'BAD_USER_INPUT' | 'EMAIL_TAKEN' | 'NOT_FOUND';
+export type ErrorCode = 'BAD_USER_INPUT' | 'EMAIL_TAKEN' | 'FORBIDDEN';
 
 export abstract class DomainError extends Error {
   abstract readonly code: ErrorCode;
@@ -36,5 +36,13 @@ export class EmailTakenError extends DomainError {
   }
   override get details() {
     return { field: 'input.email' };
+  }
+}
+
+export class ForbiddenError extends DomainError {
+  override readonly name = 'ForbiddenError';
+  readonly code = 'FORBIDDEN';
+  constructor() {
+    super('This operation needs the admin token (Authorization: Bearer <ADMIN_TOKEN>)');
   }
 }

@@ -10,6 +10,7 @@ const MAX_DEPTH = 3;
 
 /** Low enough that a page of 100 or five default pages are too costly, one page of 5 is not. */
 const MAX_COST = 200;
+const ADMIN_TOKEN = 'test-admin-token-0123456789';
 let db: TestDatabase;
 let service: RunningService;
 let url: string;
@@ -52,6 +53,7 @@ beforeAll(async () => {
       MAX_BODY_BYTES: String(MAX_BODY_BYTES),
       GRAPHQL_MAX_DEPTH: String(MAX_DEPTH),
       GRAPHQL_MAX_COST: String(MAX_COST),
+      ADMIN_TOKEN,
     }),
     testLogger(),
   );
@@ -101,6 +103,20 @@ describe('request body limits', () => {
     expect(response.json?.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
     expectNoInternals(response.text);
     expect(response.text).not.toMatch(/SyntaxError|Unexpected|JSON\.parse/);
+  });
+});
+
+describe('operator operations with ADMIN_TOKEN set', () => {
+  it('refuses deadEvents and reviveDeadEvents without the token, with FORBIDDEN, and serves them with it', async () => {
+    for (const query of ['{ deadEvents { eventId } }', 'mutation { reviveDeadEvents { eventIds } }']) {
+      const refused = await graphql(url, query);
+      expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+      const wrong = await graphql(url, query, undefined, { authorization: 'Bearer not-the-token-at-all' });
+      expect(wrong.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+      const allowed = await graphql(url, query, undefined, { authorization: `Bearer ${ADMIN_TOKEN}` });
+      expect(allowed.errors).toBeUndefined();
+      expect(allowed.data).toBeTruthy();
+    }
   });
 });
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
@@ -10,6 +10,17 @@ export interface AppContext {
   readonly log: Logger;
   /** Headers for events this request writes: correlation id and, if sent, W3C traceparent. */
   readonly eventHeaders: EventHeaders;
+  /** The request may use operator operations (it carried ADMIN_TOKEN, or none is configured). */
+  readonly admin: boolean;
+}
+
+/** `Authorization: Bearer <token>` compared in constant time; no token configured means open. */
+export function isAdmin(headers: IncomingHttpHeaders, adminToken: string | undefined): boolean {
+  if (adminToken === undefined) return true;
+  const given = /^Bearer (.+)$/.exec(single(headers.authorization) ?? '')?.[1] ?? '';
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(adminToken).digest();
+  return timingSafeEqual(a, b);
 }
 
 // W3C Trace Context: version ff is forbidden, and all-zero trace and parent ids are invalid.

@@ -8,7 +8,7 @@ import {
   parseCustomerId,
 } from '../customers/service.js';
 import type { CreateCustomerInput } from '../customers/validation.js';
-import { InvalidInputError } from '../errors.js';
+import { ForbiddenError, InvalidInputError } from '../errors.js';
 import { listDead, readStats, reviveDead } from '../outbox/store.js';
 import type { Handoff } from '../relay/handoff.js';
 import type { AppContext } from './context.js';
@@ -47,8 +47,10 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
       customerEvents: (_: unknown, args: { customerId: string }, ctx: AppContext) =>
         loadCustomerEvents(ctx.db, String(parseCustomerId(args.customerId, 'customerId'))),
       outboxStats: (_: unknown, __: unknown, ctx: AppContext) => readStats(ctx.db),
-      deadEvents: (_: unknown, args: { first: number }, ctx: AppContext) =>
-        listDead(ctx.db, pageSize(args.first, options.maxPageSize)),
+      deadEvents: (_: unknown, args: { first: number }, ctx: AppContext) => {
+        requireAdmin(ctx);
+        return listDead(ctx.db, pageSize(args.first, options.maxPageSize));
+      },
     },
     Mutation: {
       createCustomer: async (_: unknown, args: { input: CreateCustomerInput }, ctx: AppContext) => {
@@ -57,6 +59,7 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         return result;
       },
       reviveDeadEvents: async (_: unknown, args: { eventIds?: string[] | null }, ctx: AppContext) => {
+        requireAdmin(ctx);
         const eventIds = await reviveDead(ctx.db, args.eventIds ?? undefined);
         if (eventIds.length > 0) options.onEventsWritten();
         return { eventIds };
@@ -88,4 +91,8 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
 function pageSize(first: number, max: number): number {
   if (first < 1) throw new InvalidInputError('first', 'first must be at least 1');
   return Math.min(first, max);
+}
+
+function requireAdmin(ctx: AppContext): void {
+  if (!ctx.admin) throw new ForbiddenError();
 }

@@ -10,7 +10,7 @@ import type { Config } from '../config/index.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import type { Handoff } from '../relay/handoff.js';
-import { type AppContext, eventHeadersFrom } from './context.js';
+import { type AppContext, eventHeadersFrom, isAdmin } from './context.js';
 import { formatError } from './errors.js';
 import { costError, limitRules } from './limits.js';
 import type { LiveEvents } from './live.js';
@@ -125,7 +125,12 @@ export class AppServer {
       '/graphql',
       express.json({ limit: config.http.maxBodyBytes }),
       expressMiddleware(this.apollo, {
-        context: async ({ req }) => ({ db, log, eventHeaders: eventHeadersFrom(req.headers) }),
+        context: async ({ req }) => ({
+          db,
+          log,
+          eventHeaders: eventHeadersFrom(req.headers),
+          admin: isAdmin(req.headers, config.http.adminToken),
+        }),
       }),
     );
     app.use(jsonErrors(log));
@@ -135,7 +140,8 @@ export class AppServer {
       httpServer: this.httpServer,
       schema: this.schema,
       log,
-      makeContext: (eventHeaders) => ({ db, log, eventHeaders }),
+      // Subscriptions only over WebSocket: no operator operation runs there.
+      makeContext: (eventHeaders) => ({ db, log, eventHeaders, admin: false }),
       validationRules: limitRules(config.http),
       maxCost: config.http.maxCost,
       maxMessageBytes: config.http.maxBodyBytes,

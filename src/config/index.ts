@@ -31,6 +31,8 @@ export interface Config {
     readonly maxCost: number;
     readonly maxPageSize: number;
     readonly introspection: boolean;
+    /** When set, the operator operations (deadEvents, reviveDeadEvents) require it. */
+    readonly adminToken: string | undefined;
   };
   readonly relay: {
     readonly batchSize: number;
@@ -93,6 +95,7 @@ const schema = z.object({
   GRAPHQL_MAX_DEPTH: int(1, 100).default(8),
   GRAPHQL_MAX_COST: int(1, 1_000_000).default(5_000),
   GRAPHQL_MAX_PAGE_SIZE: int(1, 10_000).default(100),
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   GRAPHQL_INTROSPECTION: z.enum(['true', 'false'], { message: 'must be true or false' }).default('true'),
   RELAY_BATCH_SIZE: int(1, 10_000).default(500),
   RELAY_LANES: int(1, 64).default(2),
@@ -122,7 +125,8 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const key = String(issue.path[0] ?? '?');
-      return `  ${key}=${JSON.stringify(redact(env[key] ?? ''))}: ${issue.message}`;
+      const shown = key === 'ADMIN_TOKEN' ? '***' : redact(env[key] ?? '');
+      return `  ${key}=${JSON.stringify(shown)}: ${issue.message}`;
     });
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
@@ -159,6 +163,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       maxCost: e.GRAPHQL_MAX_COST,
       maxPageSize: e.GRAPHQL_MAX_PAGE_SIZE,
       introspection: e.GRAPHQL_INTROSPECTION === 'true',
+      adminToken: e.ADMIN_TOKEN,
     },
     relay: {
       batchSize: e.RELAY_BATCH_SIZE,

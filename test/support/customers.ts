@@ -1,4 +1,5 @@
 import { graphql, uniqueSuffix } from './service.js';
+import type { CustomerEventData } from './subscriptions.js';
 
 export const CREATE_CUSTOMER = /* GraphQL */ `
   mutation Create($input: CreateCustomerInput!) {
@@ -60,14 +61,8 @@ export function customerCreatedEnvelope(
   };
 }
 
-export interface HandledEvent {
-  readonly eventId: string;
-  readonly type: string;
-  readonly customerId: string;
-  readonly occurredAt: string;
-  readonly handledAt: string;
-  readonly payload: Record<string, unknown>;
-}
+/** One handled event, as customerEvents and onCustomerEvent return it. */
+export type HandledEvent = CustomerEventData;
 
 /** The customerEvents query: a customer's handled events, oldest first. */
 export async function customerEvents(url: string, customerId: string): Promise<HandledEvent[]> {

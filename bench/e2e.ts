@@ -107,7 +107,7 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
               else failures.push(body.errors);
             },
             (error: unknown) => {
-              failures.push(error);
+              failures.push(error instanceof Error ? `${error.message} ${String(error.cause ?? '')}` : error);
             },
           ),
         );
@@ -129,6 +129,7 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
         seconds,
         sent: sent.size,
         failedRequests: failures.length,
+        failureSample: failures.length > 0 ? String(JSON.stringify(failures[0]) ?? failures[0]).slice(0, 200) : undefined,
         missing: sent.size - latencies.length,
         duplicates,
         p50Ms: ms(percentile(latencies, 50)),

@@ -129,7 +129,8 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
         seconds,
         sent: sent.size,
         failedRequests: failures.length,
-        failureSample: failures.length > 0 ? String(JSON.stringify(failures[0]) ?? failures[0]).slice(0, 200) : undefined,
+        failureSample:
+          failures.length > 0 ? String(JSON.stringify(failures[0]) ?? failures[0]).slice(0, 200) : undefined,
         missing: sent.size - latencies.length,
         duplicates,
         p50Ms: ms(percentile(latencies, 50)),

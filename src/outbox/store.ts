@@ -214,10 +214,13 @@ export async function markPublished(
   leaseToken: string,
 ): Promise<number> {
   if (ids.length === 0) return 0;
+  // Only published_at changes: the lease columns stay as a record of which relay published the
+  // row (nothing reads a lease of a published row), and an update that keeps the row's size is
+  // measurably cheaper for InnoDB than one that turns three columns to NULL.
   const [result] = await db
     .update(outbox)
-    .set({ publishedAt: now, ...noLease })
-    .where(and(idIn(ids), eq(outbox.leaseToken, leaseToken)));
+    .set({ publishedAt: now })
+    .where(and(idIn(ids), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)));
   return result.affectedRows;
 }
 
@@ -240,7 +243,7 @@ export async function markFailed(
   const delayUs = sql`FLOOR(LEAST(${policy.backoffMaxMs}, ${policy.backoffBaseMs} * POW(2, ${outbox.attempts})) * (0.5 + RAND() / 2) * 1000)`;
   return db.transaction(
     async (tx) => {
-      const fenced = and(idIn(ids), eq(outbox.leaseToken, leaseToken));
+      const fenced = and(idIn(ids), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt));
       const rows = await tx
         .select({ id: outbox.id, attempts: outbox.attempts })
         .from(outbox)

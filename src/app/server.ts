@@ -151,9 +151,17 @@ export class AppServer {
     });
 
     await new Promise<void>((resolve, reject) => {
-      this.httpServer.once('error', reject);
+      const onError = (error: NodeJS.ErrnoException) =>
+        reject(
+          error.code === 'EADDRINUSE'
+            ? new Error(`PORT ${config.port} is in use: choose another PORT for this app instance`, {
+                cause: error,
+              })
+            : error,
+        );
+      this.httpServer.once('error', onError);
       this.httpServer.listen(config.port, config.host, () => {
-        this.httpServer.off('error', reject);
+        this.httpServer.off('error', onError);
         resolve();
       });
     });

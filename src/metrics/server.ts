@@ -37,9 +37,18 @@ export class MetricsServer {
 
   async start(port: number, host: string): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(
+          error.code === 'EADDRINUSE'
+            ? new Error(
+                `METRICS_PORT ${port} is in use: give each relay or worker on this machine its own METRICS_PORT (0 picks a free one)`,
+                { cause: error },
+              )
+            : error,
+        ),
+      );
       this.server.listen(port, host, () => {
-        this.server.off('error', reject);
+        this.server.removeAllListeners('error');
         resolve();
       });
     });

@@ -131,7 +131,7 @@ export class Relay implements Handoff {
       const wakeSignal = this.wakeController.signal;
       try {
         // Claim only what can be published now. During a broker outage the rows stay unleased
-        // and untouched, so an outage costs no attempts and never pushes an event towards dead.
+        // and untouched, so an outage does not push events towards dead.
         await this.options.publisher.ready(this.stopController.signal);
       } catch (error) {
         if (this.stopped) break;

@@ -124,20 +124,22 @@ export async function startService(
       relay = activeRelay;
     }
 
-    // After a commit that wrote outbox rows: wake the relay in this process, if any, and hint
-    // the standalone relays through the broker.
-    const wakeRelays = (notifier: WakeupNotifier) => () => {
-      relay?.wake();
-      notifier.notify();
+    // What a writer calls after a commit that wrote outbox rows: wake the relay in this
+    // process, if any, and hint the standalone relays through the broker.
+    const relayWaker = (role: string, connection: BrokerConnection, roleLog: Logger) => {
+      const notifier = new WakeupNotifier(connection, topology.wakeupExchange, roleLog);
+      notifier.start();
+      started.push({ name: `${role} wake-up notifier`, stop: () => notifier.stop() });
+      return () => {
+        relay?.wake();
+        notifier.notify();
+      };
     };
 
     let worker: Worker | undefined;
     if (config.roles.includes('worker')) {
       const workerLog = log.child({ role: 'worker' });
       const workerBroker = broker('worker');
-      const notifier = new WakeupNotifier(workerBroker, topology.wakeupExchange, workerLog);
-      notifier.start();
-      started.push({ name: 'worker wake-up notifier', stop: () => notifier.stop() });
       const activeWorker = new Worker({
         db: database.db,
         broker: workerBroker,
@@ -147,7 +149,7 @@ export async function startService(
         prefetch: config.worker.prefetch,
         maxAttempts: config.worker.maxAttempts,
         retryDelayMs: config.worker.retryDelayMs,
-        onEventsWritten: wakeRelays(notifier),
+        onEventsWritten: relayWaker('worker', workerBroker, workerLog),
         handoff: relay,
         handlers: options.handlers,
       });
@@ -161,9 +163,6 @@ export async function startService(
     if (config.roles.includes('app')) {
       const appLog = log.child({ role: 'app' });
       const appBroker = broker('app');
-      const notifier = new WakeupNotifier(appBroker, topology.wakeupExchange, appLog);
-      notifier.start();
-      started.push({ name: 'wake-up notifier', stop: () => notifier.stop() });
       const live = new LiveEvents(appBroker, topology, database.db, appLog);
       live.start();
       started.push({ name: 'live events', stop: () => live.stop() });
@@ -178,7 +177,7 @@ export async function startService(
           },
           rabbitmq: async () => appBroker.isConnected,
         },
-        onEventsWritten: wakeRelays(notifier),
+        onEventsWritten: relayWaker('app', appBroker, appLog),
         handoff: relay,
         live,
         workerDeadLetters: () => countMessages(appBroker, topology.workerDeadLetterQueue),

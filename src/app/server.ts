@@ -10,6 +10,7 @@ import type { Config } from '../config/index.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import type { Handoff } from '../relay/handoff.js';
+import { listen } from '../support/listen.js';
 import { type AppContext, eventHeadersFrom, isAdmin } from './context.js';
 import { formatError } from './errors.js';
 import { costError, limitRules } from './limits.js';
@@ -150,21 +151,12 @@ export class AppServer {
       authenticate: this.options.authenticateWebSocket,
     });
 
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: NodeJS.ErrnoException) =>
-        reject(
-          error.code === 'EADDRINUSE'
-            ? new Error(`PORT ${config.port} is in use: choose another PORT for this app instance`, {
-                cause: error,
-              })
-            : error,
-        );
-      this.httpServer.once('error', onError);
-      this.httpServer.listen(config.port, config.host, () => {
-        this.httpServer.off('error', onError);
-        resolve();
-      });
-    });
+    await listen(
+      this.httpServer,
+      config.port,
+      config.host,
+      `PORT ${config.port} is in use: choose another PORT for this app instance`,
+    );
     log.info({ url: this.url }, 'GraphQL server listening');
   }
 

@@ -12,13 +12,23 @@ export const MysqlErrno = {
   LOST_CONNECTION: 2013,
 } as const;
 
-/** Finds the driver's error number anywhere in a cause chain (Drizzle wraps driver errors). */
-export function mysqlErrno(error: unknown): number | undefined {
+interface DriverError {
+  readonly code?: unknown;
+  readonly errno?: unknown;
+  readonly cause?: unknown;
+}
+
+/** An error and its causes, outermost first: Drizzle wraps the driver's error in its own. */
+function* causes(error: unknown): Generator<DriverError> {
   for (let e: unknown = error, depth = 0; e !== null && typeof e === 'object' && depth < 8; depth++) {
-    const errno = (e as { errno?: unknown }).errno;
-    if (typeof errno === 'number') return errno;
-    e = (e as { cause?: unknown }).cause;
+    yield e as DriverError;
+    e = (e as DriverError).cause;
   }
+}
+
+/** Finds the driver's error number anywhere in a cause chain. */
+export function mysqlErrno(error: unknown): number | undefined {
+  for (const e of causes(error)) if (typeof e.errno === 'number') return e.errno;
   return undefined;
 }
 
@@ -48,11 +58,9 @@ const TRANSIENT_ERRNOS = new Set<number>([
 
 /** The database is unreachable or asked us to retry; says nothing about the data. */
 export function isTransientDatabaseError(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e !== null && typeof e === 'object' && depth < 8; depth++) {
-    const { code, errno } = e as { code?: unknown; errno?: unknown };
+  for (const { code, errno } of causes(error)) {
     if (typeof code === 'string' && CONNECTION_CODES.has(code)) return true;
     if (typeof errno === 'number' && TRANSIENT_ERRNOS.has(errno)) return true;
-    e = (e as { cause?: unknown }).cause;
   }
   return false;
 }

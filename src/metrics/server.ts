@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
+import { listen } from '../support/listen.js';
 import type { Metrics } from './index.js';
 
 /**
@@ -36,22 +37,12 @@ export class MetricsServer {
   }
 
   async start(port: number, host: string): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', (error: NodeJS.ErrnoException) =>
-        reject(
-          error.code === 'EADDRINUSE'
-            ? new Error(
-                `METRICS_PORT ${port} is in use: give each relay or worker on this machine its own METRICS_PORT (0 picks a free one)`,
-                { cause: error },
-              )
-            : error,
-        ),
-      );
-      this.server.listen(port, host, () => {
-        this.server.removeAllListeners('error');
-        resolve();
-      });
-    });
+    await listen(
+      this.server,
+      port,
+      host,
+      `METRICS_PORT ${port} is in use: give each relay or worker on this machine its own METRICS_PORT (0 picks a free one)`,
+    );
     this.log.info({ port: this.port }, 'metrics server listening');
   }
 

@@ -19,7 +19,6 @@ export interface ClaimedEvent {
   /** …which stays the JSON text the database holds: the relay never needs it as an object. */
   readonly payloadJson: string;
   readonly headers: EventHeaders;
-  readonly attempts: number;
   /** The row carried another relay's (expired) lease: a crashed or stalled relay's work. */
   readonly takenOver: boolean;
 }
@@ -94,17 +93,9 @@ export async function appendEvent(tx: Executor, event: NewEvent, lease?: Lease):
   if (!inserted) throw new Error('INSERT into outbox returned no id');
   return {
     id: inserted.id,
-    attempts: 0,
     takenOver: false,
     headers: event.headers,
-    envelope: {
-      eventId: event.eventId,
-      type: event.type,
-      aggregateType: event.aggregateType,
-      aggregateId: event.aggregateId,
-      sequence: event.sequence,
-      occurredAt: event.occurredAt.toISOString(),
-    },
+    envelope: envelopeHead(event),
     payloadJson: JSON.stringify(event.payload),
   };
 }
@@ -164,7 +155,6 @@ export async function claimBatch(db: Database, lease: Lease, limit: number): Pro
           occurredAt: outbox.occurredAt,
           payload: outbox.payload,
           headers: outbox.headers,
-          attempts: outbox.attempts,
           leaseToken: outbox.leaseToken,
         })
         .from(outbox)
@@ -185,17 +175,9 @@ export async function claimBatch(db: Database, lease: Lease, limit: number): Pro
         .where(idIn(rows.map((r) => r.id)));
       return rows.map((r) => ({
         id: r.id,
-        attempts: r.attempts,
         takenOver: r.leaseToken !== null,
         headers: parseJson(r.headers) as EventHeaders,
-        envelope: {
-          eventId: r.eventId,
-          type: r.type,
-          aggregateType: r.aggregateType,
-          aggregateId: r.aggregateId,
-          sequence: r.sequence,
-          occurredAt: r.occurredAt.toISOString(),
-        },
+        envelope: envelopeHead(r),
         payloadJson: typeof r.payload === 'string' ? r.payload : JSON.stringify(r.payload),
       }));
     },
@@ -365,14 +347,20 @@ export async function listAggregateEvents(
 }
 
 function toEnvelope(row: typeof outbox.$inferSelect): EventEnvelope {
+  return { ...envelopeHead(row), payload: parseJson(row.payload) };
+}
+
+/** The envelope's fields but the payload, from a row or from an event about to be written. */
+function envelopeHead(
+  event: Pick<NewEvent, 'eventId' | 'type' | 'aggregateType' | 'aggregateId' | 'sequence' | 'occurredAt'>,
+): Omit<EventEnvelope, 'payload'> {
   return {
-    eventId: row.eventId,
-    type: row.type,
-    aggregateType: row.aggregateType,
-    aggregateId: row.aggregateId,
-    sequence: row.sequence,
-    occurredAt: row.occurredAt.toISOString(),
-    payload: parseJson(row.payload),
+    eventId: event.eventId,
+    type: event.type,
+    aggregateType: event.aggregateType,
+    aggregateId: event.aggregateId,
+    sequence: event.sequence,
+    occurredAt: event.occurredAt.toISOString(),
   };
 }
 

@@ -203,7 +203,11 @@ export class Relay implements Handoff {
     outcomes.forEach((outcome, i) => {
       const id = ids[i] as number;
       if (outcome.ok) published.push(id);
-      else failedByError.set(outcome.error, [...(failedByError.get(outcome.error) ?? []), id]);
+      else {
+        const same = failedByError.get(outcome.error);
+        if (same) same.push(id);
+        else failedByError.set(outcome.error, [id]);
+      }
     });
 
     if (lane === 'handoff') this.markLater(published);

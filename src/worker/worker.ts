@@ -176,14 +176,7 @@ export class Worker {
         { err: error, eventId: envelope.eventId, attempts: counted, retryInMs: retryDelayMs },
         'handler failed; retrying later',
       );
-      await this.send(channel, topology.workerRetryQueue, message, {
-        expiration: String(retryDelayMs),
-        headers: {
-          ...message.properties.headers,
-          [ATTEMPTS_HEADER]: counted,
-          [ERROR_HEADER]: errorText(error),
-        },
-      });
+      await this.send(channel, topology.workerRetryQueue, message, counted, error, String(retryDelayMs));
       return 'retried';
     }
   }
@@ -226,25 +219,22 @@ export class Worker {
       { err: error, messageId: message.properties.messageId, attempts },
       'message parked in the dead-letter queue',
     );
-    await this.send(channel, this.options.topology.workerDeadLetterQueue, message, {
-      headers: {
-        ...message.properties.headers,
-        [ATTEMPTS_HEADER]: attempts,
-        [ERROR_HEADER]: errorText(error),
-      },
-    });
+    await this.send(channel, this.options.topology.workerDeadLetterQueue, message, attempts, error);
   }
 
   /**
-   * Sends a copy of `message` straight to a queue and waits for the broker's confirm. Mandatory,
-   * like the relay's publishes: were the queue missing, the broker would confirm the copy and
-   * drop it, and acking the original would lose the message.
+   * Sends a copy of `message`, carrying its attempt count and last error, straight to a queue
+   * and waits for the broker's confirm. Mandatory, like the relay's publishes: were the queue
+   * missing, the broker would confirm the copy and drop it, and acking the original would lose
+   * the message.
    */
   private send(
     channel: ConfirmChannel,
     queue: string,
     message: ConsumeMessage,
-    overrides: Options.Publish & { headers: Record<string, unknown> },
+    attempts: number,
+    error: unknown,
+    expiration?: string,
   ): Promise<void> {
     const { properties } = message;
     const copy = randomUUID();
@@ -256,8 +246,13 @@ export class Worker {
       timestamp: properties.timestamp,
       persistent: true,
       mandatory: true,
-      ...overrides,
-      headers: { ...overrides.headers, [COPY_HEADER]: copy },
+      expiration,
+      headers: {
+        ...properties.headers,
+        [ATTEMPTS_HEADER]: attempts,
+        [ERROR_HEADER]: errorText(error),
+        [COPY_HEADER]: copy,
+      },
     };
     return new Promise((resolve, reject) => {
       channel.sendToQueue(queue, message.content, options, (error) => {

@@ -3,7 +3,13 @@
  * GraphQL `extensions.code`; anything else that escapes a resolver is an internal error and is
  * masked at the API edge (app/errors.ts).
  */
-export type ErrorCode = 'BAD_USER_INPUT' | 'EMAIL_TAKEN' | 'FORBIDDEN';
+export type ErrorCode =
+  | 'BAD_USER_INPUT'
+  | 'EMAIL_TAKEN'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'SERVICE_UNAVAILABLE';
 
 export abstract class DomainError extends Error {
   abstract readonly code: ErrorCode;
@@ -44,5 +50,34 @@ export class ForbiddenError extends DomainError {
   readonly code = 'FORBIDDEN';
   constructor() {
     super('This operation needs the admin token (Authorization: Bearer <ADMIN_TOKEN>)');
+  }
+}
+
+export class NotFoundError extends DomainError {
+  override readonly name = 'NotFoundError';
+  readonly code = 'NOT_FOUND';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+  override get details() {
+    return { field: this.field };
+  }
+}
+
+/** The state the client based its request on has moved on (lost-update protection). */
+export class ConflictError extends DomainError {
+  override readonly name = 'ConflictError';
+  readonly code = 'CONFLICT';
+  constructor(
+    message: string,
+    private readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+  override get details() {
+    return this.extra;
   }
 }

@@ -1,33 +1,34 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { LiveEvents } from './app/live.js';
-import { AppServer } from './app/server.js';
+import { type AppRole, startAppRole } from './app/role.js';
 import type { ConnectionAuthenticator } from './app/ws.js';
 import { BrokerConnection } from './broker/connection.js';
-import { ConfirmPublisher } from './broker/publisher.js';
-import { declareWorkerQueues, type Topology, topologyFor } from './broker/topology.js';
+import { HintNotifier } from './broker/hint.js';
+import { type Topology, topologyFor } from './broker/topology.js';
 import type { Config } from './config/index.js';
-import { CUSTOMER_CREATED } from './customers/events.js';
-import { connectDatabase, type DatabaseHandle, ensureDatabase } from './db/client.js';
+import { CUSTOMER_HANDLERS } from './customers/handlers.js';
+import { connectDatabase, databaseName, ensureDatabase } from './db/client.js';
 import { runMigrations } from './db/migrate.js';
+import { pruneKeys } from './idempotency/keys.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics/index.js';
 import { MetricsServer } from './metrics/server.js';
-import { Relay } from './relay/relay.js';
-import { WakeupListener, WakeupNotifier } from './relay/wakeup.js';
-import { Worker, type WorkerOptions } from './worker/worker.js';
-
-/** Something the service started and, on shutdown, stops in reverse order. */
-interface Component {
-  readonly name: string;
-  stop(): Promise<void>;
-}
+import { prunePublished } from './outbox/store.js';
+import { OutboxWriter } from './outbox/writer.js';
+import type { Relay } from './relay/relay.js';
+import { type RelayRole, startRelayRole } from './relay/role.js';
+import { Pruner } from './retention/pruner.js';
+import type { RoleDeps } from './roles.js';
+import type { Handlers } from './worker/handler.js';
+import { startWorkerRole, type WorkerRole } from './worker/role.js';
+import type { Worker } from './worker/worker.js';
+import { pruneInbox } from './worker/store.js';
 
 export interface RunningService {
   /** host:pid:random, part of every broker connection name and of the relay's lease owner. */
   readonly instance: string;
   /** The GraphQL server, when the app role runs. */
-  readonly app: AppServer | undefined;
+  readonly app: AppRole['server'] | undefined;
   readonly relay: Relay | undefined;
   readonly worker: Worker | undefined;
   /** The standalone /metrics + /healthz server, when the app role does not run. */
@@ -38,185 +39,158 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
-/**
- * Starts the configured roles in one process: migrations first (every role needs the tables),
- * then relay and worker, then the app last, so it takes requests only when the rest is up.
- */
 export interface ServiceOptions {
   /** Replaces the worker's handlers (tests inject a failing one). */
-  readonly handlers?: WorkerOptions['handlers'];
+  readonly handlers?: Handlers;
   /** Authenticates WebSocket connections; see README, "Authentication". Off by default. */
   readonly authenticateWebSocket?: ConnectionAuthenticator;
 }
 
+/**
+ * Composition, and nothing else: picks the configured roles and orders their start and stop.
+ * Migrations first (every role needs the tables), then relay, worker and app, so the app takes
+ * requests only when the rest is up; stop runs in reverse. Each role lives in its folder's
+ * role.ts; what they share (the database, the metrics, the outbox writer, the hints) is made here.
+ */
 export async function startService(
   config: Config,
   log: Logger,
   options: ServiceOptions = {},
 ): Promise<RunningService> {
-  const started: Component[] = [];
+  const stack: Array<{ name: string; stop: () => Promise<void> }> = [];
   // Names this process's broker connections and lease owner, so operators can tell instances apart.
   const instance = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
-  const topology = topologyFor(config.exchange, config.worker.queue, [CUSTOMER_CREATED]);
+  const handlers = options.handlers ?? CUSTOMER_HANDLERS;
+  const topology = topologyFor(config.exchange, config.worker.queue, Object.keys(handlers));
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      for (const component of [...started].reverse()) {
+      for (const { name, stop: stopIt } of stack.reverse()) {
         try {
-          await component.stop();
-          log.debug({ component: component.name }, 'stopped');
+          await stopIt();
+          log.debug({ component: name }, 'stopped');
         } catch (error) {
-          log.error({ err: error, component: component.name }, 'stop failed');
+          log.error({ err: error, component: name }, 'stop failed');
         }
       }
     })();
     return stopping;
   };
+  const started = <T extends { stop(): Promise<void> }>(name: string, component: T): T => {
+    stack.push({ name, stop: () => component.stop() });
+    return component;
+  };
   const broker = (role: string) => {
     const connection = new BrokerConnection(config.amqpUrl, `${role} ${instance}`, log.child({ role }));
     connection.start();
-    started.push({ name: `${role} broker connection`, stop: () => connection.stop() });
-    return connection;
+    return started(`${role} broker connection`, connection);
   };
 
   try {
     await ensureDatabase(config.databaseUrl);
-    const database: DatabaseHandle = connectDatabase(config.databaseUrl, config.dbPoolSize);
-    started.push({ name: 'database', stop: () => database.close() });
+    const database = connectDatabase(config.databaseUrl, config.dbPoolSize);
+    stack.push({ name: 'database', stop: () => database.close() });
     await runMigrations(database);
-    const metrics = new Metrics(database.db);
+    const { db } = database;
+    const metrics = new Metrics(db);
+    const deps = (role: string): RoleDeps => ({
+      config,
+      db,
+      log: log.child({ role }),
+      metrics,
+      topology,
+      broker: broker(role),
+      instance,
+    });
 
-    let relay: Relay | undefined;
-    if (config.roles.includes('relay')) {
-      const relayLog = log.child({ role: 'relay' });
-      const relayBroker = broker('relay');
-      const publisher = new ConfirmPublisher({
-        broker: relayBroker,
-        exchange: topology.exchange,
-        confirmTimeoutMs: config.relay.confirmTimeoutMs,
-        log: relayLog,
-        setup: (channel) => declareWorkerQueues(channel, topology),
-      });
-      started.push({ name: 'relay publisher', stop: () => publisher.close() });
-      const activeRelay = new Relay({
-        db: database.db,
-        publisher,
-        log: relayLog,
-        metrics,
-        owner: instance,
-        batchSize: config.relay.batchSize,
-        lanes: config.relay.lanes,
-        pollIntervalMs: config.relay.pollIntervalMs,
-        leaseMs: config.relay.leaseMs,
-        retry: {
-          maxAttempts: config.relay.maxAttempts,
-          backoffBaseMs: config.relay.backoffBaseMs,
-          backoffMaxMs: config.relay.backoffMaxMs,
-        },
-      });
-      activeRelay.start();
-      started.push({ name: 'relay', stop: () => activeRelay.stop() });
-      const listener = new WakeupListener(relayBroker, topology.wakeupExchange, relayLog, () =>
-        activeRelay.wake(),
-      );
-      listener.start();
-      started.push({ name: 'relay wake-up listener', stop: () => listener.stop() });
-      relay = activeRelay;
-    }
+    const relayRole: RelayRole | undefined = config.roles.includes('relay')
+      ? started('relay', startRelayRole(deps('relay')))
+      : undefined;
 
-    // What a writer calls after a commit that wrote outbox rows: wake the relay in this
-    // process, if any, and hint the standalone relays through the broker.
-    const relayWaker = (role: string, connection: BrokerConnection, roleLog: Logger) => {
-      const notifier = new WakeupNotifier(connection, topology.wakeupExchange, roleLog);
-      notifier.start();
-      started.push({ name: `${role} wake-up notifier`, stop: () => notifier.stop() });
-      return () => {
-        relay?.wake();
-        notifier.notify();
-      };
+    // Hints to other processes: "new outbox rows" for relays, "new history rows" for live feeds.
+    const needsWriter = config.roles.includes('app') || config.roles.includes('worker');
+    const hints = needsWriter ? broker('hints') : undefined;
+    const notifier = (exchange: string) => {
+      if (!hints) return undefined;
+      const n = new HintNotifier(hints, exchange, log.child({ role: 'hints' }));
+      n.start();
+      return started(`${exchange} notifier`, n);
     };
+    const writer = new OutboxWriter({
+      handoff: relayRole?.relay,
+      waker: notifier(topology.wakeupExchange),
+      maxPayloadBytes: config.outboxMaxPayloadBytes,
+    });
 
-    let worker: Worker | undefined;
+    let appRole: AppRole | undefined;
+    let workerRole: WorkerRole | undefined;
     if (config.roles.includes('worker')) {
-      const workerLog = log.child({ role: 'worker' });
-      const workerBroker = broker('worker');
-      const activeWorker = new Worker({
-        db: database.db,
-        broker: workerBroker,
-        topology,
-        log: workerLog,
-        metrics,
-        prefetch: config.worker.prefetch,
-        maxAttempts: config.worker.maxAttempts,
-        retryDelayMs: config.worker.retryDelayMs,
-        onEventsWritten: relayWaker('worker', workerBroker, workerLog),
-        handoff: relay,
-        handlers: options.handlers,
-      });
-      activeWorker.start();
-      started.push({ name: 'worker', stop: () => activeWorker.stop() });
-      worker = activeWorker;
+      const historyHint = notifier(topology.historyExchange);
+      workerRole = started(
+        'worker',
+        startWorkerRole({
+          ...deps('worker'),
+          handlers,
+          writer,
+          // The live feed beside it, if any, at once; app instances elsewhere through the broker.
+          historyWaker: {
+            notify: () => {
+              appRole?.feed.wake();
+              historyHint?.notify();
+            },
+          },
+        }),
+      );
     }
 
-    let app: AppServer | undefined;
     let metricsServer: MetricsServer | undefined;
     if (config.roles.includes('app')) {
-      const appLog = log.child({ role: 'app' });
-      const appBroker = broker('app');
-      const live = new LiveEvents(appBroker, topology, database.db, appLog);
-      live.start();
-      started.push({ name: 'live events', stop: () => live.stop() });
-      const server = new AppServer({
-        config,
-        db: database.db,
-        log: appLog,
-        readiness: {
-          mysql: async () => {
-            await database.ping();
-            return true;
-          },
-          rabbitmq: async () => appBroker.isConnected,
-        },
-        onEventsWritten: relayWaker('app', appBroker, appLog),
-        handoff: relay,
-        live,
-        workerDeadLetters: () => countMessages(appBroker, topology.workerDeadLetterQueue),
-        authenticateWebSocket: options.authenticateWebSocket,
-        routes: (express) => {
-          express.get('/metrics', async (_req, res) => {
-            res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-          });
-        },
-      });
-      await server.start();
-      started.push({ name: 'app', stop: () => server.stop() });
-      app = server;
+      appRole = started(
+        'app',
+        await startAppRole({
+          ...deps('app'),
+          database,
+          writer,
+          authenticateWebSocket: options.authenticateWebSocket,
+        }),
+      );
     } else {
       metricsServer = new MetricsServer(metrics, log);
       await metricsServer.start(config.metricsPort, config.host);
-      started.push({ name: 'metrics server', stop: () => metricsServer?.stop() ?? Promise.resolve() });
+      started('metrics server', metricsServer);
     }
+
+    const { retention } = config;
+    started(
+      'retention',
+      new Pruner({
+        pool: database.pool,
+        log: log.child({ role: 'retention' }),
+        metrics,
+        intervalMs: retention.intervalMs,
+        batchSize: retention.batchSize,
+        lockName: `graphql-outbox:retention:${databaseName(config.databaseUrl)}`,
+        tasks: [
+          { table: 'outbox', prune: (n) => prunePublished(db, retention.outboxMs, n) },
+          { table: 'inbox', prune: (n) => pruneInbox(db, retention.inboxMs, n) },
+          { table: 'idempotency_keys', prune: (n) => pruneKeys(db, retention.idempotencyKeysMs, n) },
+        ],
+      }),
+    ).start();
+
     log.info({ roles: config.roles }, 'service started');
-    return { instance, app, relay, worker, metricsServer, metrics, topology, stop };
+    return {
+      instance,
+      app: appRole?.server,
+      relay: relayRole?.relay,
+      worker: workerRole?.worker,
+      metricsServer,
+      metrics,
+      topology,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
-  }
-}
-
-/** Messages waiting in a queue, or null when the broker cannot be asked right now. */
-async function countMessages(broker: BrokerConnection, queue: string): Promise<number | null> {
-  try {
-    const connection = await broker.connection(AbortSignal.timeout(1000));
-    const channel = await connection.createChannel();
-    // A missing queue closes the channel with an error event; without a listener it would throw.
-    channel.on('error', () => {});
-    try {
-      return (await channel.checkQueue(queue)).messageCount;
-    } finally {
-      await channel.close().catch(() => {});
-    }
-  } catch {
-    return null;
   }
 }

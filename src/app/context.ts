@@ -1,5 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import { GraphQLError } from 'graphql';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import type { EventHeaders } from '../outbox/event.js';
@@ -12,6 +13,28 @@ export interface AppContext {
   readonly eventHeaders: EventHeaders;
   /** The request may use operator operations (it carried ADMIN_TOKEN, or none is configured). */
   readonly admin: boolean;
+  /** The client's `Idempotency-Key` header, if any (see idempotency/keys.ts). */
+  readonly idempotencyKey?: string;
+}
+
+/** Printable ASCII, as the IETF Idempotency-Key draft and Stripe-style clients send (often a UUID). */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * The `Idempotency-Key` header: a header rather than an argument because it belongs to the
+ * request, not to the operation's data (HTTP clients, proxies and retry middleware set it
+ * without knowing the schema), and it works for every mutation alike. A malformed key is a
+ * client mistake, refused before anything runs.
+ */
+export function idempotencyKeyFrom(headers: IncomingHttpHeaders): string | undefined {
+  const value = single(headers['idempotency-key']);
+  if (value === undefined) return undefined;
+  if (!IDEMPOTENCY_KEY.test(value)) {
+    throw new GraphQLError('Idempotency-Key must be 1 to 128 printable ASCII characters', {
+      extensions: { code: 'BAD_USER_INPUT', field: 'Idempotency-Key', http: { status: 400 } },
+    });
+  }
+  return value;
 }
 
 /** `Authorization: Bearer <token>` compared in constant time; no token configured means open. */

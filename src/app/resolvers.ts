@@ -1,33 +1,44 @@
 import type { IResolvers } from '@graphql-tools/utils';
+import { GraphQLError } from 'graphql';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
+import { type CustomerEvent, customerEventPage, customerEventStream } from '../customers/history.js';
 import {
   type Customer,
   createCustomer,
   findCustomer,
   listCustomers,
   parseCustomerId,
+  updateCustomer,
+  type WriteContext,
 } from '../customers/service.js';
-import type { CreateCustomerInput } from '../customers/validation.js';
+import type { CreateCustomerInput, UpdateCustomerInput } from '../customers/validation.js';
 import { ForbiddenError, InvalidInputError } from '../errors.js';
-import { listDead, readStats, reviveDead } from '../outbox/store.js';
-import type { Handoff } from '../relay/handoff.js';
+import { CursorAheadError, type HistoryFeed } from '../history/feed.js';
+import { listDead, readStats, reviveDead, skipDead } from '../outbox/store.js';
+import type { OutboxWriter } from '../outbox/writer.js';
 import type { AppContext } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
-import { type CustomerEvent, type LiveEvents, loadCustomerEvents } from './live.js';
 
 export interface ResolverOptions {
   readonly maxPageSize: number;
-  /** Called after outbox events committed, so that relays publish them soon. */
-  readonly onEventsWritten: () => void;
-  /** The relay in this process, if any: new events are handed to it directly. */
-  readonly handoff?: Handoff;
+  /** Every event a mutation writes goes through it. */
+  readonly writer: OutboxWriter;
   /** The instance's feed of handled events; absent when subscriptions are not served. */
-  readonly live?: LiveEvents;
+  readonly feed?: HistoryFeed;
   /** Messages in the worker's dead-letter queue, or null when the broker cannot say. */
   readonly workerDeadLetters?: () => Promise<number | null>;
 }
 
 export function createResolvers(options: ResolverOptions): IResolvers<unknown, AppContext> {
+  const writeContext = (ctx: AppContext): WriteContext => ({
+    db: ctx.db,
+    writer: options.writer,
+    headers: ctx.eventHeaders,
+    idempotencyKey: ctx.idempotencyKey,
+  });
+  const eventPage = (ctx: AppContext, customerId: string, args: { first: number; after?: string | null }) =>
+    customerEventPage(ctx.db, customerId, pageSize(args.first, options.maxPageSize), args.after ?? undefined);
+
   return {
     DateTime: DateTimeResolver,
     JSON: JSONResolver,
@@ -44,8 +55,11 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
           pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null },
         };
       },
-      customerEvents: (_: unknown, args: { customerId: string }, ctx: AppContext) =>
-        loadCustomerEvents(ctx.db, String(parseCustomerId(args.customerId, 'customerId'))),
+      customerEvents: (
+        _: unknown,
+        args: { customerId: string; first: number; after?: string | null },
+        ctx: AppContext,
+      ) => eventPage(ctx, String(parseCustomerId(args.customerId, 'customerId')), args),
       outboxStats: (_: unknown, __: unknown, ctx: AppContext) => readStats(ctx.db),
       deadEvents: (_: unknown, args: { first: number }, ctx: AppContext) => {
         requireAdmin(ctx);
@@ -53,33 +67,48 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
       },
     },
     Mutation: {
-      createCustomer: async (_: unknown, args: { input: CreateCustomerInput }, ctx: AppContext) => {
-        const result = await createCustomer(ctx.db, args.input, ctx.eventHeaders, options.handoff);
-        if (!options.handoff) options.onEventsWritten();
-        return result;
-      },
+      createCustomer: (_: unknown, args: { input: CreateCustomerInput }, ctx: AppContext) =>
+        createCustomer(writeContext(ctx), args.input),
+      updateCustomer: (_: unknown, args: { input: UpdateCustomerInput }, ctx: AppContext) =>
+        updateCustomer(writeContext(ctx), args.input),
       reviveDeadEvents: async (_: unknown, args: { eventIds?: string[] | null }, ctx: AppContext) => {
         requireAdmin(ctx);
         const eventIds = await reviveDead(ctx.db, args.eventIds ?? undefined);
-        if (eventIds.length > 0) options.onEventsWritten();
+        if (eventIds.length > 0) options.writer.nudge();
+        return { eventIds };
+      },
+      skipDeadEvents: async (_: unknown, args: { eventIds: string[] }, ctx: AppContext) => {
+        requireAdmin(ctx);
+        const eventIds = await skipDead(ctx.db, args.eventIds);
+        if (eventIds.length > 0) options.writer.nudge();
         return { eventIds };
       },
     },
     Subscription: {
       onCustomerEvent: {
-        subscribe: (_: unknown, args: { customerId?: string | null }) => {
+        subscribe: async (_: unknown, args: { customerId?: string | null; after?: string | null }) => {
           const customerId =
             args.customerId == null ? undefined : String(parseCustomerId(args.customerId, 'customerId'));
-          if (!options.live) throw new Error('This instance does not serve subscriptions');
-          return options.live.subscribe(customerId);
+          if (!options.feed) {
+            throw new GraphQLError('This instance does not serve subscriptions', {
+              extensions: { code: 'SERVICE_UNAVAILABLE' },
+            });
+          }
+          try {
+            return await customerEventStream(options.feed, customerId, args.after ?? undefined);
+          } catch (error) {
+            if (error instanceof CursorAheadError) throw new InvalidInputError('after', 'Not a valid cursor');
+            throw error;
+          }
         },
         resolve: (event: CustomerEvent) => event,
       },
     },
     Customer: {
       id: (customer: Customer) => String(customer.id),
-      events: (customer: Customer, _: unknown, ctx: AppContext) =>
-        loadCustomerEvents(ctx.db, String(customer.id)),
+      sequence: (customer: Customer) => customer.version,
+      events: (customer: Customer, args: { first: number; after?: string | null }, ctx: AppContext) =>
+        eventPage(ctx, String(customer.id), args),
     },
     OutboxStats: {
       workerDeadLetters: () => options.workerDeadLetters?.() ?? null,

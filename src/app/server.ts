@@ -9,12 +9,12 @@ import type { GraphQLSchema } from 'graphql';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
-import type { Handoff } from '../relay/handoff.js';
+import type { HistoryFeed } from '../history/feed.js';
+import type { OutboxWriter } from '../outbox/writer.js';
 import { listen } from '../support/listen.js';
-import { type AppContext, eventHeadersFrom, isAdmin } from './context.js';
+import { type AppContext, eventHeadersFrom, idempotencyKeyFrom, isAdmin } from './context.js';
 import { formatError } from './errors.js';
 import { costError, limitRules } from './limits.js';
-import type { LiveEvents } from './live.js';
 import { mountPlayground } from './playground.js';
 import { buildSchema } from './schema.js';
 import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
@@ -25,10 +25,10 @@ export interface AppServerOptions {
   readonly log: Logger;
   /** Dependencies `/readyz` checks; each resolves true when usable. */
   readonly readiness: Readonly<Record<string, () => Promise<boolean>>>;
-  /** Wakes an in-process relay after a mutation committed outbox events. */
-  readonly onEventsWritten?: () => void;
-  readonly live?: LiveEvents;
-  readonly handoff?: Handoff;
+  /** Every event a mutation writes goes through it. */
+  readonly writer: OutboxWriter;
+  /** The instance's feed of handled events, for subscriptions. */
+  readonly feed?: HistoryFeed;
   readonly workerDeadLetters?: () => Promise<number | null>;
   /** Extra HTTP routes mounted before /graphql (e.g. /metrics, the playground). */
   readonly routes?: (app: express.Express) => void;
@@ -52,9 +52,8 @@ export class AppServer {
     this.httpServer = createServer();
     this.schema = buildSchema({
       maxPageSize: config.http.maxPageSize,
-      onEventsWritten: options.onEventsWritten ?? (() => {}),
-      live: options.live,
-      handoff: options.handoff,
+      writer: options.writer,
+      feed: options.feed,
       workerDeadLetters: options.workerDeadLetters,
     });
     const ws = () => this.ws;
@@ -131,6 +130,7 @@ export class AppServer {
           log,
           eventHeaders: eventHeadersFrom(req.headers),
           admin: isAdmin(req.headers, config.http.adminToken),
+          idempotencyKey: idempotencyKeyFrom(req.headers),
         }),
       }),
     );

@@ -9,17 +9,34 @@ export interface OutgoingMessage {
   readonly properties: Options.Publish & { readonly messageId: string };
 }
 
+/**
+ * Why a publish failed, as a closed set: metrics label by it and the relay decides by it.
+ * `no_channel` and `channel_closed` are outages (the connection went away), not the event's
+ * fault; `nacked`, `unroutable`, `timeout` and `encoding` count as a failed attempt.
+ */
+export type PublishFailure =
+  | 'nacked'
+  | 'unroutable'
+  | 'timeout'
+  | 'channel_closed'
+  | 'encoding'
+  | 'no_channel';
+
 export type PublishOutcome =
   | { readonly ok: true }
   | {
       readonly ok: false;
+      readonly reason: PublishFailure;
+      /** What happened, for last_error and the logs. */
       readonly error: string;
-      /** Nothing was sent: no channel could be had (broker away, or stopping). Not the event's fault. */
-      readonly unsent?: true;
     };
 
 const OK: PublishOutcome = { ok: true };
-const failed = (error: string): PublishOutcome => ({ ok: false, error });
+const failed = (reason: PublishFailure, error: string): PublishOutcome => ({ ok: false, reason, error });
+
+/** Failures that say the broker or the connection is away, not that the event is bad. */
+export const isOutage = (outcome: PublishOutcome): boolean =>
+  !outcome.ok && (outcome.reason === 'no_channel' || outcome.reason === 'channel_closed');
 
 /** What the relay needs of a publisher; tests substitute one to inject a single fault. */
 export interface Publisher {
@@ -82,11 +99,7 @@ export class ConfirmPublisher implements Publisher {
     try {
       channel = await this.openChannel(signal?.aborted ? AbortSignal.abort() : giveUp.signal);
     } catch (error) {
-      const outcome: PublishOutcome = {
-        ok: false,
-        error: `no broker channel: ${(error as Error).message}`,
-        unsent: true,
-      };
+      const outcome = failed('no_channel', `no broker channel: ${(error as Error).message}`);
       return messages.map(() => outcome);
     } finally {
       clearTimeout(timer);
@@ -118,17 +131,17 @@ export class ConfirmPublisher implements Publisher {
       outcomes[index] = outcome;
       if (--pending === 0) allSettled();
     };
-    const failPending = (error: string) => {
-      for (let i = 0; i < messages.length; i++) settle(i, failed(error));
+    const failPending = (reason: PublishFailure, error: string) => {
+      for (let i = 0; i < messages.length; i++) settle(i, failed(reason, error));
     };
     let closed = false;
     const onClose = () => {
       closed = true;
-      failPending('channel closed before the broker confirmed');
+      failPending('channel_closed', 'channel closed before the broker confirmed');
     };
     channel.once('close', onClose);
     const timer = setTimeout(() => {
-      failPending(`no confirm within ${confirmTimeoutMs} ms`);
+      failPending('timeout', `no confirm within ${confirmTimeoutMs} ms`);
       // Late confirms on this channel can no longer be matched to a decision; start afresh.
       this.discard(channel);
     }, confirmTimeoutMs);
@@ -144,9 +157,13 @@ export class ConfirmPublisher implements Publisher {
           { ...message.properties, mandatory: true },
           (error) => {
             const wasReturned = this.returned.delete(messageId);
-            if (error) settle(i, failed('nacked by the broker'));
+            // amqplib also calls back with an error for every unconfirmed message when the channel
+            // closes, from a 'close' listener that runs just before ours. Deciding a tick later
+            // lets onClose settle those as channel_closed (the connection died): only a real
+            // basic.nack is left to count as the broker refusing the message.
+            if (error) queueMicrotask(() => settle(i, failed('nacked', 'nacked by the broker')));
             else if (wasReturned)
-              settle(i, failed(`unroutable: no queue is bound for "${message.routingKey}"`));
+              settle(i, failed('unroutable', `unroutable: no queue is bound for "${message.routingKey}"`));
             else settle(i, OK);
           },
         );
@@ -154,7 +171,10 @@ export class ConfirmPublisher implements Publisher {
       } catch (error) {
         // amqplib throws synchronously for a message it cannot encode (e.g. headers over 64 KiB):
         // that one message fails; the rest of the batch goes on.
-        settle(i, failed(`could not publish: ${(error as Error).message}`));
+        settle(
+          i,
+          failed(closed ? 'channel_closed' : 'encoding', `could not publish: ${(error as Error).message}`),
+        );
       }
     }
     await done;

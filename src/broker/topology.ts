@@ -9,12 +9,16 @@ export interface Topology {
   readonly workerQueue: string;
   /** Messages waiting out a retry delay; they expire back into the worker queue. */
   readonly workerRetryQueue: string;
+  /** Messages waiting for an earlier event of their aggregate; a short delay, then back. */
+  readonly workerWaitQueue: string;
   /** Messages the worker gave up on: malformed, or failing after the attempt limit. */
   readonly workerDeadLetterQueue: string;
   /** Event types the worker handles; its queue is bound to their routing keys. */
   readonly workerEventTypes: readonly string[];
-  /** Fanout exchange for "new outbox rows" hints to standalone relays (see relay/wakeup.ts). */
+  /** Fanout exchange for "new outbox rows" hints to standalone relays (see broker/hint.ts). */
   readonly wakeupExchange: string;
+  /** Fanout exchange for "new history rows" hints to app instances' live feeds. */
+  readonly historyExchange: string;
 }
 
 export function topologyFor(
@@ -26,9 +30,11 @@ export function topologyFor(
     exchange,
     workerQueue,
     workerRetryQueue: `${workerQueue}.retry`,
+    workerWaitQueue: `${workerQueue}.wait`,
     workerDeadLetterQueue: `${workerQueue}.dead`,
     workerEventTypes,
     wakeupExchange: `${exchange}.wakeup`,
+    historyExchange: `${exchange}.history`,
   };
 }
 
@@ -44,24 +50,41 @@ export async function declareExchange(channel: Channel, topology: Topology): Pro
  */
 export async function declareWorkerQueues(channel: Channel, topology: Topology): Promise<void> {
   await declareExchange(channel, topology);
-  await channel.assertQueue(topology.workerQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
-  for (const type of topology.workerEventTypes) {
-    await channel.bindQueue(topology.workerQueue, topology.exchange, routingKeyOf(type));
-  }
-  // Retry: a message waits here for its per-message expiration, then RabbitMQ dead-letters it
-  // through the default exchange straight back into the worker queue.
-  await channel.assertQueue(topology.workerRetryQueue, {
+  // Quorum queues on RabbitMQ 4 have a delivery limit (20 by default; none on 3.x): a message
+  // redelivered more often (a worker crashing on it again and again) is dead-lettered, and with
+  // no dead-letter target it would be dropped. Ours is the dead-letter queue, where an operator
+  // sees it.
+  await channel.assertQueue(topology.workerQueue, {
     durable: true,
     arguments: {
       'x-queue-type': 'quorum',
       'x-dead-letter-exchange': '',
-      'x-dead-letter-routing-key': topology.workerQueue,
-      // Quorum queues dead-letter at most once by default: a message expiring while the worker
-      // queue is unavailable would vanish. At-least-once needs reject-publish overflow.
+      'x-dead-letter-routing-key': topology.workerDeadLetterQueue,
       'x-dead-letter-strategy': 'at-least-once',
       'x-overflow': 'reject-publish',
     },
   });
+  for (const type of topology.workerEventTypes) {
+    await channel.bindQueue(topology.workerQueue, topology.exchange, routingKeyOf(type));
+  }
+  // Retry and wait: a message waits here for its per-message expiration, then RabbitMQ
+  // dead-letters it through the default exchange straight back into the worker queue. Two
+  // queues, because a queue expires messages only at its head: a 200 ms wait behind a 5 s retry
+  // would wait 5 s.
+  for (const queue of [topology.workerRetryQueue, topology.workerWaitQueue]) {
+    await channel.assertQueue(queue, {
+      durable: true,
+      arguments: {
+        'x-queue-type': 'quorum',
+        'x-dead-letter-exchange': '',
+        'x-dead-letter-routing-key': topology.workerQueue,
+        // Quorum queues dead-letter at most once by default: a message expiring while the worker
+        // queue is unavailable would vanish. At-least-once needs reject-publish overflow.
+        'x-dead-letter-strategy': 'at-least-once',
+        'x-overflow': 'reject-publish',
+      },
+    });
+  }
   await channel.assertQueue(topology.workerDeadLetterQueue, {
     durable: true,
     arguments: { 'x-queue-type': 'quorum' },

@@ -49,8 +49,43 @@ export interface Config {
     readonly prefetch: number;
     readonly maxAttempts: number;
     readonly retryDelayMs: number;
+    readonly orderWaitMs: number;
+    readonly maxMessageBytes: number;
+  };
+  /** Largest event payload, as JSON, a writer may append. */
+  readonly outboxMaxPayloadBytes: number;
+  readonly live: {
+    readonly pollIntervalMs: number;
+    readonly pageSize: number;
+    readonly bufferSize: number;
+  };
+  readonly retention: {
+    readonly outboxMs: number;
+    readonly inboxMs: number;
+    readonly idempotencyKeysMs: number;
+    readonly intervalMs: number;
+    readonly batchSize: number;
   };
 }
+
+const DURATION_UNITS: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/** `90s`, `30m`, `24h`, `7d` (or plain milliseconds) → milliseconds, within [min, max]. */
+const duration = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+(ms|s|m|h|d)?$/, 'must be a duration such as 90s, 30m, 24h or 7d')
+    .transform((value) => {
+      const [, amount, unit] = /^([0-9]+)(ms|s|m|h|d)?$/.exec(value) ?? [];
+      return Number(amount) * (DURATION_UNITS[unit ?? 'ms'] ?? 1);
+    })
+    .pipe(z.number().min(min).max(max));
 
 /** Plain decimal digits only: `0x1F90`, `8e3` or a blank are mistakes, not numbers. */
 const int = (min: number, max: number) =>
@@ -110,6 +145,17 @@ const schema = z.object({
   WORKER_PREFETCH: int(1, 65535).default(32),
   WORKER_MAX_ATTEMPTS: int(1, 1000).default(5),
   WORKER_RETRY_DELAY_MS: int(100, 86_400_000).default(5_000),
+  WORKER_ORDER_WAIT_MS: int(10, 60_000).default(100),
+  WORKER_MAX_MESSAGE_BYTES: int(1024, 64 * 1024 * 1024).default(256 * 1024),
+  OUTBOX_MAX_PAYLOAD_BYTES: int(256, 16 * 1024 * 1024).default(64 * 1024),
+  LIVE_POLL_INTERVAL_MS: int(10, 60_000).default(1_000),
+  LIVE_PAGE_SIZE: int(10, 10_000).default(500),
+  LIVE_BUFFER_SIZE: int(10, 1_000_000).default(1_000),
+  OUTBOX_RETENTION: duration(60_000, 3650 * 86_400_000).default(7 * 86_400_000),
+  INBOX_RETENTION: duration(60_000, 3650 * 86_400_000).default(14 * 86_400_000),
+  IDEMPOTENCY_KEY_RETENTION: duration(60_000, 3650 * 86_400_000).default(86_400_000),
+  PRUNE_INTERVAL_MS: int(100, 86_400_000).default(60_000),
+  PRUNE_BATCH_SIZE: int(1, 100_000).default(1_000),
 });
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -143,6 +189,13 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   if (e.RELAY_LEASE_MS < 2 * e.RELAY_CONFIRM_TIMEOUT_MS) {
     throw new ConfigError(
       `Invalid configuration:\n  RELAY_LEASE_MS=${e.RELAY_LEASE_MS}: must be at least twice RELAY_CONFIRM_TIMEOUT_MS (${e.RELAY_CONFIRM_TIMEOUT_MS})`,
+    );
+  }
+  // The worker trusts only messages whose event is still in the outbox, and its inbox is what
+  // tells a redelivery from a new message: an inbox row must outlive its event's outbox row.
+  if (e.INBOX_RETENTION < e.OUTBOX_RETENTION) {
+    throw new ConfigError(
+      `Invalid configuration:\n  INBOX_RETENTION=${env.INBOX_RETENTION ?? ''}: must not be shorter than OUTBOX_RETENTION (${env.OUTBOX_RETENTION ?? '7d'})`,
     );
   }
   return deepFreeze({
@@ -180,6 +233,21 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       prefetch: e.WORKER_PREFETCH,
       maxAttempts: e.WORKER_MAX_ATTEMPTS,
       retryDelayMs: e.WORKER_RETRY_DELAY_MS,
+      orderWaitMs: e.WORKER_ORDER_WAIT_MS,
+      maxMessageBytes: e.WORKER_MAX_MESSAGE_BYTES,
+    },
+    outboxMaxPayloadBytes: e.OUTBOX_MAX_PAYLOAD_BYTES,
+    live: {
+      pollIntervalMs: e.LIVE_POLL_INTERVAL_MS,
+      pageSize: e.LIVE_PAGE_SIZE,
+      bufferSize: e.LIVE_BUFFER_SIZE,
+    },
+    retention: {
+      outboxMs: e.OUTBOX_RETENTION,
+      inboxMs: e.INBOX_RETENTION,
+      idempotencyKeysMs: e.IDEMPOTENCY_KEY_RETENTION,
+      intervalMs: e.PRUNE_INTERVAL_MS,
+      batchSize: e.PRUNE_BATCH_SIZE,
     },
   });
 }

@@ -1,24 +1,34 @@
+import { z } from 'zod';
+
 /** The events of the Customer aggregate, as they appear in the outbox and on the exchange. */
 export const CUSTOMER_AGGREGATE = 'Customer';
 export const CUSTOMER_CREATED = 'CustomerCreated';
-/** Written by the worker when it has handled one of a customer's events. */
-export const CUSTOMER_EVENT_HANDLED = 'CustomerEventHandled';
+export const CUSTOMER_UPDATED = 'CustomerUpdated';
 
-export interface CustomerCreatedPayload {
-  readonly customerId: string;
-  readonly email: string;
-  readonly name: string;
-  readonly createdAt: string;
-}
+/** Every event type of a customer, in the order they were introduced. */
+export const CUSTOMER_EVENT_TYPES = [CUSTOMER_CREATED, CUSTOMER_UPDATED] as const;
 
-/** Payload of CustomerEventHandled: which event, which handler, when, and how it went. */
-export interface CustomerEventHandledPayload {
-  readonly handledEventId: string;
-  readonly handledEventType: string;
-  readonly handledEventOccurredAt: string;
-  readonly handledEventPayload: unknown;
-  readonly customerId: string;
-  readonly handler: string;
-  readonly handledAt: string;
-  readonly outcome: 'succeeded';
-}
+/** A customer id as the API and the events spell it: a positive decimal integer. */
+export const CUSTOMER_ID_PATTERN = /^[1-9][0-9]{0,15}$/;
+
+/** The payload schemas: what the worker checks a stored event against before handling it. */
+export const customerCreatedPayload = z.strictObject({
+  customerId: z.string().regex(CUSTOMER_ID_PATTERN),
+  email: z.string().min(3).max(254),
+  name: z.string().min(1).max(100),
+  createdAt: z.iso.datetime(),
+});
+export type CustomerCreatedPayload = z.infer<typeof customerCreatedPayload>;
+
+const change = <T extends z.ZodType>(value: T) => z.strictObject({ before: value, after: value });
+
+export const customerUpdatedPayload = z.strictObject({
+  customerId: z.string().regex(CUSTOMER_ID_PATTERN),
+  /** Only the fields that changed, each with its value before and after. */
+  changes: z.strictObject({
+    email: change(z.string().min(3).max(254)).optional(),
+    name: change(z.string().min(1).max(100)).optional(),
+  }),
+  updatedAt: z.iso.datetime(),
+});
+export type CustomerUpdatedPayload = z.infer<typeof customerUpdatedPayload>;

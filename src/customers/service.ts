@@ -1,23 +1,39 @@
 import { randomUUID } from 'node:crypto';
 import { asc, eq, gt } from 'drizzle-orm';
-import type { Database } from '../db/client.js';
+import type { Database, Transaction } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
 import { customers } from '../db/schema.js';
-import { EmailTakenError, InvalidInputError } from '../errors.js';
+import { ConflictError, EmailTakenError, InvalidInputError, NotFoundError } from '../errors.js';
+import { runOnce } from '../idempotency/keys.js';
 import type { EventHeaders } from '../outbox/event.js';
-import { appendEvent } from '../outbox/store.js';
-import type { Handoff } from '../relay/handoff.js';
-import { CUSTOMER_AGGREGATE, CUSTOMER_CREATED, type CustomerCreatedPayload } from './events.js';
-import { type CreateCustomerInput, normalizeEmail, parseCreateCustomerInput } from './validation.js';
+import type { AppendedEvent } from '../outbox/store.js';
+import type { OutboxWriter } from '../outbox/writer.js';
+import {
+  CUSTOMER_AGGREGATE,
+  CUSTOMER_CREATED,
+  CUSTOMER_ID_PATTERN,
+  CUSTOMER_UPDATED,
+  type CustomerCreatedPayload,
+  type CustomerUpdatedPayload,
+} from './events.js';
+import {
+  type CreateCustomerInput,
+  normalizeEmail,
+  parseCreateCustomerInput,
+  parseUpdateCustomerInput,
+  type UpdateCustomerInput,
+} from './validation.js';
 
 export interface Customer {
   readonly id: number;
   readonly email: string;
   readonly name: string;
   readonly createdAt: Date;
+  /** The sequence of the customer's latest event. */
+  readonly version: number;
 }
 
-export interface CreateCustomerResult {
+export interface CustomerMutationResult {
   readonly customer: Customer;
   readonly eventId: string;
 }
@@ -27,64 +43,176 @@ export interface Page<T> {
   readonly hasNextPage: boolean;
 }
 
+/** What a mutation needs besides its input. */
+export interface WriteContext {
+  readonly db: Database;
+  readonly writer: OutboxWriter;
+  readonly headers: EventHeaders;
+  /** The client's Idempotency-Key, if it sent one. */
+  readonly idempotencyKey?: string;
+}
+
+/** Stored with an idempotency key, and read back on a retry. */
+const resultReplay = (operation: string) => ({
+  operation,
+  encode: (r: CustomerMutationResult) => ({
+    ...r,
+    customer: { ...r.customer, createdAt: r.customer.createdAt.toISOString() },
+  }),
+  decode: (stored: unknown) => {
+    const r = stored as CustomerMutationResult & { customer: { createdAt: string } };
+    return { ...r, customer: { ...r.customer, createdAt: new Date(r.customer.createdAt) } };
+  },
+});
+
 /**
  * Writes the customer and its CustomerCreated event in one transaction: either both rows
  * commit or neither does, so a customer exists if and only if its event does.
  */
 export async function createCustomer(
-  db: Database,
+  ctx: WriteContext,
   raw: CreateCustomerInput,
-  headers: EventHeaders,
-  handoff?: Handoff,
-): Promise<CreateCustomerResult> {
+): Promise<CustomerMutationResult> {
   const input = parseCreateCustomerInput(raw);
-  const eventId = randomUUID();
-  const createdAt = new Date();
-  const { customer, event } = await db.transaction(async (tx) => {
-    let id: number;
-    try {
-      const [inserted] = await tx
-        .insert(customers)
-        .values({
-          email: input.email,
-          emailNormalized: normalizeEmail(input.email),
-          name: input.name,
-          createdAt,
-        })
-        .$returningId();
-      if (!inserted) throw new Error('INSERT into customers returned no id');
-      id = inserted.id;
-    } catch (error) {
-      // The only unique key a new customer can collide on is the normalized e-mail. Concurrent
-      // requests with one address race here; the database decides and the losers land in this branch.
-      if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
-      throw error;
-    }
-    const created: Customer = { id, email: input.email, name: input.name, createdAt };
-    const payload: CustomerCreatedPayload = {
-      customerId: String(id),
-      email: created.email,
-      name: created.name,
-      createdAt: createdAt.toISOString(),
-    };
-    const appended = await appendEvent(
-      tx,
-      {
-        eventId,
+  const appended: AppendedEvent[] = [];
+  const result = await runOnce(
+    ctx.db,
+    ctx.idempotencyKey,
+    input,
+    resultReplay('createCustomer'),
+    async (tx) => {
+      appended.length = 0;
+      const createdAt = new Date();
+      let id: number;
+      try {
+        const [inserted] = await tx
+          .insert(customers)
+          .values({
+            email: input.email,
+            emailNormalized: normalizeEmail(input.email),
+            name: input.name,
+            createdAt,
+            version: 1,
+          })
+          .$returningId();
+        if (!inserted) throw new Error('INSERT into customers returned no id');
+        id = inserted.id;
+      } catch (error) {
+        // The only unique key a new customer can collide on is the normalized e-mail. Concurrent
+        // requests with one address race here; the database decides and the losers land in this branch.
+        if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
+        throw error;
+      }
+      const customer: Customer = { id, email: input.email, name: input.name, createdAt, version: 1 };
+      const payload: CustomerCreatedPayload = {
+        customerId: String(id),
+        email: customer.email,
+        name: customer.name,
+        createdAt: createdAt.toISOString(),
+      };
+      const event = await ctx.writer.append(tx, {
+        eventId: randomUUID(),
         type: CUSTOMER_CREATED,
         aggregateType: CUSTOMER_AGGREGATE,
         aggregateId: String(id),
         sequence: 1,
         occurredAt: createdAt,
         payload,
-        headers,
-      },
-      handoff?.lease,
-    );
-    return { customer: created, event: appended };
-  });
-  handoff?.publish([event]);
-  return { customer, eventId };
+        headers: ctx.headers,
+      });
+      appended.push(event);
+      return { customer, eventId: event.envelope.eventId };
+    },
+  );
+  ctx.writer.committed(appended);
+  return result;
+}
+
+/**
+ * Changes a customer's name and/or e-mail and appends CustomerUpdated with the next sequence and
+ * the fields that changed (before and after), in one transaction. The customer's row is locked
+ * first, so concurrent updates of one customer take turns and each gets its own sequence;
+ * `expectedSequence`, when given, must be the customer's current one (lost-update protection).
+ */
+export async function updateCustomer(
+  ctx: WriteContext,
+  raw: UpdateCustomerInput,
+): Promise<CustomerMutationResult> {
+  const input = parseUpdateCustomerInput(raw);
+  const id = parseCustomerId(input.id, 'input.id');
+  const appended: AppendedEvent[] = [];
+  const result = await runOnce(
+    ctx.db,
+    ctx.idempotencyKey,
+    input,
+    resultReplay('updateCustomer'),
+    async (tx) => {
+      appended.length = 0;
+      const current = await lockCustomer(tx, id);
+      if (!current) throw new NotFoundError('input.id', `No customer with id ${id}`);
+      if (input.expectedSequence !== undefined && input.expectedSequence !== current.version) {
+        throw new ConflictError(
+          `The customer is at sequence ${current.version}, not ${input.expectedSequence}: read it again and retry`,
+          { field: 'input.expectedSequence', currentSequence: current.version },
+        );
+      }
+      const changes: {
+        -readonly [K in keyof CustomerUpdatedPayload['changes']]: CustomerUpdatedPayload['changes'][K];
+      } = {};
+      if (input.email !== undefined && input.email !== current.email) {
+        changes.email = { before: current.email, after: input.email };
+      }
+      if (input.name !== undefined && input.name !== current.name) {
+        changes.name = { before: current.name, after: input.name };
+      }
+      if (Object.keys(changes).length === 0) {
+        // Nothing changes: no event, and the answer says so by returning the last event's sequence.
+        throw new InvalidInputError('input', 'The update changes nothing');
+      }
+      const version = current.version + 1;
+      const updatedAt = new Date();
+      try {
+        await tx
+          .update(customers)
+          .set({
+            email: changes.email?.after ?? current.email,
+            emailNormalized: normalizeEmail(changes.email?.after ?? current.email),
+            name: changes.name?.after ?? current.name,
+            version,
+          })
+          .where(eq(customers.id, id));
+      } catch (error) {
+        if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
+        throw error;
+      }
+      const payload: CustomerUpdatedPayload = {
+        customerId: String(id),
+        changes,
+        updatedAt: updatedAt.toISOString(),
+      };
+      const event = await ctx.writer.append(tx, {
+        eventId: randomUUID(),
+        type: CUSTOMER_UPDATED,
+        aggregateType: CUSTOMER_AGGREGATE,
+        aggregateId: String(id),
+        sequence: version,
+        occurredAt: updatedAt,
+        payload,
+        headers: ctx.headers,
+      });
+      appended.push(event);
+      const customer: Customer = {
+        id,
+        email: changes.email?.after ?? current.email,
+        name: changes.name?.after ?? current.name,
+        createdAt: current.createdAt,
+        version,
+      };
+      return { customer, eventId: event.envelope.eventId };
+    },
+  );
+  ctx.writer.committed(appended);
+  return result;
 }
 
 /** What the API shows of a customer (not the normalized e-mail). */
@@ -93,7 +221,13 @@ const customerColumns = {
   email: customers.email,
   name: customers.name,
   createdAt: customers.createdAt,
+  version: customers.version,
 };
+
+async function lockCustomer(tx: Transaction, id: number): Promise<Customer | undefined> {
+  const [row] = await tx.select(customerColumns).from(customers).where(eq(customers.id, id)).for('update');
+  return row;
+}
 
 export async function findCustomer(db: Database, id: number): Promise<Customer | undefined> {
   const [row] = await db.select(customerColumns).from(customers).where(eq(customers.id, id)).limit(1);
@@ -102,7 +236,8 @@ export async function findCustomer(db: Database, id: number): Promise<Customer |
 
 /**
  * Keyset pagination in id order. The cursor is the last id seen; reading one row more than
- * asked tells whether another page exists without a COUNT.
+ * asked tells whether another page exists without a COUNT. (Ids, unlike the history, are fine
+ * for paging: a page is a snapshot, not a stream that must never skip a late commit.)
  */
 export async function listCustomers(
   db: Database,
@@ -119,7 +254,9 @@ export async function listCustomers(
 }
 
 /** Parses a GraphQL ID argument that must be a customer id. */
-export function parseCustomerId(value: string, field: string): number {
-  if (!/^[1-9][0-9]{0,15}$/.test(value)) throw new InvalidInputError(field, 'Not a valid customer id');
+export function parseCustomerId(value: unknown, field: string): number {
+  if (typeof value !== 'string' || !CUSTOMER_ID_PATTERN.test(value)) {
+    throw new InvalidInputError(field, 'Not a valid customer id');
+  }
   return Number(value);
 }

@@ -6,31 +6,64 @@ export interface CreateCustomerInput {
   readonly name: string;
 }
 
-const createCustomerSchema = z.object({
-  email: z
-    .string()
-    .trim()
-    .min(1, 'E-mail is required')
-    .max(254, 'E-mail must be at most 254 characters')
-    .pipe(z.email('E-mail is not a valid address')),
-  name: z
-    .string()
-    .trim()
-    .min(1, 'Name is required')
-    .max(100, 'Name must be at most 100 characters')
-    // Control characters have no business in a name and break e-mail headers downstream.
-    .regex(/^[^\p{Cc}]*$/u, 'Name must not contain control characters'),
-});
+export interface UpdateCustomerInput {
+  readonly id: string;
+  readonly email?: string | null;
+  readonly name?: string | null;
+  readonly expectedSequence?: number | null;
+}
 
-/** Trims and checks a createCustomer input; the first problem becomes a BAD_USER_INPUT error. */
-export function parseCreateCustomerInput(raw: CreateCustomerInput): CreateCustomerInput {
-  const parsed = createCustomerSchema.safeParse(raw);
+const email = z
+  .string()
+  .trim()
+  .min(1, 'E-mail is required')
+  .max(254, 'E-mail must be at most 254 characters')
+  .pipe(z.email('E-mail is not a valid address'));
+const name = z
+  .string()
+  .trim()
+  .min(1, 'Name is required')
+  .max(100, 'Name must be at most 100 characters')
+  // Control characters have no business in a name and break e-mail headers downstream.
+  .regex(/^[^\p{Cc}]*$/u, 'Name must not contain control characters');
+
+const createCustomerSchema = z.object({ email, name });
+
+const updateCustomerSchema = z
+  .object({
+    id: z.string(),
+    email: email.nullish().transform((v) => v ?? undefined),
+    name: name.nullish().transform((v) => v ?? undefined),
+    expectedSequence: z
+      .number()
+      .int('expectedSequence must be a whole number')
+      .min(1, 'expectedSequence must be at least 1')
+      .nullish()
+      .transform((v) => v ?? undefined),
+  })
+  .refine((v) => v.email !== undefined || v.name !== undefined, {
+    message: 'Give a new email, a new name, or both',
+    path: ['email'],
+  });
+
+function parse<T>(schema: z.ZodType<T>, raw: unknown): T {
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new InvalidInputError(`input.${String(issue?.path[0] ?? '')}`, issue?.message ?? 'Invalid input');
   }
   return parsed.data;
 }
+
+/** Trims and checks a createCustomer input; the first problem becomes a BAD_USER_INPUT error. */
+export const parseCreateCustomerInput = (raw: CreateCustomerInput): CreateCustomerInput =>
+  parse(createCustomerSchema, raw);
+
+/** The same for updateCustomer: at least one of email and name; the id is checked by the caller. */
+export const parseUpdateCustomerInput = (
+  raw: UpdateCustomerInput,
+): { id: string; email?: string; name?: string; expectedSequence?: number } =>
+  parse(updateCustomerSchema, raw);
 
 /** The form in which e-mail addresses are compared: trimmed and lower-cased. */
 export const normalizeEmail = (email: string): string => email.trim().toLowerCase();

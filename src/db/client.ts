@@ -66,3 +66,30 @@ export function connectDatabase(url: string, poolSize: number): DatabaseHandle {
     },
   };
 }
+
+/**
+ * db.transaction, but a failure reports the error the body failed with. When the connection
+ * dies inside a transaction, Drizzle's ROLLBACK fails as well ("Can't add new command when
+ * connection is in closed state") and that error replaces the real one, an ECONNRESET say,
+ * which is the one that tells an outage from a bug. A failed COMMIT has no body error and is
+ * reported as it is.
+ */
+export async function transaction<T>(
+  db: Database,
+  body: (tx: Transaction) => Promise<T>,
+  config?: Parameters<Database['transaction']>[1],
+): Promise<T> {
+  let bodyError: { error: unknown } | undefined;
+  try {
+    return await db.transaction(async (tx) => {
+      try {
+        return await body(tx);
+      } catch (error) {
+        bodyError = { error };
+        throw error;
+      }
+    }, config);
+  } catch (error) {
+    throw bodyError ? bodyError.error : error;
+  }
+}

@@ -16,6 +16,10 @@ interface DriverError {
   readonly code?: unknown;
   readonly errno?: unknown;
   readonly cause?: unknown;
+  /** mysql2 sets it on errors that end the connection, also on "Can't add new command when
+   * connection is in closed state", which has no code and is what a ROLLBACK on a dead
+   * connection throws in place of the original ECONNRESET. */
+  readonly fatal?: unknown;
 }
 
 /** An error and its causes, outermost first: Drizzle wraps the driver's error in its own. */
@@ -56,11 +60,19 @@ const TRANSIENT_ERRNOS = new Set<number>([
   MysqlErrno.LOST_CONNECTION,
 ]);
 
-/** The database is unreachable or asked us to retry; says nothing about the data. */
-export function isTransientDatabaseError(error: unknown): boolean {
-  for (const { code, errno } of causes(error)) {
-    if (typeof code === 'string' && CONNECTION_CODES.has(code)) return true;
-    if (typeof errno === 'number' && TRANSIENT_ERRNOS.has(errno)) return true;
+/**
+ * The database is unreachable or asked us to retry; says nothing about the data. Decided by the
+ * whole cause chain (Drizzle wraps the driver's error) and by the connection state the driver
+ * reports (`fatal`), never by message text. Pass every error seen in one attempt (the one a
+ * transaction threw and the one its body failed with): a failed ROLLBACK replaces the real cause.
+ */
+export function isTransientDatabaseError(...errors: unknown[]): boolean {
+  for (const error of errors) {
+    for (const { code, errno, fatal } of causes(error)) {
+      if (fatal === true) return true;
+      if (typeof code === 'string' && CONNECTION_CODES.has(code)) return true;
+      if (typeof errno === 'number' && TRANSIENT_ERRNOS.has(errno)) return true;
+    }
   }
   return false;
 }

@@ -1,6 +1,8 @@
 import {
   bigint,
+  boolean,
   char,
+  tinyint,
   datetime,
   index,
   int,
@@ -29,6 +31,12 @@ export const customers = mysqlTable(
     emailNormalized: varchar('email_normalized', { length: 254 }).notNull(),
     name: varchar('name', { length: 100 }).notNull(),
     createdAt: timestamp('created_at').notNull(),
+    /**
+     * The sequence of the customer's latest event (1 after CustomerCreated). The next event gets
+     * version + 1, under this row's lock: the source of `sequence`, which survives the pruning of
+     * old outbox rows, and what `expectedSequence` is compared with.
+     */
+    version: int('version', { unsigned: true }).notNull().default(1),
   },
   (t) => [uniqueIndex('customers_email_normalized_uq').on(t.emailNormalized)],
 );
@@ -59,6 +67,13 @@ export const outbox = mysqlTable(
     publishedAt: timestamp('published_at'),
     deadAt: timestamp('dead_at'),
     lastError: varchar('last_error', { length: 1000 }),
+    /**
+     * 1 while an earlier event of the same aggregate is unpublished: the row waits (its
+     * next_attempt_at is far in the future, so the claim never reads it) and is released when
+     * its predecessor is marked published. Keeps each aggregate's events in sequence order on
+     * the exchange with any number of relays, without slowing the claim.
+     */
+    held: boolean('held').notNull().default(false),
   },
   (t) => [
     uniqueIndex('outbox_event_id_uq').on(t.eventId),
@@ -68,10 +83,9 @@ export const outbox = mysqlTable(
     index('outbox_claim_idx').on(t.publishedAt, t.deadAt, t.nextAttemptAt, t.id),
     // outboxStats and the dead-letter listing.
     index('outbox_dead_idx').on(t.deadAt),
-    // A customer's handled events, by type.
-    index('outbox_aggregate_type_idx').on(t.aggregateType, t.aggregateId, t.type),
-    // Events of a type published since a moment: live subscribers catching up after losing the broker.
-    index('outbox_type_published_idx').on(t.type, t.publishedAt),
+    // Releasing the held successors of published events: with none held (the usual case) the
+    // release reads an empty range instead of one row per published event.
+    index('outbox_held_idx').on(t.held, t.aggregateType, t.aggregateId, t.sequence),
   ],
 );
 
@@ -83,7 +97,11 @@ export const inbox = mysqlTable(
     messageId: varchar('message_id', { length: 64 }).notNull(),
     handledAt: timestamp('handled_at').notNull(),
   },
-  (t) => [primaryKey({ columns: [t.consumer, t.messageId] })],
+  (t) => [
+    primaryKey({ columns: [t.consumer, t.messageId] }),
+    // Retention deletes by age.
+    index('inbox_handled_at_idx').on(t.handledAt),
+  ],
 );
 
 /** The worker's effect: welcome e-mails, recorded as sent. */
@@ -102,4 +120,87 @@ export const welcomeEmails = mysqlTable(
     uniqueIndex('welcome_emails_event_id_uq').on(t.eventId),
     index('welcome_emails_customer_idx').on(t.customerId),
   ],
+);
+
+/**
+ * The worker's progress per aggregate: the highest sequence it has handled. A message whose
+ * sequence is not the next one waits (its predecessor is still on its way); one at or below it
+ * is a duplicate. Locked first in the handling transaction, so two workers handling events of
+ * one customer take turns.
+ */
+export const workerProgress = mysqlTable(
+  'worker_progress',
+  {
+    consumer: varchar('consumer', { length: 64 }).notNull(),
+    aggregateType: varchar('aggregate_type', { length: 64 }).notNull(),
+    aggregateId: varchar('aggregate_id', { length: 64 }).notNull(),
+    lastSequence: int('last_sequence', { unsigned: true }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.consumer, t.aggregateType, t.aggregateId] })],
+);
+
+/**
+ * The history of handled events: what customerEvents, Customer.events and onCustomerEvent read.
+ * `position` is commit-ordered (see history/store.ts): a reader that has seen position p never
+ * later finds a row below p. Kept for good; it is the product's data.
+ */
+export const handledEvents = mysqlTable(
+  'handled_events',
+  {
+    position: bigint('position', { mode: 'number', unsigned: true }).primaryKey(),
+    eventId: char('event_id', { length: 36 }).notNull(),
+    type: varchar('type', { length: 128 }).notNull(),
+    aggregateType: varchar('aggregate_type', { length: 64 }).notNull(),
+    aggregateId: varchar('aggregate_id', { length: 64 }).notNull(),
+    sequence: int('sequence', { unsigned: true }).notNull(),
+    occurredAt: timestamp('occurred_at').notNull(),
+    handledAt: timestamp('handled_at').notNull(),
+    handler: varchar('handler', { length: 64 }).notNull(),
+    payload: json('payload').notNull(),
+  },
+  (t) => [
+    uniqueIndex('handled_events_event_id_uq').on(t.eventId),
+    // One aggregate's history, in order.
+    index('handled_events_aggregate_idx').on(t.aggregateType, t.aggregateId, t.position),
+  ],
+);
+
+/**
+ * One row per history: the last position handed out. Incremented at the very end of the
+ * handling transaction, so its row lock orders the commits (history/store.ts).
+ */
+export const historyPositions = mysqlTable('history_positions', {
+  id: tinyint('id', { unsigned: true }).primaryKey(),
+  position: bigint('position', { mode: 'number', unsigned: true }).notNull(),
+});
+
+/** E-mails the CustomerUpdated handler sends to a customer's old address when it changed. */
+export const emailChangeNotices = mysqlTable(
+  'email_change_notices',
+  {
+    id: bigint('id', { mode: 'number', unsigned: true }).autoincrement().primaryKey(),
+    customerId: bigint('customer_id', { mode: 'number', unsigned: true }).notNull(),
+    eventId: char('event_id', { length: 36 }).notNull(),
+    recipient: varchar('recipient', { length: 254 }).notNull(),
+    newEmail: varchar('new_email', { length: 254 }).notNull(),
+    sentAt: timestamp('sent_at').notNull(),
+  },
+  (t) => [uniqueIndex('email_change_notices_event_id_uq').on(t.eventId)],
+);
+
+/**
+ * Idempotency keys of mutations: a retry with the same key and input returns the stored result.
+ * Written in the mutation's own transaction, so a key exists if and only if its effect does.
+ */
+export const idempotencyKeys = mysqlTable(
+  'idempotency_keys',
+  {
+    key: varchar('key', { length: 128 }).primaryKey(),
+    operation: varchar('operation', { length: 64 }).notNull(),
+    /** SHA-256 of the operation and its input: the same key with another input is refused. */
+    requestHash: char('request_hash', { length: 64 }).notNull(),
+    response: json('response').notNull(),
+    createdAt: timestamp('created_at').notNull(),
+  },
+  (t) => [index('idempotency_keys_created_idx').on(t.createdAt)],
 );

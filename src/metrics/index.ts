@@ -43,8 +43,19 @@ export class Metrics {
   });
   readonly workerHandled = new Counter({
     name: 'worker_messages_total',
-    help: 'Messages the worker finished, by outcome.',
+    help: 'Messages the worker finished, by outcome (handled, duplicate, waiting for an earlier event of their aggregate, retried, parked, requeued).',
     labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly pruned = new Counter({
+    name: 'retention_rows_deleted_total',
+    help: 'Rows deleted by retention, by table.',
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
+  readonly pruneLastRun = new Gauge({
+    name: 'retention_last_run_timestamp_seconds',
+    help: 'When this process last completed a retention run (0: never).',
     registers: [this.registry],
   });
 
@@ -54,13 +65,28 @@ export class Metrics {
     // same, true numbers rather than its own view.
     let statsAt = 0;
     let stats: Awaited<ReturnType<typeof readStats>> | undefined;
+    const statsUp = new Gauge({
+      name: 'outbox_stats_up',
+      help: '1 when the backlog figures below could be read from the database at this scrape, 0 when they are the last known ones.',
+      registers: [this.registry],
+    });
     const fresh = async () => {
-      // Prometheus asks for both gauges in one scrape; one query serves both.
+      // Prometheus asks for several gauges in one scrape; one query serves them all. With the
+      // database away, the last figures stay (and outbox_stats_up says so): /metrics keeps
+      // answering, with every counter of this process, exactly when it matters.
       if (!stats || Date.now() - statsAt > 500) {
-        stats = await readStats(db);
-        statsAt = Date.now();
+        try {
+          stats = await readStats(db);
+          statsAt = Date.now();
+          statsUp.set(1);
+        } catch {
+          statsUp.set(0);
+          statsAt = Date.now();
+        }
       }
-      return stats;
+      return (
+        stats ?? { pending: 0, oldestPendingAgeSeconds: null, dead: 0, held: 0, leased: 0, published: 0 }
+      );
     };
     new Gauge({
       name: 'outbox_backlog_events',
@@ -76,6 +102,14 @@ export class Metrics {
       registers: [this.registry],
       async collect() {
         this.set((await fresh()).oldestPendingAgeSeconds ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'outbox_held_events',
+      help: 'Pending events held back until an earlier event of their aggregate is published.',
+      registers: [this.registry],
+      async collect() {
+        this.set((await fresh()).held);
       },
     });
     new Gauge({

@@ -6,7 +6,7 @@
  * Time is always the database's: leases and back-off compare against NOW(3), so relays on
  * machines with skewed clocks still agree on when a lease has expired.
  */
-import { and, asc, count, eq, gte, inArray, isNotNull, isNull, lte, min, sql } from 'drizzle-orm';
+import { and, asc, count, eq, inArray, isNotNull, isNull, lte, min, or, type SQL, sql } from 'drizzle-orm';
 import type { Database, Executor } from '../db/client.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope, EventHeaders, NewEvent } from './event.js';
@@ -21,6 +21,12 @@ export interface ClaimedEvent {
   readonly headers: EventHeaders;
   /** The row carried another relay's (expired) lease: a crashed or stalled relay's work. */
   readonly takenOver: boolean;
+}
+
+/** A row a writer appended: claimed-shaped, so a relay in the process can publish it as it is. */
+export interface AppendedEvent extends ClaimedEvent {
+  /** Written leased to the relay in this process, to be handed over after the commit. */
+  readonly leased: boolean;
 }
 
 export interface Lease {
@@ -40,6 +46,8 @@ export interface OutboxStats {
   readonly leased: number;
   readonly published: number;
   readonly dead: number;
+  /** Pending events waiting for an earlier event of their aggregate to be published. */
+  readonly held: number;
   /** Seconds since the oldest unpublished, not-dead event occurred; null when there is none. */
   readonly oldestPendingAgeSeconds: number | null;
 }
@@ -65,13 +73,21 @@ function parseJson(value: unknown): unknown {
   return typeof value === 'string' ? JSON.parse(value) : value;
 }
 
+/** A held row's next_attempt_at: never due, so the claim's index range never reaches it. */
+const HELD_UNTIL = new Date('9999-12-31T00:00:00.000Z');
+
 /**
  * Appends an event in the caller's transaction and returns it as a relay would have claimed
- * it. With a `lease`, the row is written already leased to that relay (see relay/handoff.ts):
- * the relay in this process publishes it right after the commit, with no claim round trip,
- * and if the process dies first, the lease expires and any relay claims it as usual.
+ * it. With a `lease`, the row is written already leased to that relay (see handoff.ts); `held`
+ * writes it waiting for its predecessor (see releaseSuccessors). Only writer.ts calls this.
  */
-export async function appendEvent(tx: Executor, event: NewEvent, lease?: Lease): Promise<ClaimedEvent> {
+export async function appendEvent(
+  tx: Executor,
+  event: NewEvent,
+  payloadJson: string,
+  mode: Lease | 'held' | undefined,
+): Promise<AppendedEvent> {
+  const lease = typeof mode === 'object' ? mode : undefined;
   const expiry = lease ? sql`NOW(3) + INTERVAL ${lease.durationMs * 1000} MICROSECOND` : undefined;
   const [inserted] = await tx
     .insert(outbox)
@@ -81,10 +97,11 @@ export async function appendEvent(tx: Executor, event: NewEvent, lease?: Lease):
       aggregateId: event.aggregateId,
       sequence: event.sequence,
       type: event.type,
-      payload: event.payload,
+      payload: sql`${payloadJson}`,
       headers: event.headers,
       occurredAt: event.occurredAt,
-      nextAttemptAt: expiry ?? now,
+      nextAttemptAt: mode === 'held' ? HELD_UNTIL : (expiry ?? now),
+      held: mode === 'held',
       leaseOwner: lease?.owner,
       leaseToken: lease?.token,
       leaseExpiresAt: expiry,
@@ -94,29 +111,35 @@ export async function appendEvent(tx: Executor, event: NewEvent, lease?: Lease):
   return {
     id: inserted.id,
     takenOver: false,
+    leased: lease !== undefined,
     headers: event.headers,
     envelope: envelopeHead(event),
-    payloadJson: JSON.stringify(event.payload),
+    payloadJson,
   };
 }
 
 /**
- * The next sequence number of an aggregate, locking its latest event so that two transactions
- * appending to the same aggregate queue up instead of both picking the same number.
+ * Whether the event before `event` in its aggregate is still unpublished, locking that row so
+ * the answer holds until the caller commits: a relay marking it published waits for us, and
+ * then finds our held row to release (markPublished); or it marked first, and we read it
+ * published. A predecessor pruned by retention was published.
  */
-export async function nextSequence(
+export async function predecessorUnpublished(
   tx: Executor,
-  aggregateType: string,
-  aggregateId: string,
-): Promise<number> {
-  const rows = await tx
-    .select({ sequence: outbox.sequence })
+  event: Pick<NewEvent, 'aggregateType' | 'aggregateId' | 'sequence'>,
+): Promise<boolean> {
+  const [row] = await tx
+    .select({ publishedAt: outbox.publishedAt })
     .from(outbox)
-    .where(and(eq(outbox.aggregateType, aggregateType), eq(outbox.aggregateId, aggregateId)))
-    .orderBy(sql`${outbox.sequence} DESC`)
-    .limit(1)
+    .where(
+      and(
+        eq(outbox.aggregateType, event.aggregateType),
+        eq(outbox.aggregateId, event.aggregateId),
+        eq(outbox.sequence, event.sequence - 1),
+      ),
+    )
     .for('update');
-  return (rows[0]?.sequence ?? 0) + 1;
+  return row !== undefined && row.publishedAt === null;
 }
 
 /**
@@ -185,24 +208,70 @@ export async function claimBatch(db: Database, lease: Lease, limit: number): Pro
   );
 }
 
+/** What markPublished needs of each event: its row and its place in its aggregate. */
+export type Publishable = Pick<ClaimedEvent, 'id'> & {
+  readonly envelope: Pick<EventEnvelope, 'aggregateType' | 'aggregateId' | 'sequence'>;
+};
+
+export interface MarkResult {
+  /** Rows marked published by this call. */
+  readonly marked: number;
+  /** Held successors made due by it. */
+  readonly released: number;
+}
+
 /**
- * Marks events published, in one statement, but only those whose lease is still this relay's
- * (fencing): if the lease expired and another relay took the rows over, this changes nothing
- * and the new owner settles them. Returns how many rows were marked.
+ * Marks events published, but only those whose lease is still this relay's (fencing): if the
+ * lease expired and another relay took the rows over, this changes nothing and the new owner
+ * settles them. In the same transaction it releases the held successor of each event marked,
+ * which is what moves an aggregate's next event once, and only once, this one is on the broker.
  */
 export async function markPublished(
-  db: Executor,
-  ids: readonly number[],
+  db: Database,
+  events: readonly Publishable[],
   leaseToken: string,
-): Promise<number> {
-  if (ids.length === 0) return 0;
-  // Only published_at changes: the lease columns stay as a record of which relay published the
-  // row (nothing reads a lease of a published row), and an update that keeps the row's size is
-  // measurably cheaper for InnoDB than one that turns three columns to NULL.
-  const [result] = await db
+): Promise<MarkResult> {
+  if (events.length === 0) return { marked: 0, released: 0 };
+  const ids = events.map((e) => e.id);
+  return db.transaction(
+    async (tx) => {
+      // Only published_at changes: the lease columns stay as a record of which relay published the
+      // row, and an update that keeps the row's size is measurably cheaper for InnoDB.
+      const [result] = await tx
+        .update(outbox)
+        .set({ publishedAt: now })
+        .where(and(idIn(ids), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)));
+      let mine = events;
+      if (result.affectedRows < events.length) {
+        // Some were fenced out (or marked before): release only the successors of our own marks.
+        const rows = await tx
+          .select({ id: outbox.id })
+          .from(outbox)
+          .where(and(idIn(ids), eq(outbox.leaseToken, leaseToken), isNotNull(outbox.publishedAt)));
+        const marked = new Set(rows.map((r) => r.id));
+        mine = events.filter((e) => marked.has(e.id));
+      }
+      const released = await releaseSuccessors(tx, mine);
+      return { marked: result.affectedRows, released };
+    },
+    { isolationLevel: 'read committed' },
+  );
+}
+
+/**
+ * Makes the held successor (sequence + 1) of each event due now. Runs on outbox_held_idx, whose
+ * first column is `held`: with no held row at all, the usual case, it reads nothing.
+ */
+async function releaseSuccessors(tx: Executor, events: readonly Publishable[]): Promise<number> {
+  if (events.length === 0) return 0;
+  const successors: SQL[] = events.map(
+    ({ envelope: e }) =>
+      sql`(${outbox.aggregateType} = ${e.aggregateType} AND ${outbox.aggregateId} = ${e.aggregateId} AND ${outbox.sequence} = ${e.sequence + 1})`,
+  );
+  const [result] = await tx
     .update(outbox)
-    .set({ publishedAt: now })
-    .where(and(idIn(ids), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)));
+    .set({ held: false, nextAttemptAt: now })
+    .where(and(eq(outbox.held, true), or(...successors)));
   return result.affectedRows;
 }
 
@@ -281,12 +350,9 @@ export async function releaseLeases(
  * with the given event ids. Returns the ids of the events revived.
  */
 export async function reviveDead(db: Database, eventIds?: readonly string[]): Promise<string[]> {
+  if (eventIds !== undefined && eventIds.length === 0) return [];
   return db.transaction(async (tx) => {
-    const which =
-      eventIds === undefined
-        ? isNotNull(outbox.deadAt)
-        : and(isNotNull(outbox.deadAt), inArray(outbox.eventId, [...eventIds]));
-    if (eventIds !== undefined && eventIds.length === 0) return [];
+    const which = deadWhere(eventIds);
     const rows = await tx.select({ eventId: outbox.eventId }).from(outbox).where(which).for('update');
     if (rows.length === 0) return [];
     await tx
@@ -295,6 +361,113 @@ export async function reviveDead(db: Database, eventIds?: readonly string[]): Pr
       .where(which);
     return rows.map((r) => r.eventId);
   });
+}
+
+/**
+ * Gives up on dead events on purpose: each is recorded as skipped (published_at set, dead_at
+ * and the error kept, never sent) and the next event of its aggregate is released, so an
+ * aggregate stopped by a dead event moves on. Consumers see a gap in that aggregate's
+ * sequence; the worker accepts it only for events skipped here (isSkipped). Returns the ids.
+ */
+export async function skipDead(db: Database, eventIds: readonly string[]): Promise<string[]> {
+  if (eventIds.length === 0) return [];
+  return db.transaction(async (tx) => {
+    const which = deadWhere(eventIds);
+    const rows = await tx
+      .select({
+        id: outbox.id,
+        eventId: outbox.eventId,
+        aggregateType: outbox.aggregateType,
+        aggregateId: outbox.aggregateId,
+        sequence: outbox.sequence,
+      })
+      .from(outbox)
+      .where(and(which, isNull(outbox.publishedAt)))
+      .for('update');
+    if (rows.length === 0) return [];
+    await tx
+      .update(outbox)
+      .set({
+        publishedAt: now,
+        lastError: sql`LEFT(CONCAT('skipped by an operator; ', COALESCE(${outbox.lastError}, '')), 1000)`,
+      })
+      .where(idIn(rows.map((r) => r.id)));
+    await releaseSuccessors(
+      tx,
+      rows.map((r) => ({ id: r.id, envelope: r })),
+    );
+    return rows.map((r) => r.eventId);
+  });
+}
+
+function deadWhere(eventIds?: readonly string[]) {
+  return eventIds === undefined
+    ? and(isNotNull(outbox.deadAt), isNull(outbox.publishedAt))
+    : and(isNotNull(outbox.deadAt), isNull(outbox.publishedAt), inArray(outbox.eventId, [...eventIds]));
+}
+
+/**
+ * How many of an aggregate's events strictly between two sequences a consumer still has to
+ * see first: events of the given types (the ones it handles), not skipped by an operator. The
+ * worker asks when a message arrives with a gap before it. Rows pruned by retention were
+ * published long ago and do not count.
+ */
+export async function countPredecessors(
+  db: Executor,
+  aggregateType: string,
+  aggregateId: string,
+  afterSequence: number,
+  beforeSequence: number,
+  types: readonly string[],
+): Promise<number> {
+  if (types.length === 0 || beforeSequence - afterSequence <= 1) return 0;
+  const [row] = await db
+    .select({ n: count() })
+    .from(outbox)
+    .where(
+      and(
+        eq(outbox.aggregateType, aggregateType),
+        eq(outbox.aggregateId, aggregateId),
+        sql`${outbox.sequence} > ${afterSequence} AND ${outbox.sequence} < ${beforeSequence}`,
+        inArray(outbox.type, [...types]),
+        sql`NOT (${outbox.deadAt} IS NOT NULL AND ${outbox.publishedAt} IS NOT NULL)`,
+      ),
+    );
+  return row?.n ?? 0;
+}
+
+/** The stored events with these ids: what the worker trusts instead of a message's claims. */
+export async function findEvents(
+  db: Executor,
+  eventIds: readonly string[],
+): Promise<Map<string, EventEnvelope>> {
+  if (eventIds.length === 0) return new Map();
+  const rows = await db
+    .select({
+      eventId: outbox.eventId,
+      type: outbox.type,
+      aggregateType: outbox.aggregateType,
+      aggregateId: outbox.aggregateId,
+      sequence: outbox.sequence,
+      occurredAt: outbox.occurredAt,
+      payload: outbox.payload,
+    })
+    .from(outbox)
+    .where(inArray(outbox.eventId, [...eventIds]));
+  return new Map(rows.map((r) => [r.eventId, { ...envelopeHead(r), payload: parseJson(r.payload) }]));
+}
+
+/**
+ * Deletes up to `limit` events published more than `olderThanMs` ago, oldest first; returns how
+ * many. Reads the range published_at < cutoff on outbox_claim_idx (published_at leads it), so it
+ * never reads, let alone locks, a pending, leased or dead row, and a small limit keeps each
+ * statement's locks short enough not to delay claims.
+ */
+export async function prunePublished(db: Executor, olderThanMs: number, limit: number): Promise<number> {
+  const [result] = await db.execute(
+    sql`DELETE FROM ${outbox} WHERE ${outbox.publishedAt} < NOW(3) - INTERVAL ${olderThanMs * 1000} MICROSECOND ORDER BY ${outbox.publishedAt} LIMIT ${limit}`,
+  );
+  return (result as unknown as { affectedRows: number }).affectedRows;
 }
 
 export interface DeadEvent {
@@ -319,35 +492,10 @@ export async function listDead(db: Executor, limit: number): Promise<DeadEvent[]
       lastError: outbox.lastError,
     })
     .from(outbox)
-    .where(isNotNull(outbox.deadAt))
+    .where(and(isNotNull(outbox.deadAt), isNull(outbox.publishedAt)))
     .orderBy(asc(outbox.deadAt))
     .limit(limit);
   return rows.map((r) => ({ ...r, deadAt: r.deadAt ?? new Date(0) }));
-}
-
-/** The events of one aggregate with one type, oldest first. */
-export async function listAggregateEvents(
-  db: Executor,
-  aggregateType: string,
-  aggregateId: string,
-  type: string,
-): Promise<EventEnvelope[]> {
-  const rows = await db
-    .select()
-    .from(outbox)
-    .where(
-      and(
-        eq(outbox.aggregateType, aggregateType),
-        eq(outbox.aggregateId, aggregateId),
-        eq(outbox.type, type),
-      ),
-    )
-    .orderBy(asc(outbox.sequence));
-  return rows.map(toEnvelope);
-}
-
-function toEnvelope(row: typeof outbox.$inferSelect): EventEnvelope {
-  return { ...envelopeHead(row), payload: parseJson(row.payload) };
 }
 
 /** The envelope's fields but the payload, from a row or from an event about to be written. */
@@ -364,41 +512,33 @@ function envelopeHead(
   };
 }
 
-/** Events of one type published at or after `since`, in publishing order, at most `limit`. */
-export async function listPublishedSince(
-  db: Executor,
-  type: string,
-  since: Date,
-  limit: number,
-): Promise<EventEnvelope[]> {
-  const rows = await db
-    .select()
-    .from(outbox)
-    .where(and(eq(outbox.type, type), gte(outbox.publishedAt, since)))
-    .orderBy(asc(outbox.publishedAt))
-    .limit(limit);
-  return rows.map(toEnvelope);
-}
-
 export async function readStats(db: Executor): Promise<OutboxStats> {
   const pendingWhere = and(isNull(outbox.publishedAt), isNull(outbox.deadAt));
   const [row] = await db
     .select({
       pending: count(),
       leased: sql<string>`COALESCE(SUM(${outbox.leaseExpiresAt} > NOW(3)), 0)`,
+      held: sql<string>`COALESCE(SUM(${outbox.held}), 0)`,
       oldest: min(outbox.occurredAt),
       dbNow: sql<Date>`NOW(3)`.mapWith(outbox.occurredAt),
     })
     .from(outbox)
     .where(pendingWhere);
-  const [dead] = await db.select({ n: count() }).from(outbox).where(isNotNull(outbox.deadAt));
-  const [published] = await db.select({ n: count() }).from(outbox).where(isNotNull(outbox.publishedAt));
+  const [dead] = await db
+    .select({ n: count() })
+    .from(outbox)
+    .where(and(isNotNull(outbox.deadAt), isNull(outbox.publishedAt)));
+  const [published] = await db
+    .select({ n: count() })
+    .from(outbox)
+    .where(and(isNotNull(outbox.publishedAt), isNull(outbox.deadAt)));
   const oldest = row?.oldest ?? null;
   return {
     pending: row?.pending ?? 0,
     leased: Number(row?.leased ?? 0),
     published: published?.n ?? 0,
     dead: dead?.n ?? 0,
+    held: Number(row?.held ?? 0),
     oldestPendingAgeSeconds:
       oldest && row?.dbNow ? Math.max(0, (row.dbNow.getTime() - oldest.getTime()) / 1000) : null,
   };

@@ -1,9 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Publisher } from '../broker/publisher.js';
+import { isOutage, type Publisher } from '../broker/publisher.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
+import type { Handoff } from '../outbox/handoff.js';
 import {
   type ClaimedEvent,
   claimBatch,
@@ -13,8 +14,8 @@ import {
   type RetryPolicy,
   releaseLeases,
 } from '../outbox/store.js';
+import { Loop } from '../support/loop.js';
 import { backoffDelay, sleep } from '../support/sleep.js';
-import type { Handoff } from './handoff.js';
 import { toMessage } from './message.js';
 
 export interface RelayOptions {
@@ -38,15 +39,25 @@ const SETTLE_ATTEMPTS = 5;
 /** How long published marks of handed-over events are gathered before one statement writes them. */
 const MARK_DELAY_MS = 25;
 
+/** Where a batch came from: a lane's claim, or writers in this process (handoff). */
+type Source = { readonly lane: number } | 'handoff';
+
 /**
- * Moves committed outbox events to the broker.
+ * Moves committed outbox events to the broker. It knows events, leases and the broker, and
+ * nothing of what the events are about.
  *
  * Two ways in. Writers in the same process hand their committed rows over directly (publish(),
- * see handoff.ts). Everything else is claimed by the lanes: each lane loops: claim a batch (a
- * short transaction that writes a lease and commits), publish it with confirms, settle it (mark
- * published, or schedule a retry / park as dead), and go again at once while there is work.
- * With nothing due it sleeps for the poll interval, unless wake() is called, which the broker
- * hint of relay/wakeup.ts does when another process committed events.
+ * see outbox/handoff.ts). Everything else is claimed by the lanes: each lane is a Loop that
+ * claims a batch (a short transaction that writes a lease and commits), publishes it with
+ * confirms, settles it (mark published, or schedule a retry / park as dead), and goes again at
+ * once while there is work. With nothing due it sleeps for the poll interval, unless wake() is
+ * called: by the broker hint of wakeup.ts, by a writer in this process, or by the relay itself
+ * when a mark released the held next event of an aggregate.
+ *
+ * Order: an aggregate has at most one event that is due or in flight; its successors are held
+ * in the table until it is marked published (outbox/store.ts), so lanes, relays and the
+ * hand-off may publish in any interleaving and each aggregate's events still reach the exchange
+ * in sequence order. A failing event holds back only its own aggregate.
  *
  * Crash safety comes from the lease: when a relay dies holding rows, they become due when the
  * lease expires and any relay claims them. Correctness under takeover comes from fencing:
@@ -54,16 +65,15 @@ const MARK_DELAY_MS = 25;
  */
 export class Relay implements Handoff {
   readonly owner: string;
-  /** The lease writers in this process put on rows they hand over (see handoff.ts). */
+  /** The lease writers in this process put on rows they hand over. */
   readonly lease: Lease;
   private handedOver: ClaimedEvent[] = [];
   private flushScheduled = false;
   private readonly inFlight = new Set<Promise<void>>();
-  private toMark: number[] = [];
+  private toMark: ClaimedEvent[] = [];
   private markTimer: NodeJS.Timeout | undefined;
+  private readonly lanes: Loop[] = [];
   private readonly stopController = new AbortController();
-  private wakeController = new AbortController();
-  private lanes: Promise<void>[] = [];
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly options: RelayOptions) {
@@ -71,6 +81,20 @@ export class Relay implements Handoff {
     // One token for every handed-over row of this relay's life. Fencing holds all the same: a
     // relay that takes a row over writes its own token into it.
     this.lease = { owner: this.owner, token: randomUUID(), durationMs: options.leaseMs };
+    for (let lane = 0; lane < options.lanes; lane++) {
+      this.lanes.push(
+        new Loop(
+          {
+            name: `relay lane ${lane}`,
+            log: options.log,
+            idleMs: options.pollIntervalMs,
+            backoffBaseMs: DB_RETRY_BASE_MS,
+            backoffMaxMs: DB_RETRY_MAX_MS,
+          },
+          ({ signal }) => this.runBatch(lane, signal),
+        ),
+      );
+    }
   }
 
   /**
@@ -90,14 +114,17 @@ export class Relay implements Handoff {
   }
 
   start(): void {
-    if (this.lanes.length > 0) return;
-    for (let lane = 0; lane < this.options.lanes; lane++) this.lanes.push(this.runLane(lane));
+    for (const lane of this.lanes) lane.start();
     this.options.log.info({ owner: this.owner, lanes: this.options.lanes }, 'relay started');
   }
 
   /** There may be new events: end any idle wait now. Cheap; call it as often as you like. */
   wake(): void {
-    this.wakeController.abort();
+    for (const lane of this.lanes) lane.wake();
+  }
+
+  private get stopped(): boolean {
+    return this.stopController.signal.aborted;
   }
 
   /**
@@ -107,8 +134,7 @@ export class Relay implements Handoff {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.stopController.abort();
-      this.wake();
-      await Promise.all(this.lanes);
+      await Promise.all(this.lanes.map((lane) => lane.stop()));
       // Anything still waiting for the next tick, then every handed-over batch in flight.
       await new Promise((resolve) => setImmediate(resolve));
       await Promise.all([...this.inFlight]);
@@ -119,71 +145,41 @@ export class Relay implements Handoff {
     return this.stopping;
   }
 
-  private get stopped(): boolean {
-    return this.stopController.signal.aborted;
-  }
-
-  private async runLane(lane: number): Promise<void> {
-    const { db, log, batchSize, leaseMs, pollIntervalMs } = this.options;
-    let failures = 0;
-    while (!this.stopped) {
-      // Taken before the claim: a wake() that arrives while we claim must not be lost.
-      const wakeSignal = this.wakeController.signal;
-      try {
-        // Claim only what can be published now. During a broker outage the rows stay unleased
-        // and untouched, so an outage does not push events towards dead.
-        await this.options.publisher.ready(this.stopController.signal);
-      } catch (error) {
-        if (this.stopped) break;
-        failures++;
-        const delay = backoffDelay(failures, DB_RETRY_BASE_MS, DB_RETRY_MAX_MS);
-        log.warn({ err: error, lane, failures, retryInMs: delay }, 'broker not ready; backing off');
-        await sleep(delay, this.stopController.signal);
-        continue;
-      }
-      let batch: ClaimedEvent[];
-      const token = randomUUID();
-      const startedAt = performance.now();
-      try {
-        batch = await claimBatch(db, { owner: this.owner, token, durationMs: leaseMs }, batchSize);
-        failures = 0;
-      } catch (error) {
-        failures++;
-        const delay = backoffDelay(failures, DB_RETRY_BASE_MS, DB_RETRY_MAX_MS);
-        log.warn({ err: error, lane, failures, retryInMs: delay }, 'claim failed; backing off');
-        await sleep(delay, this.stopController.signal);
-        continue;
-      }
-      if (batch.length === 0) {
-        await sleep(pollIntervalMs, wakeSignal, this.stopController.signal);
-        if (wakeSignal.aborted && this.wakeController.signal === wakeSignal)
-          this.wakeController = new AbortController();
-        continue;
-      }
-      const takeovers = batch.filter((e) => e.takenOver).length;
-      if (takeovers > 0) {
-        this.options.metrics.leaseTakeovers.inc(takeovers);
-        log.info({ lane, takeovers }, 'took over events whose lease had expired');
-      }
-      const claimedAt = performance.now();
-      await this.publishAndSettle(batch, token, lane);
-      const seconds = (performance.now() - startedAt) / 1000;
-      this.options.metrics.batchDuration.observe(seconds);
-      log.debug(
-        { lane, events: batch.length, claimMs: round(claimedAt - startedAt), totalMs: round(seconds * 1000) },
-        'batch settled',
-      );
+  /** One turn of a lane: claim, publish, settle. Throws (the Loop backs off) when it cannot claim. */
+  private async runBatch(lane: number, signal: AbortSignal): Promise<'busy' | 'idle'> {
+    const { db, log, batchSize, leaseMs, metrics } = this.options;
+    // Claim only what can be published now. During a broker outage the rows stay unleased and
+    // untouched, so an outage does not push events towards dead.
+    await this.options.publisher.ready(signal);
+    if (signal.aborted) return 'idle';
+    const token = randomUUID();
+    const startedAt = performance.now();
+    const batch = await claimBatch(db, { owner: this.owner, token, durationMs: leaseMs }, batchSize);
+    if (batch.length === 0) return 'idle';
+    const takeovers = batch.filter((e) => e.takenOver).length;
+    if (takeovers > 0) {
+      metrics.leaseTakeovers.inc(takeovers);
+      log.info({ lane, takeovers }, 'took over events whose lease had expired');
     }
+    const claimedAt = performance.now();
+    await this.publishAndSettle(batch, token, { lane });
+    const seconds = (performance.now() - startedAt) / 1000;
+    metrics.batchDuration.observe(seconds);
+    log.debug(
+      { lane, events: batch.length, claimMs: round(claimedAt - startedAt), totalMs: round(seconds * 1000) },
+      'batch settled',
+    );
+    return 'busy';
   }
 
   private async publishAndSettle(
     batch: readonly ClaimedEvent[],
     token: string,
-    lane: number | 'handoff',
+    source: Source,
   ): Promise<void> {
     const { db, log, metrics, retry } = this.options;
     const ids = batch.map((e) => e.id);
-    if (this.stopped || (lane === 'handoff' && !this.options.publisher.isReady)) {
+    if (this.stopped || (source === 'handoff' && !this.options.publisher.isReady)) {
       // Claimed just as the stop came, or handed over while the broker is away: give it
       // straight back (due now, no attempt counted) rather than start publishing.
       await this.settle('release', () => releaseLeases(db, ids, token));
@@ -193,52 +189,60 @@ export class Relay implements Handoff {
       batch.map(toMessage),
       this.stopController.signal,
     );
-    // Stopping, or never sent for want of a channel: handed back as it is (no attempt counted,
-    // due now), so that another relay, or this one once the broker is back, publishes it at
-    // once instead of after the lease or a back-off.
-    const stopping = this.stopped || outcomes.some((o) => !o.ok && o.unsent);
 
-    const published: number[] = [];
-    const failedByError = new Map<string, number[]>();
+    const published: ClaimedEvent[] = [];
+    // Handed back as they are (no attempt counted, due now): never sent for want of a channel,
+    // lost with a closing channel, or still unconfirmed at a stop. Not the events' fault.
+    const handBack: number[] = [];
+    const failed = new Map<string, { reason: string; ids: number[] }>();
     outcomes.forEach((outcome, i) => {
-      const id = ids[i] as number;
-      if (outcome.ok) published.push(id);
+      const event = batch[i] as ClaimedEvent;
+      if (outcome.ok) published.push(event);
+      else if (isOutage(outcome) || this.stopped) handBack.push(event.id);
       else {
-        const same = failedByError.get(outcome.error);
-        if (same) same.push(id);
-        else failedByError.set(outcome.error, [id]);
+        const same = failed.get(outcome.error);
+        if (same) same.ids.push(event.id);
+        else failed.set(outcome.error, { reason: outcome.reason, ids: [event.id] });
+        metrics.publishFailures.inc({ reason: outcome.reason });
       }
     });
 
-    if (lane === 'handoff') this.markLater(published);
-    else await this.markNow(published, token, lane);
-    if (stopping) {
-      const unsettled = [...failedByError.values()].flat();
-      const released = await this.settle('release', () => releaseLeases(db, unsettled, token));
-      if (released) log.info({ lane, released }, 'handed back unpublished events on stop');
-      return;
+    if (source === 'handoff') this.markLater(published);
+    else await this.markNow(published, token, source);
+
+    if (handBack.length > 0) {
+      for (const o of outcomes) if (!o.ok && isOutage(o)) metrics.publishFailures.inc({ reason: o.reason });
+      const released = await this.settle('release', () => releaseLeases(db, handBack, token));
+      if (released) {
+        log.info(
+          { source, released, why: this.stopped ? 'stopping' : 'broker connection lost' },
+          'handed back unpublished events',
+        );
+      }
     }
-    for (const [error, failedIds] of failedByError) {
-      metrics.publishFailures.inc({ reason: error.split(':')[0] ?? error }, failedIds.length);
+    for (const [error, { ids: failedIds }] of failed) {
       const dead = await this.settle('mark failed', () => markFailed(db, failedIds, token, error, retry));
       if (dead && dead.length > 0) {
         metrics.deadEvents.inc(dead.length);
-        log.error({ lane, ids: dead, error }, 'events parked as dead after their last attempt');
+        log.error({ source, ids: dead, error }, 'events parked as dead after their last attempt');
       } else {
-        log.warn({ lane, count: failedIds.length, error }, 'publish failed; will retry with back-off');
+        log.warn({ source, count: failedIds.length, error }, 'publish failed; will retry with back-off');
       }
     }
   }
 
-  private async markNow(ids: readonly number[], token: string, lane: number | 'handoff'): Promise<void> {
+  private async markNow(events: readonly ClaimedEvent[], token: string, source: Source): Promise<void> {
+    if (events.length === 0) return;
     const { db, log, metrics } = this.options;
-    const marked = await this.settle('mark published', () => markPublished(db, ids, token));
-    if (marked === undefined) return;
-    metrics.published.inc(marked);
-    if (marked < ids.length) {
-      metrics.fencedOut.inc(ids.length - marked);
+    const result = await this.settle('mark published', () => markPublished(db, events, token));
+    if (result === undefined) return;
+    metrics.published.inc(result.marked);
+    // The held next events of these aggregates are due now: claim them without waiting a poll.
+    if (result.released > 0) this.wake();
+    if (result.marked < events.length) {
+      metrics.fencedOut.inc(events.length - result.marked);
       log.warn(
-        { lane, fenced: ids.length - marked },
+        { source, fenced: events.length - result.marked },
         'lease was taken over before settling; left to the new owner',
       );
     }
@@ -250,8 +254,8 @@ export class Relay implements Handoff {
    * marks are gathered for a few milliseconds and written in one statement. A crash in between
    * only means the lease expires and the events are published again: a duplicate, never a loss.
    */
-  private markLater(ids: readonly number[]): void {
-    this.toMark.push(...ids);
+  private markLater(events: readonly ClaimedEvent[]): void {
+    this.toMark.push(...events);
     if (this.toMark.length >= this.options.batchSize) {
       this.flushMarks();
       return;
@@ -262,9 +266,9 @@ export class Relay implements Handoff {
   private flushMarks(): void {
     clearTimeout(this.markTimer);
     this.markTimer = undefined;
-    const ids = this.toMark.splice(0);
-    if (ids.length === 0) return;
-    this.track(this.markNow(ids, this.lease.token, 'handoff'));
+    const events = this.toMark.splice(0);
+    if (events.length === 0) return;
+    this.track(this.markNow(events, this.lease.token, 'handoff'));
   }
 
   private track(work: Promise<void>): void {

@@ -3,15 +3,19 @@ import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { BrokerConnection } from '../broker/connection.js';
 import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
-import type { Database } from '../db/client.js';
-import { isDuplicateKey, isTransientDatabaseError } from '../db/errors.js';
-import { inbox } from '../db/schema.js';
+import { type Database, type Transaction, transaction } from '../db/client.js';
+import { isTransientDatabaseError } from '../db/errors.js';
+import { appendHistory } from '../history/store.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
-import type { EventEnvelope, EventHeaders } from '../outbox/event.js';
-import type { Handoff } from '../relay/handoff.js';
-import { MalformedMessageError, parseEnvelope } from './envelope.js';
-import { appendHandledNotification, HANDLERS, type Handler } from './handlers.js';
+import type { EventEnvelope } from '../outbox/event.js';
+import type { Waker } from '../outbox/handoff.js';
+import { type AppendedEvent, countPredecessors, findEvents } from '../outbox/store.js';
+import type { OutboxWriter } from '../outbox/writer.js';
+import { canonicalJson } from '../support/json.js';
+import { parseEnvelope } from './envelope.js';
+import { type Handlers, PermanentFailure, type StoredEvent } from './handler.js';
+import { type AggregateKey, lockProgress, passParked, recordInbox, setProgress } from './store.js';
 
 export interface WorkerOptions {
   readonly db: Database;
@@ -19,16 +23,22 @@ export interface WorkerOptions {
   readonly topology: Topology;
   readonly log: Logger;
   readonly metrics: Metrics;
+  /** Event type → handler. The worker consumes exactly these types. */
+  readonly handlers: Handlers;
+  /** Follow-up events handlers append go through it. */
+  readonly writer: OutboxWriter;
+  /** Told after every commit that added to the history (live feeds read it then). */
+  readonly historyWaker: Waker;
   readonly prefetch: number;
   /** Deliveries of one message (first try included) before it is parked. */
   readonly maxAttempts: number;
   readonly retryDelayMs: number;
-  /** Called after a handling transaction wrote an outbox event (wakes relays). */
-  readonly onEventsWritten: () => void;
-  /** The relay in this process, if any: notifications are handed to it directly. */
-  readonly handoff?: Handoff;
-  /** Event type → handler; the production set by default, replaceable to inject a fault. */
-  readonly handlers?: Readonly<Record<string, Handler>>;
+  /** How long a message whose predecessor is not handled yet waits before it comes back. */
+  readonly orderWaitMs: number;
+  /** Largest message body accepted; larger ones are parked. */
+  readonly maxMessageBytes: number;
+  /** Deadline for the broker to confirm a retry, wait or park copy. */
+  readonly confirmTimeoutMs: number;
 }
 
 /** Our own attempt counter, carried on messages the worker sends back through the retry queue. */
@@ -43,33 +53,50 @@ function attemptsSoFar(message: ConsumeMessage): number {
   return Number.isSafeInteger(value) && value >= 0 ? value : 0;
 }
 
-type Outcome = 'handled' | 'duplicate' | 'retried' | 'parked';
+type AnyHandler = Handlers[string];
+
+type Outcome = 'handled' | 'duplicate' | 'waiting' | 'retried' | 'parked';
+
+/** What one handling transaction decided. */
+type Decision =
+  | { readonly kind: 'handled'; readonly appended: readonly AppendedEvent[] }
+  | { readonly kind: 'duplicate' }
+  | { readonly kind: 'waiting'; readonly missing: number };
 
 /**
- * The idempotent receiver. For each message, one transaction inserts the inbox row (consumer +
- * message id), does the handler's effect, and appends the "handled" notification to the outbox.
- * A message whose inbox row exists is a redelivery: the insert fails on the primary key and the
- * message is acked with no effect. The effect therefore happens once per event however often
- * the broker or the relay delivers it.
+ * The idempotent receiver; an engine that knows the broker, the outbox and the history, and no
+ * event type: handlers are given to it.
  *
- * Failures: a malformed message (bad JSON, unknown type, missing fields) is parked in the
- * dead-letter queue at once; a failing handler is sent to the retry queue, where it waits out
- * the retry delay, and is parked after `maxAttempts`. A message is acked only after its retry
- * or parked copy is confirmed by the broker, so none is lost in between.
+ * For each message, one transaction:
+ *   1. reads the stored event with the message's id from the outbox and compares the message's
+ *      claims with it: the handler works from the database's row, never from the message, and a
+ *      message that matches no stored event, or disagrees with it, is parked;
+ *   2. locks the aggregate's progress: a sequence already handled is a duplicate (acked, no
+ *      effect); one whose predecessor (of a type we handle) is not handled yet waits in the wait
+ *      queue and comes back; so each aggregate's events are handled in sequence order with any
+ *      number of workers and any prefetch;
+ *   3. records the inbox row (consumer + message id), runs the handler, moves the progress,
+ *      and appends the history row last (history/store.ts explains why last).
+ *
+ * Failures: a malformed message or a permanent failure is parked in the dead-letter queue at
+ * once; a failing handler goes to the retry queue, and is parked after `maxAttempts`; the
+ * database being away is nobody's fault and never spends an attempt. A message is acked only
+ * after its retry, wait or parked copy is confirmed; if that copy fails, the message goes back
+ * to the queue (nack with requeue), so the consumer never stalls on it.
  */
 export class Worker {
   /** The inbox's consumer name: shared by all instances of this worker, so they deduplicate together. */
   readonly consumer: string;
   private readonly session: ChannelSession<ConfirmChannel>;
-  private readonly handlers: Readonly<Record<string, Handler>>;
+  private readonly types: readonly string[];
   private readonly inFlight = new Set<Promise<void>>();
   private consumerTag: string | undefined;
-  /** Copies (retry, park) the broker returned as unroutable, by their x-copy-id. */
+  /** Copies (retry, wait, park) the broker returned as unroutable, by their x-copy-id. */
   private readonly returned = new Set<string>();
 
   constructor(private readonly options: WorkerOptions) {
     this.consumer = options.topology.workerQueue;
-    this.handlers = options.handlers ?? HANDLERS;
+    this.types = Object.keys(options.handlers);
     this.session = new ChannelSession<ConfirmChannel>(
       options.broker,
       'worker',
@@ -103,7 +130,10 @@ export class Worker {
     this.session.start();
   }
 
-  /** Idempotent: cancels the consumer, lets in-flight messages finish, closes the channel. */
+  /**
+   * Idempotent: cancels the consumer, lets in-flight messages finish (each bounded by the confirm
+   * deadline), closes the channel; unacked messages go back to the queue with it.
+   */
   stop(): Promise<void> {
     return this.session.stop(async (channel) => {
       if (this.consumerTag) await channel.cancel(this.consumerTag).catch(() => {});
@@ -112,8 +142,11 @@ export class Worker {
   }
 
   private track(work: Promise<void>): void {
-    this.inFlight.add(work);
-    void work.finally(() => this.inFlight.delete(work));
+    const guarded = work.catch((error: unknown) =>
+      this.options.log.error({ err: error }, 'message processing failed; it will be redelivered'),
+    );
+    this.inFlight.add(guarded);
+    void guarded.finally(() => this.inFlight.delete(guarded));
   }
 
   private async process(channel: ConfirmChannel, message: ConsumeMessage): Promise<void> {
@@ -123,12 +156,15 @@ export class Worker {
     try {
       outcome = await this.decide(channel, message);
     } catch (error) {
-      // The retry or park copy was not confirmed (channel closed, broker gone): leave the
-      // message unacked; the broker redelivers it when this channel closes.
-      log.warn(
-        { err: error, messageId: message.properties.messageId },
-        'could not settle message; it will be redelivered',
-      );
+      // A retry, wait or park copy was not confirmed (returned, nacked, timed out, channel
+      // closed): give the message back to the queue rather than hold it unacked for ever.
+      log.warn({ err: error, messageId: message.properties.messageId }, 'could not settle message; requeued');
+      metrics.workerHandled.inc({ outcome: 'requeued' });
+      try {
+        channel.nack(message, false, true);
+      } catch {
+        // Channel closed: the broker requeues it anyway.
+      }
       return;
     }
     try {
@@ -145,31 +181,35 @@ export class Worker {
       },
       'message settled',
     );
-    if (outcome === 'handled' && !this.options.handoff) this.options.onEventsWritten();
   }
 
   private async decide(channel: ConfirmChannel, message: ConsumeMessage): Promise<Outcome> {
-    const { log, maxAttempts, retryDelayMs, topology } = this.options;
+    const { log, maxAttempts, retryDelayMs, topology, maxMessageBytes } = this.options;
     const attempts = attemptsSoFar(message) + 1;
     let envelope: EventEnvelope;
-    let handler: Handler | undefined;
+    let handler: AnyHandler | undefined;
     try {
-      envelope = parseEnvelope(message.content, message.properties.messageId);
-      handler = this.handlers[envelope.type];
-      if (!handler) throw new MalformedMessageError(`no handler for event type "${envelope.type}"`);
+      envelope = parseEnvelope(message.content, message.properties.messageId, maxMessageBytes);
+      handler = this.options.handlers[envelope.type];
+      if (!handler) throw new PermanentFailure(`no handler for event type "${envelope.type}"`);
     } catch (error) {
       await this.park(channel, message, error, attempts);
       return 'parked';
     }
+    let decision: Decision;
     try {
-      return await this.handle(envelope, handler, message);
+      decision = await this.handle(envelope, handler);
     } catch (error) {
+      if (error instanceof PermanentFailure) {
+        await this.park(channel, message, error, attempts, envelope);
+        return 'parked';
+      }
       // The database being away (restart, failover, deadlock) is nobody's fault in the message:
       // it waits in the retry queue like any failure but the attempt is not counted, so a long
       // outage delays messages without ever parking them.
       const counted = isTransientDatabaseError(error) ? attempts - 1 : attempts;
-      if (error instanceof MalformedMessageError || counted >= maxAttempts) {
-        await this.park(channel, message, error, counted);
+      if (counted >= maxAttempts) {
+        await this.park(channel, message, error, counted, envelope);
         return 'parked';
       }
       log.warn(
@@ -179,34 +219,120 @@ export class Worker {
       await this.send(channel, topology.workerRetryQueue, message, counted, error, String(retryDelayMs));
       return 'retried';
     }
+    if (decision.kind === 'waiting') {
+      log.debug(
+        { eventId: envelope.eventId, missing: decision.missing },
+        'earlier events not handled yet; waiting',
+      );
+      await this.send(
+        channel,
+        topology.workerWaitQueue,
+        message,
+        attempts - 1,
+        'waiting for earlier events of its aggregate',
+        String(this.options.orderWaitMs),
+      );
+      return 'waiting';
+    }
+    if (decision.kind === 'handled') {
+      this.options.writer.committed(decision.appended);
+      this.options.historyWaker.notify();
+    }
+    return decision.kind;
   }
 
-  private async handle(envelope: EventEnvelope, handler: Handler, message: ConsumeMessage): Promise<Outcome> {
+  private async handle(claim: EventEnvelope, handler: AnyHandler): Promise<Decision> {
     const handledAt = new Date();
-    const { handoff } = this.options;
-    const notification = await this.options.db.transaction(async (tx) => {
-      try {
-        await tx.insert(inbox).values({ consumer: this.consumer, messageId: envelope.eventId, handledAt });
-      } catch (error) {
-        // Already handled (or being handled by another worker, which we waited for): done.
-        if (isDuplicateKey(error)) return undefined;
-        throw error;
+    return transaction(this.options.db, async (tx) => {
+      const event = await this.storedEvent(tx, claim, handler);
+      const key: AggregateKey = {
+        consumer: this.consumer,
+        aggregateType: event.aggregateType,
+        aggregateId: event.aggregateId,
+      };
+      const last = await lockProgress(tx, key);
+      if (event.sequence <= last) return { kind: 'duplicate' } as const;
+      if (event.sequence > last + 1) {
+        const missing = await countPredecessors(
+          tx,
+          event.aggregateType,
+          event.aggregateId,
+          last,
+          event.sequence,
+          this.types,
+        );
+        if (missing > 0) return { kind: 'waiting', missing } as const;
       }
-      await handler.handle(tx, envelope, handledAt);
-      const headers = forwardHeaders(message);
-      return appendHandledNotification(
-        tx,
-        envelope,
-        handler,
+      if (!(await recordInbox(tx, this.consumer, event.eventId, handledAt))) {
+        return { kind: 'duplicate' } as const;
+      }
+      const appended: AppendedEvent[] = [];
+      await handler.handle(tx, event, {
         handledAt,
-        headers,
-        randomUUID(),
-        handoff?.lease,
-      );
+        append: async (next) => {
+          appended.push(await this.options.writer.append(tx, next));
+        },
+      });
+      await setProgress(tx, key, event.sequence);
+      await appendHistory(tx, [
+        {
+          eventId: event.eventId,
+          type: event.type,
+          aggregateType: event.aggregateType,
+          aggregateId: event.aggregateId,
+          sequence: event.sequence,
+          occurredAt: event.occurredAt,
+          handledAt,
+          handler: handler.name,
+          payload: event.payload,
+        },
+      ]);
+      return { kind: 'handled', appended } as const;
     });
-    if (!notification) return 'duplicate';
-    handoff?.publish([notification]);
-    return 'handled';
+  }
+
+  /**
+   * The stored event the message claims to be, checked field by field. The handler gets the
+   * stored one, so nothing a sender puts in a message reaches an effect.
+   */
+  private async storedEvent(
+    tx: Transaction,
+    claim: EventEnvelope,
+    handler: AnyHandler,
+  ): Promise<StoredEvent> {
+    const stored = (await findEvents(tx, [claim.eventId])).get(claim.eventId);
+    if (!stored) {
+      throw new PermanentFailure(
+        'no stored event with this id (not written by this service, or pruned by OUTBOX_RETENTION)',
+      );
+    }
+    for (const field of ['type', 'aggregateType', 'aggregateId', 'sequence', 'occurredAt'] as const) {
+      if (
+        stored[field] !== claim[field] &&
+        new Date(String(claim[field])).getTime() !== Date.parse(stored.occurredAt)
+      ) {
+        throw new PermanentFailure(`message ${field} disagrees with the stored event`);
+      }
+    }
+    if (canonicalJson(stored.payload) !== canonicalJson(claim.payload)) {
+      throw new PermanentFailure('message payload disagrees with the stored event');
+    }
+    const payload = handler.payload.safeParse(stored.payload);
+    if (!payload.success) {
+      const issue = payload.error.issues[0];
+      throw new PermanentFailure(
+        `${stored.type} payload ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+      );
+    }
+    return {
+      eventId: stored.eventId,
+      type: stored.type,
+      aggregateType: stored.aggregateType,
+      aggregateId: stored.aggregateId,
+      sequence: stored.sequence,
+      occurredAt: new Date(stored.occurredAt),
+      payload: payload.data,
+    };
   }
 
   private async park(
@@ -214,19 +340,41 @@ export class Worker {
     message: ConsumeMessage,
     error: unknown,
     attempts: number,
+    envelope?: EventEnvelope,
   ): Promise<void> {
     this.options.log.error(
-      { err: error, messageId: message.properties.messageId, attempts },
+      { reason: errorText(error), messageId: message.properties.messageId, attempts },
       'message parked in the dead-letter queue',
     );
     await this.send(channel, this.options.topology.workerDeadLetterQueue, message, attempts, error);
+    // A real event given up on no longer holds back its aggregate's later events.
+    if (
+      envelope &&
+      !(error instanceof PermanentFailure && /^no stored event|disagrees/.test(error.message))
+    ) {
+      await this.options.db
+        .transaction((tx) =>
+          passParked(
+            tx,
+            {
+              consumer: this.consumer,
+              aggregateType: envelope.aggregateType,
+              aggregateId: envelope.aggregateId,
+            },
+            envelope.sequence,
+          ),
+        )
+        .catch((e: unknown) =>
+          this.options.log.warn({ err: e }, 'could not record a parked event as passed'),
+        );
+    }
   }
 
   /**
    * Sends a copy of `message`, carrying its attempt count and last error, straight to a queue
-   * and waits for the broker's confirm. Mandatory, like the relay's publishes: were the queue
-   * missing, the broker would confirm the copy and drop it, and acking the original would lose
-   * the message.
+   * and waits (with a deadline) for the broker's confirm. Mandatory, like the relay's
+   * publishes: were the queue missing, the broker would confirm the copy and drop it, and
+   * acking the original would lose the message.
    */
   private send(
     channel: ConfirmChannel,
@@ -255,24 +403,26 @@ export class Worker {
       },
     };
     return new Promise((resolve, reject) => {
-      channel.sendToQueue(queue, message.content, options, (error) => {
-        if (this.returned.delete(copy)) reject(new Error(`queue ${queue} does not exist`));
-        else if (error) reject(error);
-        else resolve();
-      });
+      const timer = setTimeout(() => {
+        reject(new Error(`no confirm for the copy to ${queue} within ${this.options.confirmTimeoutMs} ms`));
+        // Late confirms cannot be matched any more; a new channel starts clean.
+        channel.close().catch(() => {});
+      }, this.options.confirmTimeoutMs);
+      try {
+        channel.sendToQueue(queue, message.content, options, (err) => {
+          clearTimeout(timer);
+          if (this.returned.delete(copy)) reject(new Error(`queue ${queue} does not exist`));
+          else if (err) reject(err);
+          else resolve();
+        });
+      } catch (err) {
+        clearTimeout(timer);
+        reject(err);
+      }
     });
   }
 }
 
 function errorText(error: unknown): string {
   return (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).slice(0, 500);
-}
-
-/** Correlation and trace headers travel on to the notification; AMQP's own (x-…) do not. */
-function forwardHeaders(message: ConsumeMessage): EventHeaders {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(message.properties.headers ?? {})) {
-    if (typeof value === 'string' && !key.startsWith('x-')) out[key] = value;
-  }
-  return out;
 }

@@ -1,18 +1,21 @@
 import type { Channel } from 'amqplib';
-import type { BrokerConnection } from '../broker/connection.js';
-import { ChannelSession } from '../broker/session.js';
+import type { BrokerConnection } from './connection.js';
+import { ChannelSession } from './session.js';
 import type { Logger } from '../log.js';
 
 /**
- * How standalone relays learn of new outbox rows within milliseconds without polling fast.
+ * "Something new is in the database": how pollers in other processes learn of new rows within
+ * milliseconds without polling fast. Relays are told of new outbox rows, app instances' live
+ * feeds of new history rows.
  *
  * MySQL has no LISTEN/NOTIFY, so the hint travels over the broker we already have: after a
- * commit, the app publishes an empty, transient message to a fanout exchange; every relay
- * listens on an exclusive queue of its own and wakes up. Hints are only hints: a lost one costs
- * one poll interval, never an event, because the relay's correctness rests on the outbox table
- * alone. Bursts are coalesced to one hint per window per app instance.
+ * commit, the writer publishes an empty, transient message to a fanout exchange; every listener
+ * has an exclusive queue of its own on it and wakes up. Hints are only hints: not mandatory, so
+ * one nobody listens to (no app running during a deploy) is simply dropped, and a lost one
+ * costs one poll interval, never an event, because the truth is the table. Bursts are coalesced
+ * to one hint per window per process.
  */
-export class WakeupNotifier {
+export class HintNotifier {
   private lastSentAt = 0;
   private trailing: NodeJS.Timeout | undefined;
   private readonly session: ChannelSession;
@@ -23,7 +26,7 @@ export class WakeupNotifier {
     log: Logger,
     private readonly windowMs = 20,
   ) {
-    this.session = new ChannelSession(broker, 'wakeup notifier', log, async (channel) => {
+    this.session = new ChannelSession(broker, `${exchange} notifier`, log, async (channel) => {
       await channel.assertExchange(exchange, 'fanout', { durable: false });
     });
   }
@@ -61,12 +64,12 @@ export class WakeupNotifier {
   }
 }
 
-/** A relay's side of the hint: an exclusive, auto-deleted queue on the fanout exchange. */
-export class WakeupListener {
+/** A listener's side of the hint: an exclusive, auto-deleted queue on the fanout exchange. */
+export class HintListener {
   private readonly session: ChannelSession;
 
   constructor(broker: BrokerConnection, exchange: string, log: Logger, onWake: () => void) {
-    this.session = new ChannelSession(broker, 'wakeup listener', log, async (channel: Channel) => {
+    this.session = new ChannelSession(broker, `${exchange} listener`, log, async (channel: Channel) => {
       await channel.assertExchange(exchange, 'fanout', { durable: false });
       const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
       await channel.bindQueue(queue, exchange, '');
@@ -74,7 +77,7 @@ export class WakeupListener {
         queue,
         (message) => {
           if (message) onWake();
-          else ChannelSession.cancelled(channel, log, 'wakeup listener');
+          else ChannelSession.cancelled(channel, log, `${exchange} listener`);
         },
         { noAck: true },
       );

@@ -1,0 +1,73 @@
+import { HintListener } from '../broker/hint.js';
+import { countMessages } from '../broker/queues.js';
+import type { DatabaseHandle } from '../db/client.js';
+import { HistoryFeed } from '../history/feed.js';
+import type { OutboxWriter } from '../outbox/writer.js';
+import type { RoleDeps, RunningRole } from '../roles.js';
+import { AppServer, type AppServerOptions } from './server.js';
+
+export interface AppRole extends RunningRole {
+  readonly server: AppServer;
+  /** Wakes this instance's live feed: the in-process signal from a worker beside it. */
+  readonly feed: HistoryFeed;
+}
+
+export interface AppRoleDeps extends RoleDeps {
+  readonly database: DatabaseHandle;
+  readonly writer: OutboxWriter;
+  readonly authenticateWebSocket?: AppServerOptions['authenticateWebSocket'];
+}
+
+/**
+ * The app role: the GraphQL server (HTTP and WebSocket on one port), its live feed of the
+ * history with the broker hint that wakes it, and /metrics on the same port.
+ */
+export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
+  const { config, db, log, metrics, topology, broker, database } = deps;
+  const feed = new HistoryFeed({
+    db,
+    log,
+    pollIntervalMs: config.live.pollIntervalMs,
+    pageSize: config.live.pageSize,
+    bufferSize: config.live.bufferSize,
+  });
+  feed.start();
+  const hints = new HintListener(broker, topology.historyExchange, log, () => feed.wake());
+  hints.start();
+  const server = new AppServer({
+    config,
+    db,
+    log,
+    readiness: {
+      mysql: async () => {
+        await database.ping();
+        return true;
+      },
+      rabbitmq: async () => broker.isConnected,
+    },
+    writer: deps.writer,
+    feed,
+    workerDeadLetters: () => countMessages(broker, topology.workerDeadLetterQueue),
+    authenticateWebSocket: deps.authenticateWebSocket,
+    routes: (express) => {
+      express.get('/metrics', async (_req, res) => {
+        res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+      });
+    },
+  });
+  try {
+    await server.start();
+  } catch (error) {
+    await Promise.all([hints.stop(), feed.stop()]);
+    throw error;
+  }
+  return {
+    server,
+    feed,
+    async stop() {
+      // The server first: its drain ends the subscriptions, then nothing reads the feed.
+      await server.stop();
+      await Promise.all([hints.stop(), feed.stop()]);
+    },
+  };
+}

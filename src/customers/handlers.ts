@@ -1,0 +1,79 @@
+import { eq } from 'drizzle-orm';
+import type { Transaction } from '../db/client.js';
+import { customers, emailChangeNotices, welcomeEmails } from '../db/schema.js';
+import { type Handler, type Handlers, PermanentFailure, type StoredEvent } from '../worker/handler.js';
+import {
+  CUSTOMER_AGGREGATE,
+  CUSTOMER_CREATED,
+  CUSTOMER_UPDATED,
+  type CustomerCreatedPayload,
+  type CustomerUpdatedPayload,
+  customerCreatedPayload,
+  customerUpdatedPayload,
+} from './events.js';
+
+/**
+ * The customer's row, for an event of the Customer aggregate. The worker has already checked the
+ * event against the outbox; this checks it is about a customer of this database at all.
+ */
+async function customerOf(tx: Transaction, event: StoredEvent<{ customerId: string }>) {
+  if (event.aggregateType !== CUSTOMER_AGGREGATE || event.aggregateId !== event.payload.customerId) {
+    throw new PermanentFailure(`${event.type} aggregate and payload customerId disagree`);
+  }
+  const [row] = await tx
+    .select({ id: customers.id, email: customers.email, name: customers.name })
+    .from(customers)
+    .where(eq(customers.id, Number(event.aggregateId)))
+    .limit(1);
+  if (!row) throw new PermanentFailure(`${event.type} for unknown customer ${event.aggregateId}`);
+  return row;
+}
+
+/**
+ * The background job of the mission: a welcome e-mail for every new customer, recorded as sent.
+ * Recipient and greeting come from the customer's row as it is now (a customer who changed
+ * their address before the mail went out gets it at the new one), never from a message.
+ */
+export const welcomeEmail: Handler<CustomerCreatedPayload> = {
+  name: 'welcome-email',
+  payload: customerCreatedPayload,
+  async handle(tx, event, { handledAt }) {
+    const customer = await customerOf(tx, event);
+    await tx.insert(welcomeEmails).values({
+      customerId: customer.id,
+      eventId: event.eventId,
+      recipient: customer.email,
+      subject: `Welcome, ${customer.name}!`,
+      body: `Hello ${customer.name},\n\nthank you for signing up. Your account is ready.\n`,
+      sentAt: handledAt,
+    });
+  },
+};
+
+/**
+ * When a customer's e-mail changed, a notice to the old address (the usual guard against an
+ * account taken over through its e-mail). The addresses come from the stored event, which the
+ * database wrote in the transaction that made the change.
+ */
+export const emailChangeNotice: Handler<CustomerUpdatedPayload> = {
+  name: 'email-change-notice',
+  payload: customerUpdatedPayload,
+  async handle(tx, event, { handledAt }) {
+    const customer = await customerOf(tx, event);
+    const change = event.payload.changes.email;
+    if (!change) return;
+    await tx.insert(emailChangeNotices).values({
+      customerId: customer.id,
+      eventId: event.eventId,
+      recipient: change.before,
+      newEmail: change.after,
+      sentAt: handledAt,
+    });
+  },
+};
+
+/** Every handler of the customer domain, by event type: what the worker is given. */
+export const CUSTOMER_HANDLERS: Handlers = {
+  [CUSTOMER_CREATED]: welcomeEmail,
+  [CUSTOMER_UPDATED]: emailChangeNotice,
+};

@@ -1,0 +1,240 @@
+import type { Database } from '../db/client.js';
+import type { Logger } from '../log.js';
+import { Loop } from '../support/loop.js';
+import { type HistoryFilter, type HistoryRow, headPosition, readHistory } from './store.js';
+
+export interface HistoryFeedOptions {
+  readonly db: Database;
+  readonly log: Logger;
+  /** How often the reader looks for new rows when no wake-up hint arrives. */
+  readonly pollIntervalMs: number;
+  /** Rows per read, for the feed and for each subscriber's catch-up. */
+  readonly pageSize: number;
+  /** Rows queued for one subscriber before it leaves the live fan-out and reads pages instead. */
+  readonly bufferSize: number;
+}
+
+/** Where a subscription starts. */
+export type StartAt = { readonly after: number } | 'now';
+
+/** A cursor ahead of the history: it was not made by this service. */
+export class CursorAheadError extends Error {
+  override readonly name = 'CursorAheadError';
+}
+
+/**
+ * The live side of the history, one per app instance: a single reader follows the history by
+ * position and fans every new row out to this instance's subscribers, so a thousand
+ * subscribers cost one query per new page, not one each.
+ *
+ * The reader learns of new rows from wake-up hints (wake(): a broker message from workers in
+ * other processes, or a call from a worker in this one) and otherwise polls. Hints only save
+ * time: the database is the truth, and a lost hint costs at most one poll interval.
+ *
+ * Subscribers start in one of two modes. Catching up, they read pages of the history
+ * themselves from their cursor; once a read finds nothing the reader has not already passed,
+ * they switch, in the same tick, to live, where the reader's fan-out fills their queue. A
+ * subscriber whose queue grows past `bufferSize` (a slow client) drops its queue and goes back
+ * to catching up from the last row it delivered: memory stays bounded, nothing is skipped and
+ * nobody is cut off.
+ */
+export class HistoryFeed {
+  private readonly subscribers = new Set<FeedSubscription>();
+  private readonly loop: Loop;
+  /** The last position the reader has read and fanned out; undefined until the first read. */
+  private head: number | undefined;
+  private headKnown: Promise<void>;
+  private resolveHeadKnown!: () => void;
+
+  constructor(private readonly options: HistoryFeedOptions) {
+    this.headKnown = new Promise((resolve) => {
+      this.resolveHeadKnown = resolve;
+    });
+    this.loop = new Loop(
+      {
+        name: 'history feed',
+        log: options.log,
+        idleMs: options.pollIntervalMs,
+        backoffBaseMs: 200,
+        backoffMaxMs: 10_000,
+      },
+      () => this.readNext(),
+    );
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  /** New rows may have been committed: read now. */
+  wake(): void {
+    this.loop.wake();
+  }
+
+  /** Idempotent. Ends every subscription, then the reader. */
+  async stop(): Promise<void> {
+    for (const subscription of [...this.subscribers]) subscription.close();
+    await this.loop.stop();
+  }
+
+  /** The last position fanned out. */
+  get position(): number | undefined {
+    return this.head;
+  }
+
+  /**
+   * Rows matching `filter` after `start`, in position order, then live ones, each once.
+   * `'now'` starts at the current end of the history.
+   */
+  async subscribe(filter: HistoryFilter, start: StartAt): Promise<AsyncIterableIterator<HistoryRow>> {
+    await Promise.race([this.headKnown, stopped(this.loop.signal)]);
+    if (this.loop.stopped) throw new Error('The history feed is stopped');
+    let after: number;
+    if (start === 'now') after = this.head ?? 0;
+    else {
+      after = start.after;
+      // The reader may lag the database by a poll; ask the database before calling a cursor forged.
+      if (after > (this.head ?? 0) && after > (await headPosition(this.options.db))) {
+        throw new CursorAheadError('The cursor is ahead of the history');
+      }
+    }
+    const subscription = new FeedSubscription(this, filter, after, start === 'now');
+    this.subscribers.add(subscription);
+    return subscription;
+  }
+
+  /** @internal for FeedSubscription */
+  forget(subscription: FeedSubscription): void {
+    this.subscribers.delete(subscription);
+  }
+
+  /** @internal for FeedSubscription */
+  read(after: number, filter: HistoryFilter): Promise<HistoryRow[]> {
+    return readHistory(this.options.db, after, this.options.pageSize, filter);
+  }
+
+  /** @internal */
+  get settings(): Pick<HistoryFeedOptions, 'pageSize' | 'bufferSize'> {
+    return this.options;
+  }
+
+  private async readNext(): Promise<'busy' | 'idle'> {
+    if (this.head === undefined) {
+      // Start at the end: subscribers bring their own cursors for anything before.
+      this.head = await headPosition(this.options.db);
+      this.resolveHeadKnown();
+    }
+    const rows = await readHistory(this.options.db, this.head, this.options.pageSize);
+    for (const row of rows) {
+      this.head = row.position;
+      for (const subscription of this.subscribers) subscription.offer(row);
+    }
+    return rows.length === this.options.pageSize ? 'busy' : 'idle';
+  }
+}
+
+function stopped(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
+/** One subscriber's view of the feed: an async iterator over its rows. */
+class FeedSubscription implements AsyncIterableIterator<HistoryRow> {
+  private readonly queue: HistoryRow[] = [];
+  /** The last position queued or delivered: what a catch-up continues from. */
+  private last: number;
+  /** The last position delivered to the client. */
+  private delivered: number;
+  private live: boolean;
+  private closed = false;
+  private wakeUp: (() => void) | undefined;
+
+  constructor(
+    private readonly feed: HistoryFeed,
+    private readonly filter: HistoryFilter,
+    after: number,
+    live: boolean,
+  ) {
+    this.last = after;
+    this.delivered = after;
+    this.live = live;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<HistoryRow> {
+    return this;
+  }
+
+  /** The reader's fan-out. Runs synchronously for every new row, in position order. */
+  offer(row: HistoryRow): void {
+    if (!this.live || row.position <= this.last || !this.matches(row)) return;
+    if (this.queue.length >= this.feed.settings.bufferSize) {
+      // Too slow for the live pace: forget what is queued and read it back in pages later.
+      this.queue.length = 0;
+      this.last = this.delivered;
+      this.live = false;
+      return;
+    }
+    this.queue.push(row);
+    this.last = row.position;
+    this.wakeUp?.();
+  }
+
+  async next(): Promise<IteratorResult<HistoryRow>> {
+    for (;;) {
+      if (this.closed) return { done: true, value: undefined };
+      const row = this.queue.shift();
+      if (row) {
+        this.delivered = row.position;
+        return { done: false, value: row };
+      }
+      if (this.live) {
+        await new Promise<void>((resolve) => {
+          this.wakeUp = resolve;
+        });
+        this.wakeUp = undefined;
+        continue;
+      }
+      // Catching up. Everything up to the reader's position when the read starts is committed
+      // (positions are commit-ordered), so this read sees all of it.
+      const readerAt = this.feed.position ?? 0;
+      const rows = await this.feed.read(this.last, this.filter);
+      if (this.closed || this.live) continue;
+      for (const r of rows) {
+        this.queue.push(r);
+        this.last = r.position;
+      }
+      const exhausted = rows.length < this.feed.settings.pageSize;
+      if (exhausted && this.feed.position === readerAt) {
+        // Nothing of ours up to readerAt is left unread, and the reader has fanned out nothing
+        // since: from here on its fan-out brings every row. Same tick, so no row falls between.
+        this.last = Math.max(this.last, readerAt);
+        this.live = true;
+      }
+    }
+  }
+
+  async return(): Promise<IteratorResult<HistoryRow>> {
+    this.close();
+    return { done: true, value: undefined };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<HistoryRow>> {
+    this.close();
+    throw error;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.feed.forget(this);
+    this.wakeUp?.();
+  }
+
+  private matches(row: HistoryRow): boolean {
+    return (
+      row.aggregateType === this.filter.aggregateType &&
+      (this.filter.aggregateId === undefined || row.aggregateId === this.filter.aggregateId)
+    );
+  }
+}

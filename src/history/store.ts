@@ -1,0 +1,103 @@
+/**
+ * Every SQL statement on the history of handled events (handled_events, history_positions).
+ *
+ * Why positions need care: readers follow the history by position ("everything after p"),
+ * and a reader must never find, later, a row below a position it has already passed. An
+ * auto-increment id or a timestamp does not give that: ids are handed out at insert time but
+ * rows become visible at commit, and concurrent transactions commit in any order, so a reader
+ * could see id 8 before id 7 commits, move past 7 and never read it.
+ *
+ * Here positions come from one counter row, incremented as the very last statement before
+ * COMMIT. Its row lock is held until the transaction commits, so the next transaction to take
+ * a position waits until this one has committed: positions are handed out in commit order.
+ * Once a reader sees position p, every position below p belongs to a transaction that
+ * committed before p's did, and is visible to the same read. The cost is that the tails of
+ * concurrent handling transactions (one UPDATE, one INSERT, the COMMIT) run one at a time; the
+ * worker handles its messages in groups per transaction, so that is one turn per group.
+ */
+import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import type { Executor } from '../db/client.js';
+import { handledEvents, historyPositions } from '../db/schema.js';
+
+/** One handled event, as the history holds it. */
+export interface HistoryRow {
+  readonly position: number;
+  readonly eventId: string;
+  readonly type: string;
+  readonly aggregateType: string;
+  readonly aggregateId: string;
+  readonly sequence: number;
+  readonly occurredAt: Date;
+  readonly handledAt: Date;
+  readonly handler: string;
+  readonly payload: unknown;
+}
+
+export type NewHistoryRow = Omit<HistoryRow, 'position'>;
+
+/** Which rows a reader wants: one aggregate type, optionally one aggregate. */
+export interface HistoryFilter {
+  readonly aggregateType: string;
+  readonly aggregateId?: string;
+}
+
+const POSITIONS_ROW = 1;
+
+/**
+ * Appends rows to the history. Call it last in the transaction, right before the commit: it
+ * takes the position counter's lock, which orders the commits (see above).
+ */
+export async function appendHistory(tx: Executor, rows: readonly NewHistoryRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  // LAST_INSERT_ID(expr) makes the new counter value the statement's insert id: one round trip
+  // both reserves the positions and tells which they are.
+  const [result] = await tx.execute(
+    sql`INSERT INTO ${historyPositions} (${sql.identifier(historyPositions.id.name)}, ${sql.identifier(historyPositions.position.name)})
+        VALUES (${POSITIONS_ROW}, LAST_INSERT_ID(${rows.length}))
+        ON DUPLICATE KEY UPDATE ${sql.identifier(historyPositions.position.name)} = LAST_INSERT_ID(${historyPositions.position} + ${rows.length})`,
+  );
+  const last = Number((result as unknown as { insertId: number | string }).insertId);
+  if (!Number.isSafeInteger(last) || last < rows.length)
+    throw new Error(`history position counter returned ${last}`);
+  const first = last - rows.length + 1;
+  await tx.insert(handledEvents).values(
+    rows.map((row, i) => ({
+      ...row,
+      position: first + i,
+      payload: sql`${JSON.stringify(row.payload)}`,
+    })),
+  );
+}
+
+/** MariaDB returns JSON columns as text; MySQL returns them parsed. */
+const parseJson = (value: unknown): unknown => (typeof value === 'string' ? JSON.parse(value) : value);
+
+/** Rows after `position`, in position order, at most `limit`, optionally filtered. */
+export async function readHistory(
+  db: Executor,
+  afterPosition: number,
+  limit: number,
+  filter?: HistoryFilter,
+): Promise<HistoryRow[]> {
+  const rows = await db
+    .select()
+    .from(handledEvents)
+    .where(
+      and(
+        gt(handledEvents.position, afterPosition),
+        filter ? eq(handledEvents.aggregateType, filter.aggregateType) : undefined,
+        filter?.aggregateId !== undefined ? eq(handledEvents.aggregateId, filter.aggregateId) : undefined,
+      ),
+    )
+    .orderBy(asc(handledEvents.position))
+    .limit(limit);
+  return rows.map((row) => ({ ...row, payload: parseJson(row.payload) }));
+}
+
+/** The highest committed position (0 for an empty history). */
+export async function headPosition(db: Executor): Promise<number> {
+  const [row] = await db
+    .select({ head: sql<string | null>`MAX(${handledEvents.position})` })
+    .from(handledEvents);
+  return Number(row?.head ?? 0);
+}

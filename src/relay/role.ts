@@ -1,0 +1,61 @@
+import { HintListener } from '../broker/hint.js';
+import { ConfirmPublisher } from '../broker/publisher.js';
+import { declareWorkerQueues } from '../broker/topology.js';
+import type { RoleDeps, RunningRole } from '../roles.js';
+import { Relay } from './relay.js';
+
+export interface RelayRole extends RunningRole {
+  /** The relay; writers in this process hand their events to it (outbox/handoff.ts). */
+  readonly relay: Relay;
+}
+
+/**
+ * The relay role: a confirm publisher on the role's own broker connection, the relay's lanes,
+ * and a listener for wake-up hints from writers in other processes.
+ */
+export function startRelayRole({
+  config,
+  db,
+  log,
+  metrics,
+  topology,
+  broker,
+  instance,
+}: RoleDeps): RelayRole {
+  const publisher = new ConfirmPublisher({
+    broker,
+    exchange: topology.exchange,
+    confirmTimeoutMs: config.relay.confirmTimeoutMs,
+    log,
+    // Declared by the relay too: an event published before any worker ever ran would otherwise
+    // be unroutable.
+    setup: (channel) => declareWorkerQueues(channel, topology),
+  });
+  const relay = new Relay({
+    db,
+    publisher,
+    log,
+    metrics,
+    owner: instance,
+    batchSize: config.relay.batchSize,
+    lanes: config.relay.lanes,
+    pollIntervalMs: config.relay.pollIntervalMs,
+    leaseMs: config.relay.leaseMs,
+    retry: {
+      maxAttempts: config.relay.maxAttempts,
+      backoffBaseMs: config.relay.backoffBaseMs,
+      backoffMaxMs: config.relay.backoffMaxMs,
+    },
+  });
+  relay.start();
+  const listener = new HintListener(broker, topology.wakeupExchange, log, () => relay.wake());
+  listener.start();
+  return {
+    relay,
+    async stop() {
+      await listener.stop();
+      await relay.stop();
+      await publisher.close();
+    },
+  };
+}

@@ -1,0 +1,107 @@
+import type { Logger } from '../log.js';
+import { backoffDelay, sleep } from './sleep.js';
+
+/** What one turn of a loop's body reports. */
+export type Turn =
+  /** There was work and may be more: go again at once. */
+  | 'busy'
+  /** Nothing to do: wait for the idle interval or a wake(). */
+  | 'idle';
+
+export interface LoopOptions {
+  /** Names the loop in its log lines. */
+  readonly name: string;
+  readonly log: Logger;
+  /** Wait after an idle turn unless woken; omit for loops whose body waits by itself. */
+  readonly idleMs?: number;
+  /** Back-off after failed turns: base × 2^(failures-1), half-jittered, capped at max. */
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+}
+
+/** Given to the body on every turn. */
+export interface TurnContext {
+  /** Aborts when stop() is called: pass it to every wait the body makes. */
+  readonly signal: AbortSignal;
+  /** Consecutive failed turns before this one (0 after a success). */
+  readonly failures: number;
+}
+
+/**
+ * The one shape of every long-running loop in the service (relay lanes, the history feed, the
+ * pruner, broker reconnects), after pg-boss: `while (!stopping)` run a turn; after a failure,
+ * back off with jitter instead of spinning, counting consecutive failures; when idle, sleep
+ * until the interval passes, wake() is called, or stop() is. stop() is idempotent, aborts the
+ * sleeps and the body's waits through its signal, and resolves once the current turn finished.
+ *
+ * The body throws to report a failure; the loop logs it (warn) and backs off. A body that must
+ * not back off on some error catches it itself.
+ */
+export class Loop {
+  private readonly stopController = new AbortController();
+  private wakeController = new AbortController();
+  private running: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly options: LoopOptions,
+    private readonly body: (context: TurnContext) => Promise<Turn>,
+  ) {}
+
+  /** Starts the loop; a second call does nothing. */
+  start(): void {
+    this.running ??= this.run();
+  }
+
+  get stopped(): boolean {
+    return this.stopController.signal.aborted;
+  }
+
+  /** Aborted once stop() was called. */
+  get signal(): AbortSignal {
+    return this.stopController.signal;
+  }
+
+  /** There may be work: end an idle wait now. Cheap; call it as often as you like. */
+  wake(): void {
+    this.wakeController.abort();
+  }
+
+  /** Idempotent: every call returns the same promise, resolved when the loop has ended. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.stopController.abort();
+      await this.running;
+    })();
+    return this.stopping;
+  }
+
+  private async run(): Promise<void> {
+    const { log, name, idleMs, backoffBaseMs, backoffMaxMs } = this.options;
+    const signal = this.stopController.signal;
+    let failures = 0;
+    while (!signal.aborted) {
+      // Taken before the turn: a wake() that arrives while the body works must not be lost.
+      const wakeSignal = this.wakeController.signal;
+      let turn: Turn;
+      try {
+        turn = await this.body({ signal, failures });
+        failures = 0;
+      } catch (error) {
+        if (signal.aborted) break;
+        failures++;
+        const delay = backoffDelay(failures, backoffBaseMs, backoffMaxMs);
+        log.warn({ err: error, loop: name, failures, retryInMs: delay }, `${name} failed; backing off`);
+        await sleep(delay, signal);
+        continue;
+      }
+      if (turn === 'idle' && idleMs !== undefined) {
+        await sleep(idleMs, wakeSignal, signal);
+      }
+      // Consumed: the next turn covers whatever the wake-up was about.
+      if (wakeSignal.aborted && this.wakeController.signal === wakeSignal) {
+        this.wakeController = new AbortController();
+      }
+    }
+  }
+}

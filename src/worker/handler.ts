@@ -1,0 +1,49 @@
+import type { z } from 'zod';
+import type { Transaction } from '../db/client.js';
+import type { NewEvent } from '../outbox/event.js';
+
+/** An event as the database holds it: what a handler works from, never the message's claims. */
+export interface StoredEvent<P = unknown> {
+  readonly eventId: string;
+  readonly type: string;
+  readonly aggregateType: string;
+  readonly aggregateId: string;
+  readonly sequence: number;
+  readonly occurredAt: Date;
+  readonly payload: P;
+}
+
+/** What the worker gives a handler besides the event. */
+export interface HandlerHelpers {
+  /** When the worker started handling; recorded in the history. */
+  readonly handledAt: Date;
+  /** Appends a follow-up event in the handling transaction; it moves after the commit. */
+  append(event: NewEvent): Promise<void>;
+}
+
+/**
+ * The worker's unit of work for one event type, after graphile-worker's `task(payload,
+ * helpers)`: domain code (customers/handlers.ts) writes handlers; the worker knows none of them.
+ * `handle` runs inside the worker's transaction, the same one that records the inbox row, the
+ * aggregate's progress and the history row, so the effect and "handled" commit together or
+ * not at all.
+ */
+export interface Handler<P = unknown> {
+  /** Recorded in the history, e.g. `welcome-email`. */
+  readonly name: string;
+  /** The payload's schema, checked on the stored event: a mismatch parks the message. */
+  readonly payload: z.ZodType<P>;
+  handle(tx: Transaction, event: StoredEvent<P>, helpers: HandlerHelpers): Promise<void>;
+}
+
+/** Event type → handler. */
+// biome-ignore lint/suspicious/noExplicitAny: each handler has its own payload type; the worker passes each only what its own schema produced.
+export type Handlers = Readonly<Record<string, Handler<any>>>;
+
+/**
+ * Thrown by a handler (or the worker) when the event can never be handled, whatever the
+ * retries: the message is parked at once with this reason.
+ */
+export class PermanentFailure extends Error {
+  override readonly name = 'PermanentFailure';
+}

@@ -57,10 +57,10 @@ CREATE INDEX `inbox_handled_at_idx` ON `inbox` (`handled_at`);--> statement-brea
 CREATE INDEX `outbox_held_idx` ON `outbox` (`held`,`aggregate_type`,`aggregate_id`,`sequence`);--> statement-breakpoint
 -- Data of a database migrated from 0001: the workers used to append a CustomerEventHandled event
 -- to the customer's own stream; the history table now holds what it told.
-UPDATE `customers` c JOIN (SELECT `aggregate_id`, MAX(`sequence`) AS s FROM `outbox` WHERE `aggregate_type` = 'Customer' GROUP BY `aggregate_id`) o ON o.`aggregate_id` = CAST(c.`id` AS CHAR) SET c.`version` = o.s;--> statement-breakpoint
+UPDATE `customers` c JOIN (SELECT `aggregate_id`, MAX(`sequence`) AS s FROM `outbox` WHERE `aggregate_type` = 'Customer' GROUP BY `aggregate_id`) o ON CAST(o.`aggregate_id` AS UNSIGNED) = c.`id` SET c.`version` = o.s;--> statement-breakpoint
 INSERT INTO `handled_events` (`position`, `event_id`, `type`, `aggregate_type`, `aggregate_id`, `sequence`, `occurred_at`, `handled_at`, `handler`, `payload`)
 SELECT ROW_NUMBER() OVER (ORDER BY h.`id`), JSON_VALUE(h.`payload`, '$.handledEventId'), JSON_VALUE(h.`payload`, '$.handledEventType'), h.`aggregate_type`, h.`aggregate_id`, COALESCE(e.`sequence`, 1), COALESCE(e.`occurred_at`, h.`occurred_at`), h.`occurred_at`, JSON_VALUE(h.`payload`, '$.handler'), COALESCE(e.`payload`, JSON_EXTRACT(h.`payload`, '$.handledEventPayload'))
-FROM `outbox` h LEFT JOIN `outbox` e ON e.`event_id` = JSON_VALUE(h.`payload`, '$.handledEventId')
+FROM `outbox` h LEFT JOIN `outbox` e ON BINARY e.`event_id` = BINARY JSON_VALUE(h.`payload`, '$.handledEventId')
 WHERE h.`type` = 'CustomerEventHandled';--> statement-breakpoint
 INSERT INTO `history_positions` (`id`, `position`) SELECT 1, COUNT(*) FROM `handled_events`;--> statement-breakpoint
 UPDATE `outbox` SET `published_at` = COALESCE(`published_at`, NOW(3)), `dead_at` = NULL WHERE `type` = 'CustomerEventHandled';

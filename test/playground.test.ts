@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,12 @@ let service: RunningService;
 let browser: Browser;
 
 beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `The playground test drives Debian's Chromium, and there is none at ${CHROMIUM}. ` +
+        'Install it with `apt-get install -y chromium` (as root), or point CHROMIUM_PATH at a Chromium.',
+    );
+  }
   db = await createTestDatabase('playground');
   service = await startService(testConfig(db.url), testLogger());
   browser = await chromium.launch({

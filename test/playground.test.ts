@@ -103,4 +103,23 @@ describe('playground', () => {
       await live.page.screenshot({ path: SCREENSHOT });
     }
   });
+
+  it('leads / to the playground, and answers an unknown path with a JSON NOT_FOUND', async () => {
+    const origin = new URL(service.app?.url as string).origin;
+    const root = await fetch(`${origin}/`, { redirect: 'manual' });
+    expect(root.status).toBe(302);
+    expect(root.headers.get('location')).toBe('/graphql');
+
+    const { page } = await openPlayground('/');
+    expect(new URL(page.url()).pathname).toBe('/graphql');
+
+    for (const method of ['GET', 'POST']) {
+      const missing = await fetch(`${origin}/no-such-page`, { method });
+      expect(missing.status).toBe(404);
+      expect(missing.headers.get('content-type')).toContain('application/json');
+      expect(await missing.json()).toEqual({
+        errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }],
+      });
+    }
+  });
 });

@@ -1,47 +1,48 @@
-# graphql-outbox image: the service runs its TypeScript directly (node --import tsx), so there is
-# no compile step; the build only installs the production dependencies from package-lock.json.
+# graphql-outbox image: the service's TypeScript compiled to JavaScript (npm run build) and run
+# by node with the production dependencies only.
 #
 #   docker build -t graphql-outbox .
 #   docker run --rm -p 4000:4000 -e DATABASE_URL=... -e AMQP_URL=... graphql-outbox          # all roles
-#   docker run --rm -e DATABASE_URL=... -e AMQP_URL=... graphql-outbox \
-#     node --import tsx src/main.ts relay                                                   # one role
+#   docker run --rm -e DATABASE_URL=... -e AMQP_URL=... graphql-outbox node dist/main.js relay  # one role
+#   docker run --rm -e DATABASE_URL=... graphql-outbox node dist/migrate.js                   # migrations only
 #
 # docker-compose.yml beside this file runs it with MySQL and RabbitMQ.
 
 # Node.js LTS on Debian 12 slim. The package needs node >= 20.11 (package.json "engines").
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# --- deps: production node_modules only (tsx is a runtime dependency; devDependencies are not
-# needed to run). Installed on the same base image as the runtime, so esbuild's platform binary
-# (pulled in by tsx) matches.
+# --- build: all dependencies (TypeScript is a dev dependency), then src/ → dist/.
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/build.mjs ./scripts/
+COPY src ./src
+RUN npm run build
+
+# --- deps: production node_modules only. Installed on the same base image as the runtime.
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
-# --- source: the files the service reads at run time (src/, schema.graphql, drizzle/ and the
-# playground's own files in public/). .dockerignore keeps node_modules, tests and the like out.
-FROM ${NODE_IMAGE} AS source
-WORKDIR /src
-COPY . .
-RUN mkdir -p public
-
 # --- runtime
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
-# Owned by root and read-only for the service's user: the process writes nothing here (tsx keeps
-# its transform cache under /tmp).
+# Owned by root and read-only for the service's user: the process writes nothing here.
 COPY --from=deps /app/node_modules ./node_modules
-# tsconfig.json is read by tsx when it transforms src/ (e.g. verbatimModuleSyntax), so the image
-# runs the code exactly as `npm start` does in development.
-COPY --from=source /src/package.json /src/package-lock.json /src/tsconfig.json /src/schema.graphql ./
-# Migrations, applied at start by every role (src/db/migrate.ts reads ../../drizzle).
-COPY --from=source /src/drizzle ./drizzle
-COPY --from=source /src/public ./public
-COPY --from=source /src/src ./src
-# `npm run db:migrate` inside the image (the service also migrates at start).
-COPY --from=source /src/scripts ./scripts
+# The compiled code reads its files relative to itself, one level up from dist/<folder>/, as
+# from src/<folder>/ in development: ../../schema.graphql, ../../drizzle (migrations, applied
+# at start by every role), ../../public and ../../node_modules (the playground's files).
+COPY package.json package-lock.json schema.graphql ./
+COPY drizzle ./drizzle
+COPY public ./public
+COPY --from=build /src/dist ./dist
+# Lets `npm start` and `npm run db:migrate` work in the image too: with no src/ beside dist/,
+# the freshness check has nothing to rebuild from and runs dist/ as it is.
+COPY scripts/build.mjs ./scripts/
 
 # The official node images ship this unprivileged user (uid/gid 1000).
 USER node
@@ -57,6 +58,7 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 
 # node itself is PID 1 (not npm, not a shell), so `docker stop`'s SIGTERM reaches the service,
 # which drains and exits 0 (SHUTDOWN_TIMEOUT_MS, default 10 s). Roles: all three by default;
-# pass them as arguments (`... src/main.ts relay`) or set ROLES=app,worker.
+# pass them as arguments (`node dist/main.js relay`) or set ROLES=app,worker. Source maps point
+# stack traces in the logs at src/ lines.
 STOPSIGNAL SIGTERM
-CMD ["node", "--import", "tsx", "src/main.ts"]
+CMD ["node", "--enable-source-maps", "dist/main.js"]

@@ -8,9 +8,11 @@
  * The first SIGTERM/SIGINT stops gracefully and exits 0; a second one, or the shutdown
  * deadline passing, exits at once with 1.
  */
+import { connect } from 'node:net';
 import { ConfigError, loadConfig } from './config/index.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { startService } from './service.js';
+import { StartupError } from './support/startup-error.js';
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -29,7 +31,35 @@ let shutdownAt: number | undefined;
 // group, and npm forwards its own copy), so repeats this close together are the same request.
 const SAME_SIGNAL_WINDOW_MS = 1000;
 
+/**
+ * The service starts without RabbitMQ and connects once it is there (the outbox keeps every
+ * event meanwhile), so a missing broker does not stop the start; it only shows as a retry
+ * warning. A newcomer who never started one gets this one line with the way to do it.
+ */
+async function hintIfBrokerAway(amqpUrl: string, log: Logger): Promise<void> {
+  const url = new URL(amqpUrl);
+  const port = Number(url.port || (url.protocol === 'amqps:' ? 5671 : 5672));
+  const reachable = await new Promise<boolean>((resolve) => {
+    const socket = connect({ host: url.hostname, port, timeout: 3000 });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('timeout', () => done(false));
+    socket.once('error', () => done(false));
+  });
+  if (!reachable) {
+    log.warn(
+      `RabbitMQ is not reachable at ${url.hostname}:${port} (AMQP_URL): events wait in the outbox and ` +
+        'the service keeps retrying. Start it, e.g. `rabbitmq-server -detached`, or ' +
+        '`docker compose up -d rabbitmq` and AMQP_URL=amqp://outbox:outbox@127.0.0.1:5672',
+    );
+  }
+}
+
 async function main(): Promise<void> {
+  void hintIfBrokerAway(config.amqpUrl, log);
   const service = await startService(config, log);
   const shutdown = (signal: NodeJS.Signals) => {
     if (shutdownAt !== undefined) {
@@ -60,6 +90,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  log.fatal({ err: error }, 'start failed');
+  // A server not running or a port taken: the message says what to do; a stack would bury it.
+  if (error instanceof StartupError) log.fatal(error.message);
+  else log.fatal({ err: error }, 'start failed');
   process.exit(1);
 });

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,12 @@ let service: RunningService;
 let browser: Browser;
 
 beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `The playground test drives Debian's Chromium, and there is none at ${CHROMIUM}. ` +
+        'Install it with `apt-get install -y chromium` (as root), or point CHROMIUM_PATH at a Chromium.',
+    );
+  }
   db = await createTestDatabase('playground');
   service = await startService(testConfig(db.url), testLogger());
   browser = await chromium.launch({
@@ -95,6 +101,25 @@ describe('playground', () => {
     if (process.env.UPDATE_SCREENSHOT) {
       mkdirSync(fileURLToPath(new URL('../docs/', import.meta.url)), { recursive: true });
       await live.page.screenshot({ path: SCREENSHOT });
+    }
+  });
+
+  it('leads / to the playground, and answers an unknown path with a JSON NOT_FOUND', async () => {
+    const origin = new URL(service.app?.url as string).origin;
+    const root = await fetch(`${origin}/`, { redirect: 'manual' });
+    expect(root.status).toBe(302);
+    expect(root.headers.get('location')).toBe('/graphql');
+
+    const { page } = await openPlayground('/');
+    expect(new URL(page.url()).pathname).toBe('/graphql');
+
+    for (const method of ['GET', 'POST']) {
+      const missing = await fetch(`${origin}/no-such-page`, { method });
+      expect(missing.status).toBe(404);
+      expect(missing.headers.get('content-type')).toContain('application/json');
+      expect(await missing.json()).toEqual({
+        errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }],
+      });
     }
   });
 });

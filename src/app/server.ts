@@ -121,6 +121,10 @@ export class AppServer {
     app.get('/readyz', this.readyz());
     this.options.routes?.(app);
     mountPlayground(app);
+    // The root leads a browser to the playground (and a GraphQL client to the endpoint).
+    app.get('/', (_req, res) => {
+      res.redirect('/graphql');
+    });
     app.use(
       '/graphql',
       express.json({ limit: config.http.maxBodyBytes }),
@@ -134,6 +138,9 @@ export class AppServer {
         }),
       }),
     );
+    app.use((_req, res) => {
+      res.status(404).json({ errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }] });
+    });
     app.use(jsonErrors(log));
     this.httpServer.on('request', app);
 

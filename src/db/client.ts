@@ -1,5 +1,6 @@
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
 import mysql from 'mysql2/promise';
+import { StartupError } from '../support/startup-error.js';
 import * as schema from './schema.js';
 
 export type Database = MySql2Database<typeof schema>;
@@ -32,12 +33,55 @@ export async function ensureDatabase(url: string): Promise<void> {
   const name = databaseName(url);
   const serverUrl = new URL(url);
   serverUrl.pathname = '/';
-  const connection = await mysql.createConnection({ uri: serverUrl.toString() });
+  const connection = await mysql
+    .createConnection({ uri: serverUrl.toString() })
+    .catch((error: unknown) => Promise.reject(connectionFailure(url, error)));
   try {
     await connection.query(`CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4`);
   } finally {
     await connection.end();
   }
+}
+
+/** Driver codes of a server that is not there (not running, wrong host or port, firewalled). */
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+/**
+ * Server error numbers of a login it refused: ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR and
+ * MariaDB's ER_ACCESS_DENIED_NO_PASSWORD_ERROR (a user that may only log in through the socket).
+ */
+const LOGIN_REFUSED = new Set([1044, 1045, 1698]);
+
+/**
+ * The first connection of a start is where a newcomer meets a server that is not running or a
+ * wrong DATABASE_URL: say which server, and how to start one, instead of a driver stack trace.
+ */
+function connectionFailure(url: string, error: unknown): unknown {
+  const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
+  const { hostname, port, username } = new URL(url);
+  const server = `${hostname}:${port || 3306}`;
+  if (typeof code === 'string' && UNREACHABLE.has(code)) {
+    return new StartupError(
+      `MySQL/MariaDB is not reachable at ${server} (DATABASE_URL; ${code}). Start it, e.g. ` +
+        '`start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`, or ' +
+        '`docker compose up -d mysql` and DATABASE_URL=mysql://root:outbox@127.0.0.1:3306/outbox',
+      { cause: error },
+    );
+  }
+  if (typeof errno === 'number' && LOGIN_REFUSED.has(errno)) {
+    return new StartupError(
+      `MySQL/MariaDB at ${server} refused user "${decodeURIComponent(username) || '(none)'}" ` +
+        `(DATABASE_URL; ${String(code)}): check the user and password in DATABASE_URL`,
+      { cause: error },
+    );
+  }
+  return error;
 }
 
 export function connectDatabase(url: string, poolSize: number): DatabaseHandle {

@@ -8,6 +8,7 @@ import { type Topology, topologyFor } from './broker/topology.js';
 import type { Config } from './config/index.js';
 import { CUSTOMER_HANDLERS } from './customers/handlers.js';
 import { connectDatabase, databaseName, ensureDatabase } from './db/client.js';
+import { isTransientDatabaseError } from './db/errors.js';
 import { runMigrations } from './db/migrate.js';
 import { pruneKeys } from './idempotency/keys.js';
 import type { Logger } from './log.js';
@@ -18,6 +19,7 @@ import { OutboxWriter } from './outbox/writer.js';
 import type { Relay } from './relay/relay.js';
 import { type RelayRole, startRelayRole } from './relay/role.js';
 import { Pruner } from './retention/pruner.js';
+import { backoffDelay, sleep } from './support/sleep.js';
 import type { RoleDeps } from './roles.js';
 import type { Handlers } from './worker/handler.js';
 import { startWorkerRole, type WorkerRole } from './worker/role.js';
@@ -37,6 +39,32 @@ export interface RunningService {
   readonly topology: Topology;
   /** Idempotent; stops every role in reverse start order, then closes the pool. */
   stop(): Promise<void>;
+}
+
+/**
+ * Runs the first database work of a start, waiting for the server while it is unreachable (a
+ * deploy that starts the service before its database, a database restarting): logged once per
+ * attempt, one line, retried with back-off until `timeoutMs`, after which the start fails with
+ * the last error. A refused login or any other error fails at once.
+ */
+async function untilReachable(timeoutMs: number, log: Logger, work: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let failures = 1; ; failures++) {
+    try {
+      await work();
+      if (failures > 1) log.info('database reachable; starting');
+      return;
+    } catch (error) {
+      const left = deadline - Date.now();
+      if (!isTransientDatabaseError(error) || left <= 0) throw error;
+      const delay = Math.min(left, backoffDelay(failures, 500, 5000));
+      log.warn(
+        { retryInMs: delay, waitedMs: timeoutMs - left, timeoutMs },
+        `waiting for the database: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      await sleep(delay);
+    }
+  }
 }
 
 export interface ServiceOptions {
@@ -87,10 +115,12 @@ export async function startService(
   };
 
   try {
-    await ensureDatabase(config.databaseUrl);
     const database = connectDatabase(config.databaseUrl, config.dbPoolSize);
     stack.push({ name: 'database', stop: () => database.close() });
-    await runMigrations(database);
+    await untilReachable(config.startupTimeoutMs, log, async () => {
+      await ensureDatabase(config.databaseUrl);
+      await runMigrations(database);
+    });
     const { db } = database;
     const metrics = new Metrics(db);
     const deps = (role: string): RoleDeps => ({

@@ -1,5 +1,6 @@
 import { unwrapResolverError } from '@apollo/server/errors';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import { isTransientDatabaseError, mysqlErrno } from '../db/errors.js';
 import { DomainError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -40,6 +41,16 @@ export function formatError(
       extensions: { code: original.code, ...original.details },
     };
   }
+  if (isTransientDatabaseError(original)) {
+    // Not a bug and not the client's fault: the database is away for now. Logged without the
+    // error's text, which may hold the statement and its values.
+    log.warn({ path: formatted.path, code: errorCode(original) }, 'database unavailable for a GraphQL operation');
+    return {
+      message: 'The service is temporarily unavailable; retry (with the same Idempotency-Key for a mutation)',
+      ...location,
+      extensions: { code: 'SERVICE_UNAVAILABLE' },
+    };
+  }
   const code = formatted.extensions?.code;
   const isClientError =
     typeof code === 'string' &&
@@ -60,4 +71,10 @@ export function formatError(
     ...location,
     extensions: { code: 'INTERNAL_SERVER_ERROR' },
   };
+}
+
+/** The driver's code or number of an error, for logs that must not carry its message. */
+function errorCode(error: unknown): string | number | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : mysqlErrno(error);
 }

@@ -35,6 +35,9 @@ export interface AppServerOptions {
   readonly authenticateWebSocket?: ConnectionAuthenticator;
 }
 
+/** What a 503 tells clients to wait before retrying. */
+const RETRY_AFTER_SECONDS = 1;
+
 /**
  * Apollo Server over HTTP and graphql-ws over WebSocket, sharing one http.Server and one path,
  * /graphql. stop() refuses new work, lets in-flight requests finish, then closes the sockets.
@@ -91,6 +94,15 @@ export class AppServer {
                   config.http.maxCost,
                 );
                 if (error) throw error;
+              },
+              // A dependency away is temporary: 503 with Retry-After tells clients and proxies to
+              // retry (with the same Idempotency-Key), unlike a 200 with an error in the body.
+              async willSendResponse({ response }) {
+                const errors = response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
+                if (errors?.some((e) => e.extensions?.code === 'SERVICE_UNAVAILABLE')) {
+                  response.http.status = 503;
+                  response.http.headers.set('retry-after', String(RETRY_AFTER_SECONDS));
+                }
               },
             };
           },

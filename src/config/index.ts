@@ -25,6 +25,8 @@ export interface Config {
   readonly amqpUrl: string;
   readonly exchange: string;
   readonly shutdownTimeoutMs: number;
+  /** How long a start waits for the database to be reachable before giving up. */
+  readonly startupTimeoutMs: number;
   readonly http: {
     readonly maxBodyBytes: number;
     readonly maxDepth: number;
@@ -126,6 +128,7 @@ const schema = z.object({
   AMQP_URL: url(['amqp:', 'amqps:']).default('amqp://guest:guest@127.0.0.1:5672'),
   OUTBOX_EXCHANGE: name.default('outbox.events'),
   SHUTDOWN_TIMEOUT_MS: int(1000, 600_000).default(10_000),
+  STARTUP_TIMEOUT_MS: int(0, 3_600_000).default(120_000),
   MAX_BODY_BYTES: int(1024, 64 * 1024 * 1024).default(102_400),
   GRAPHQL_MAX_DEPTH: int(1, 100).default(8),
   GRAPHQL_MAX_COST: int(1, 1_000_000).default(5_000),
@@ -210,6 +213,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     amqpUrl: e.AMQP_URL,
     exchange: e.OUTBOX_EXCHANGE,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    startupTimeoutMs: e.STARTUP_TIMEOUT_MS,
     http: {
       maxBodyBytes: e.MAX_BODY_BYTES,
       maxDepth: e.GRAPHQL_MAX_DEPTH,

@@ -46,6 +46,11 @@ const CONNECTION_CODES = new Set([
   'EPIPE',
   'PROTOCOL_CONNECTION_LOST',
   'PROTOCOL_SEQUENCE_TIMEOUT',
+  // Name resolution and routes fail the same way while a container or network is coming up.
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
 ]);
 /** Server errors that mean "try again later": shutting down, too many connections, read-only. */
 const TRANSIENT_ERRNOS = new Set<number>([

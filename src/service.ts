@@ -19,12 +19,12 @@ import { OutboxWriter } from './outbox/writer.js';
 import type { Relay } from './relay/relay.js';
 import { type RelayRole, startRelayRole } from './relay/role.js';
 import { Pruner } from './retention/pruner.js';
-import { backoffDelay, sleep } from './support/sleep.js';
 import type { RoleDeps } from './roles.js';
+import { backoffDelay, sleep } from './support/sleep.js';
 import type { Handlers } from './worker/handler.js';
 import { startWorkerRole, type WorkerRole } from './worker/role.js';
-import type { Worker } from './worker/worker.js';
 import { pruneInbox } from './worker/store.js';
+import type { Worker } from './worker/worker.js';
 
 export interface RunningService {
   /** host:pid:random, part of every broker connection name and of the relay's lease owner. */

@@ -44,7 +44,10 @@ export function formatError(
   if (isTransientDatabaseError(original)) {
     // Not a bug and not the client's fault: the database is away for now. Logged without the
     // error's text, which may hold the statement and its values.
-    log.warn({ path: formatted.path, code: errorCode(original) }, 'database unavailable for a GraphQL operation');
+    log.warn(
+      { path: formatted.path, code: errorCode(original) },
+      'database unavailable for a GraphQL operation',
+    );
     return {
       message: 'The service is temporarily unavailable; retry (with the same Idempotency-Key for a mutation)',
       ...location,

@@ -8,8 +8,8 @@ import express, { type ErrorRequestHandler, type RequestHandler } from 'express'
 import type { GraphQLSchema } from 'graphql';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/client.js';
-import type { Logger } from '../log.js';
 import type { HistoryFeed } from '../history/feed.js';
+import type { Logger } from '../log.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { listen } from '../support/listen.js';
 import { type AppContext, eventHeadersFrom, idempotencyKeyFrom, isAdmin } from './context.js';
@@ -98,7 +98,8 @@ export class AppServer {
               // A dependency away is temporary: 503 with Retry-After tells clients and proxies to
               // retry (with the same Idempotency-Key), unlike a 200 with an error in the body.
               async willSendResponse({ response }) {
-                const errors = response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
+                const errors =
+                  response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
                 if (errors?.some((e) => e.extensions?.code === 'SERVICE_UNAVAILABLE')) {
                   response.http.status = 503;
                   response.http.headers.set('retry-after', String(RETRY_AFTER_SECONDS));

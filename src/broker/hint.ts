@@ -1,7 +1,7 @@
 import type { Channel } from 'amqplib';
+import type { Logger } from '../log.js';
 import type { BrokerConnection } from './connection.js';
 import { ChannelSession } from './session.js';
-import type { Logger } from '../log.js';
 
 /**
  * "Something new is in the database": how pollers in other processes learn of new rows within

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { Transaction } from '../db/client.js';
 import { customers, emailChangeNotices, welcomeEmails } from '../db/schema.js';
 import { type Handler, type Handlers, PermanentFailure, type StoredEvent } from '../worker/handler.js';
@@ -16,10 +16,14 @@ import {
  * The customer's row, for an event of the Customer aggregate. The worker has already checked the
  * event against the outbox; this checks it is about a customer of this database at all.
  */
-async function customerOf(tx: Transaction, event: StoredEvent<{ customerId: string }>) {
+function checkAggregate(event: StoredEvent<{ customerId: string }>): void {
   if (event.aggregateType !== CUSTOMER_AGGREGATE || event.aggregateId !== event.payload.customerId) {
     throw new PermanentFailure(`${event.type} aggregate and payload customerId disagree`);
   }
+}
+
+async function customerOf(tx: Transaction, event: StoredEvent<{ customerId: string }>) {
+  checkAggregate(event);
   const [row] = await tx
     .select({ id: customers.id, email: customers.email, name: customers.name })
     .from(customers)
@@ -38,15 +42,20 @@ export const welcomeEmail: Handler<CustomerCreatedPayload> = {
   name: 'welcome-email',
   payload: customerCreatedPayload,
   async handle(tx, event, { handledAt }) {
-    const customer = await customerOf(tx, event);
-    await tx.insert(welcomeEmails).values({
-      customerId: customer.id,
-      eventId: event.eventId,
-      recipient: customer.email,
-      subject: `Welcome, ${customer.name}!`,
-      body: `Hello ${customer.name},\n\nthank you for signing up. Your account is ready.\n`,
-      sentAt: handledAt,
-    });
+    checkAggregate(event);
+    // INSERT … SELECT FROM customers: recipient and name from the row, in one statement; no row
+    // (a customer of another database) inserts nothing and the event is parked.
+    const w = welcomeEmails;
+    const [result] = await tx.execute(sql`
+      INSERT INTO ${w} (${sql.identifier(w.customerId.name)}, ${sql.identifier(w.eventId.name)},
+        ${sql.identifier(w.recipient.name)}, ${sql.identifier(w.subject.name)}, ${sql.identifier(w.body.name)},
+        ${sql.identifier(w.sentAt.name)})
+      SELECT ${customers.id}, ${event.eventId}, ${customers.email}, CONCAT('Welcome, ', ${customers.name}, '!'),
+        CONCAT('Hello ', ${customers.name}, ',\n\nthank you for signing up. Your account is ready.\n'), ${handledAt}
+      FROM ${customers} WHERE ${customers.id} = ${Number(event.aggregateId)}`);
+    if ((result as unknown as { affectedRows: number }).affectedRows !== 1) {
+      throw new PermanentFailure(`${event.type} for unknown customer ${event.aggregateId}`);
+    }
   },
 };
 

@@ -31,23 +31,48 @@ export async function recordInbox(
 }
 
 /**
- * The highest sequence of the aggregate handled so far, locking the progress row until the
- * caller commits: the next handler of the same aggregate, in any worker, waits for us and then
- * reads our update. The row is created on first use (INSERT IGNORE also takes the lock).
+ * Takes the aggregate's progress for handling `sequence`, holding the progress row's lock until
+ * the caller commits, so the next handler of the same aggregate, in any worker, waits for us and
+ * then reads our update. Returns the highest sequence handled before, or 'handled' when this
+ * sequence (or a later one) already was.
+ *
+ * The first event of an aggregate inserts the row (a duplicate key means another delivery got
+ * there first); later ones read it FOR UPDATE. One statement for the usual first event instead
+ * of an insert, a read and an update.
  */
-export async function lockProgress(tx: Executor, key: AggregateKey): Promise<number> {
-  await tx.execute(
-    sql`INSERT IGNORE INTO ${workerProgress} VALUES (${key.consumer}, ${key.aggregateType}, ${key.aggregateId}, 0)`,
-  );
+export async function takeProgress(
+  tx: Executor,
+  key: AggregateKey,
+  sequence: number,
+): Promise<number | 'handled'> {
+  if (sequence === 1) {
+    try {
+      await tx.insert(workerProgress).values({ ...key, lastSequence: 1 });
+      return 0;
+    } catch (error) {
+      if (isDuplicateKey(error)) return 'handled';
+      throw error;
+    }
+  }
   const [row] = await tx
     .select({ last: workerProgress.lastSequence })
     .from(workerProgress)
     .where(where(key))
     .for('update');
-  return row?.last ?? 0;
+  if (row === undefined) {
+    // Nothing of this aggregate handled yet (its earlier events are of types we do not handle,
+    // or predate the progress table): the row appears now, locked.
+    await tx.execute(
+      sql`INSERT IGNORE INTO ${workerProgress} VALUES (${key.consumer}, ${key.aggregateType}, ${key.aggregateId}, 0)`,
+    );
+    return takeProgress(tx, key, sequence);
+  }
+  return row.last >= sequence ? 'handled' : row.last;
 }
 
+/** Moves the progress to `sequence` (after takeProgress, in the same transaction). */
 export async function setProgress(tx: Executor, key: AggregateKey, sequence: number): Promise<void> {
+  if (sequence === 1) return; // written by takeProgress
   await tx.update(workerProgress).set({ lastSequence: sequence }).where(where(key));
 }
 

@@ -15,7 +15,7 @@ import type { OutboxWriter } from '../outbox/writer.js';
 import { canonicalJson } from '../support/json.js';
 import { parseEnvelope } from './envelope.js';
 import { type Handlers, PermanentFailure, type StoredEvent } from './handler.js';
-import { type AggregateKey, lockProgress, passParked, recordInbox, setProgress } from './store.js';
+import { type AggregateKey, passParked, recordInbox, setProgress, takeProgress } from './store.js';
 
 export interface WorkerOptions {
   readonly db: Database;
@@ -250,8 +250,8 @@ export class Worker {
         aggregateType: event.aggregateType,
         aggregateId: event.aggregateId,
       };
-      const last = await lockProgress(tx, key);
-      if (event.sequence <= last) return { kind: 'duplicate' } as const;
+      const last = await takeProgress(tx, key, event.sequence);
+      if (last === 'handled') return { kind: 'duplicate' } as const;
       if (event.sequence > last + 1) {
         const missing = await countPredecessors(
           tx,

@@ -13,8 +13,10 @@ import type { Handoff } from '../relay/handoff.js';
 import { listen } from '../support/listen.js';
 import { type AppContext, eventHeadersFrom, isAdmin } from './context.js';
 import { formatError } from './errors.js';
-import { costError, limitRules } from './limits.js';
+import { requestGuard } from './guard.js';
+import { limitRules } from './limits.js';
 import type { LiveEvents } from './live.js';
+import { corsFor } from './origin.js';
 import { mountPlayground } from './playground.js';
 import { buildSchema } from './schema.js';
 import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
@@ -49,7 +51,13 @@ export class AppServer {
   constructor(private readonly options: AppServerOptions) {
     const { config, log } = options;
     const exposeInternals = config.env === 'development';
-    this.httpServer = createServer();
+    this.httpServer = createServer({
+      // Slow clients (a header a minute, a body a byte at a time) hold a socket each; these
+      // bound how long. Node checks them only every connectionsCheckingInterval.
+      headersTimeout: config.http.headersTimeoutMs,
+      requestTimeout: config.http.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.http.headersTimeoutMs),
+    });
     this.schema = buildSchema({
       maxPageSize: config.http.maxPageSize,
       onEventsWritten: options.onEventsWritten ?? (() => {}),
@@ -79,23 +87,8 @@ export class AppServer {
         ApolloServerPluginLandingPageDisabled(),
         // Stop accepting connections and wait for in-flight HTTP requests…
         ApolloServerPluginDrainHttpServer({ httpServer: this.httpServer }),
-        // The cost limit needs the variables, which validation rules do not see.
-        {
-          async requestDidStart() {
-            return {
-              async didResolveOperation({ request, document, schema }) {
-                const error = costError(
-                  schema,
-                  document,
-                  request.variables,
-                  request.operationName,
-                  config.http.maxCost,
-                );
-                if (error) throw error;
-              },
-            };
-          },
-        },
+        // Cost, input and transport checks need the variables, which validation rules do not see.
+        requestGuard(config.http),
         // …then close the WebSocket clients, which the HTTP drain does not know about.
         {
           async serverWillStart() {
@@ -122,6 +115,7 @@ export class AppServer {
     app.get('/readyz', this.readyz());
     this.options.routes?.(app);
     mountPlayground(app);
+    if (config.http.corsOrigins.length > 0) app.use('/graphql', corsFor(config.http.corsOrigins));
     app.use(
       '/graphql',
       express.json({ limit: config.http.maxBodyBytes }),
@@ -146,6 +140,9 @@ export class AppServer {
       validationRules: limitRules(config.http),
       maxCost: config.http.maxCost,
       maxMessageBytes: config.http.maxBodyBytes,
+      maxConnections: config.http.maxWsConnections,
+      maxSubscriptionsPerConnection: config.http.maxSubscriptionsPerConnection,
+      allowedOrigins: config.http.corsOrigins,
       keepAliveMs: 12_000,
       exposeInternals: config.env === 'development',
       authenticate: this.options.authenticateWebSocket,

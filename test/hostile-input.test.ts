@@ -825,6 +825,7 @@ describe('hostile input over HTTP and WebSocket', () => {
 
   it('logged no error and no personal data while refusing all of it', () => {
     const text = logLines.join('');
+    expect(logLines.length).toBeGreaterThan(0);
     expect(text).not.toContain(SECRET);
     const errors = logLines
       .map((line) => JSON.parse(line) as { level: number; msg: string })

@@ -71,6 +71,8 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const refusal = upgradeRefusal(request, options, wss.clients.size + upgrading);
     if (refusal) {
+      // A client that resets mid-answer must not become an unhandled 'error' event.
+      socket.on('error', () => socket.destroy());
       rejectUpgrade(socket, ...refusal);
       return;
     }

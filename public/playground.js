@@ -39,6 +39,15 @@ mutation Create($input: CreateCustomerInput!) {
   }
 }`,
     },
+    {
+      query: `# Operator operations are closed unless the service was started with ADMIN_TOKEN
+# set (16+ characters). Put the token in the Headers pane below, replacing the
+# placeholder: {"Authorization": "Bearer <ADMIN_TOKEN>"}. Without it: FORBIDDEN.
+query DeadEvents {
+  deadEvents(first: 20) { eventId type aggregateId attempts deadAt lastError }
+}`,
+      headers: JSON.stringify({ Authorization: 'Bearer paste-the-ADMIN_TOKEN-here' }, null, 2),
+    },
   ];
 
   // ?query=…&variables=… opens the playground on that operation (links, scripted tests).

@@ -49,7 +49,9 @@ export class ForbiddenError extends DomainError {
   override readonly name = 'ForbiddenError';
   readonly code = 'FORBIDDEN';
   constructor() {
-    super('This operation needs the admin token (Authorization: Bearer <ADMIN_TOKEN>)');
+    super(
+      'This operator operation needs the admin token: start the service with ADMIN_TOKEN set (16 or more characters) and send the header Authorization: Bearer <ADMIN_TOKEN>',
+    );
   }
 }
 

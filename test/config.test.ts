@@ -50,6 +50,39 @@ describe('loadConfig refuses bad settings with a ConfigError naming the variable
   });
 });
 
+describe('the HTTP and WebSocket edge settings', () => {
+  it('has closed, bounded defaults: one mutation, no CORS, timeouts, connection and subscription caps', () => {
+    const { http } = loadConfig({});
+    expect(http).toMatchObject({
+      maxMutations: 1,
+      adminToken: undefined,
+      corsOrigins: [],
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 30_000,
+      maxWsConnections: 1000,
+      maxSubscriptionsPerConnection: 100,
+    });
+  });
+
+  it('takes CORS_ORIGINS as a comma-separated list of origins', () => {
+    const { http } = loadConfig({ CORS_ORIGINS: 'https://studio.apollographql.com, http://localhost:3000' });
+    expect(http.corsOrigins).toEqual(['https://studio.apollographql.com', 'http://localhost:3000']);
+  });
+
+  it('refuses a CORS_ORIGINS entry that is not an origin, naming it', () => {
+    for (const bad of ['https://app.example/', 'https://app.example/path', '*', 'app.example']) {
+      const error = configErrorOf({ CORS_ORIGINS: `https://ok.example,${bad}` });
+      expect(error.message).toMatch(/^\s*CORS_ORIGINS=/m);
+      expect(error.message).toContain(JSON.stringify(bad));
+    }
+  });
+
+  it('refuses HTTP_HEADERS_TIMEOUT_MS above HTTP_REQUEST_TIMEOUT_MS', () => {
+    const error = configErrorOf({ HTTP_HEADERS_TIMEOUT_MS: '20000', HTTP_REQUEST_TIMEOUT_MS: '10000' });
+    expect(error.message).toMatch(/^\s*HTTP_HEADERS_TIMEOUT_MS=20000:/m);
+  });
+});
+
 describe('loadConfig defaults', () => {
   it('uses the documented defaults when nothing is set', () => {
     const config = loadConfig({});

@@ -111,6 +111,8 @@ describe('operator operations with ADMIN_TOKEN set', () => {
     for (const query of ['{ deadEvents { eventId } }', 'mutation { reviveDeadEvents { eventIds } }']) {
       const refused = await graphql(url, query);
       expect(refused.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+      // The refusal says how to get in.
+      expect(refused.errors?.[0]?.message).toMatch(/ADMIN_TOKEN.*Authorization: Bearer/);
       const wrong = await graphql(url, query, undefined, { authorization: 'Bearer not-the-token-at-all' });
       expect(wrong.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
       const allowed = await graphql(url, query, undefined, { authorization: `Bearer ${ADMIN_TOKEN}` });

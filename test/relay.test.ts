@@ -17,6 +17,9 @@ import { seedEvents } from './support/seed.js';
 import { graphql, testConfig, testLogger, uniqueSuffix } from './support/service.js';
 import { waitFor } from './support/wait.js';
 
+const OPERATOR_TOKEN = 'relay-test-operator-token';
+const operator = { authorization: `Bearer ${OPERATOR_TOKEN}` };
+
 let db: TestDatabase;
 const suffix = uniqueSuffix();
 const exchange = `test.relay.${suffix}`;
@@ -186,6 +189,8 @@ describe('relay', () => {
         RELAY_BACKOFF_BASE_MS: '100',
         RELAY_BACKOFF_MAX_MS: '400',
         RELAY_POLL_INTERVAL_MS: '20',
+        // The operator operations are closed without a token.
+        ADMIN_TOKEN: OPERATOR_TOKEN,
       }),
       testLogger(),
     );
@@ -211,6 +216,8 @@ describe('relay', () => {
     const listed = await graphql<{ deadEvents: Array<{ eventId: string; attempts: number }> }>(
       url,
       '{ deadEvents { eventId attempts lastError } outboxStats { dead } }',
+      undefined,
+      operator,
     );
     expect(listed.data?.deadEvents.map((e) => e.eventId)).toEqual([poison]);
 
@@ -220,6 +227,7 @@ describe('relay', () => {
       url,
       'mutation($ids: [ID!]) { reviveDeadEvents(eventIds: $ids) { eventIds } }',
       { ids: [poison] },
+      operator,
     );
     expect(revived.data?.reviveDeadEvents.eventIds).toEqual([poison]);
     await waitFor('the revived event to arrive', () => queue.counts().has(poison as string));

@@ -11,7 +11,7 @@ export interface AppContext {
   readonly log: Logger;
   /** Headers for events this request writes: correlation id and, if sent, W3C traceparent. */
   readonly eventHeaders: EventHeaders;
-  /** The request may use operator operations (it carried ADMIN_TOKEN, or none is configured). */
+  /** The request may use operator operations: it carried the configured ADMIN_TOKEN. */
   readonly admin: boolean;
   /** The client's `Idempotency-Key` header, if any (see idempotency/keys.ts). */
   readonly idempotencyKey?: string;
@@ -37,9 +37,13 @@ export function idempotencyKeyFrom(headers: IncomingHttpHeaders): string | undef
   return value;
 }
 
-/** `Authorization: Bearer <token>` compared in constant time; no token configured means open. */
+/**
+ * `Authorization: Bearer <token>` compared in constant time. No token configured means closed:
+ * a deployment that forgot ADMIN_TOKEN must not hand out the dead events (their payloads hold
+ * customers' data) or let anyone replay them.
+ */
 export function isAdmin(headers: IncomingHttpHeaders, adminToken: string | undefined): boolean {
-  if (adminToken === undefined) return true;
+  if (adminToken === undefined) return false;
   const given = /^Bearer (.+)$/.exec(single(headers.authorization) ?? '')?.[1] ?? '';
   const a = createHash('sha256').update(given).digest();
   const b = createHash('sha256').update(adminToken).digest();

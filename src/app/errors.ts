@@ -16,6 +16,7 @@ const CLIENT_CODES = new Set([
   'OPERATION_RESOLUTION_FAILURE',
   'PERSISTED_QUERY_NOT_FOUND',
   'PERSISTED_QUERY_NOT_SUPPORTED',
+  'TOO_MANY_SUBSCRIPTIONS',
 ]);
 
 export const INTERNAL_ERROR_MESSAGE = 'Internal server error';
@@ -66,7 +67,12 @@ export function formatError(
       !(original.originalError instanceof GraphQLError)
     );
   if (isClientError) {
-    return { message: formatted.message, ...location, extensions: { code } };
+    const field = formatted.extensions?.field;
+    return {
+      message: formatted.message,
+      ...location,
+      extensions: typeof field === 'string' ? { code, field } : { code },
+    };
   }
   log.error({ err: original, path: formatted.path }, 'internal error in a GraphQL operation');
   return {

@@ -14,7 +14,9 @@ import type { OutboxWriter } from '../outbox/writer.js';
 import { listen } from '../support/listen.js';
 import { type AppContext, eventHeadersFrom, idempotencyKeyFrom, isAdmin } from './context.js';
 import { formatError } from './errors.js';
-import { costError, limitRules } from './limits.js';
+import { requestGuard } from './guard.js';
+import { limitRules } from './limits.js';
+import { corsFor } from './origin.js';
 import { mountPlayground } from './playground.js';
 import { buildSchema } from './schema.js';
 import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
@@ -52,7 +54,13 @@ export class AppServer {
   constructor(private readonly options: AppServerOptions) {
     const { config, log } = options;
     const exposeInternals = config.env === 'development';
-    this.httpServer = createServer();
+    this.httpServer = createServer({
+      // Slow clients (a header a minute, a body a byte at a time) hold a socket each; these
+      // bound how long. Node checks them only every connectionsCheckingInterval.
+      headersTimeout: config.http.headersTimeoutMs,
+      requestTimeout: config.http.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.http.headersTimeoutMs),
+    });
     this.schema = buildSchema({
       maxPageSize: config.http.maxPageSize,
       writer: options.writer,
@@ -81,22 +89,13 @@ export class AppServer {
         ApolloServerPluginLandingPageDisabled(),
         // Stop accepting connections and wait for in-flight HTTP requests…
         ApolloServerPluginDrainHttpServer({ httpServer: this.httpServer }),
-        // The cost limit needs the variables, which validation rules do not see.
+        // Cost, input and transport checks need the variables, which validation rules do not see.
+        requestGuard(config.http),
+        // A dependency away is temporary: 503 with Retry-After tells clients and proxies to
+        // retry (with the same Idempotency-Key), unlike a 200 with an error in the body.
         {
           async requestDidStart() {
             return {
-              async didResolveOperation({ request, document, schema }) {
-                const error = costError(
-                  schema,
-                  document,
-                  request.variables,
-                  request.operationName,
-                  config.http.maxCost,
-                );
-                if (error) throw error;
-              },
-              // A dependency away is temporary: 503 with Retry-After tells clients and proxies to
-              // retry (with the same Idempotency-Key), unlike a 200 with an error in the body.
               async willSendResponse({ response }) {
                 const errors =
                   response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
@@ -138,6 +137,7 @@ export class AppServer {
     app.get('/', (_req, res) => {
       res.redirect('/graphql');
     });
+    if (config.http.corsOrigins.length > 0) app.use('/graphql', corsFor(config.http.corsOrigins));
     app.use(
       '/graphql',
       express.json({ limit: config.http.maxBodyBytes }),
@@ -166,6 +166,9 @@ export class AppServer {
       validationRules: limitRules(config.http),
       maxCost: config.http.maxCost,
       maxMessageBytes: config.http.maxBodyBytes,
+      maxConnections: config.http.maxWsConnections,
+      maxSubscriptionsPerConnection: config.http.maxSubscriptionsPerConnection,
+      allowedOrigins: config.http.corsOrigins,
       keepAliveMs: 12_000,
       exposeInternals: config.env === 'development',
       authenticate: this.options.authenticateWebSocket,

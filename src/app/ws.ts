@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import {
   type ExecutionArgs,
   GraphQLError,
@@ -15,7 +16,9 @@ import { WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
 import { type AppContext, eventHeadersFrom } from './context.js';
 import { formatError } from './errors.js';
+import { invalidStringError, variableErrors } from './input.js';
 import { costError } from './limits.js';
+import { isAllowedOrigin } from './origin.js';
 
 /**
  * Decides whether a WebSocket connection may proceed, from its upgrade request and the
@@ -36,6 +39,12 @@ export interface WebSocketOptions {
   readonly validationRules: readonly ValidationRule[];
   readonly maxCost: number;
   readonly maxMessageBytes: number;
+  /** Open WebSocket connections of this process; the next upgrade is refused with 503. */
+  readonly maxConnections: number;
+  /** Subscriptions at once on one connection; the next is refused with TOO_MANY_SUBSCRIPTIONS. */
+  readonly maxSubscriptionsPerConnection: number;
+  /** Cross origins allowed to open a connection, besides the service's own and no Origin at all. */
+  readonly allowedOrigins: readonly string[];
   readonly keepAliveMs: number;
   readonly exposeInternals: boolean;
   readonly authenticate?: ConnectionAuthenticator;
@@ -49,16 +58,40 @@ export interface WebSocketHandle {
 /**
  * graphql-ws on the HTTP server's `/graphql`. graphql-ws runs none of Apollo's request
  * pipeline, so the HTTP side's rules are applied here again: the same validation rules (depth,
- * cost), the same error masking, a maximum message size, and only subscriptions: queries and
- * mutations go over HTTP, where Apollo's CSRF prevention and body limit apply.
+ * mutations), the same cost and input checks, the same error masking, a maximum message size,
+ * and only subscriptions: queries and mutations go over HTTP, where Apollo's CSRF prevention
+ * and body limit apply.
  */
 export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandle {
   const { log } = options;
-  const wss = new WebSocketServer({
-    server: options.httpServer,
-    path: '/graphql',
-    maxPayload: options.maxMessageBytes,
-  });
+  // noServer: the upgrade is ours to refuse (wrong path, foreign origin, too many connections)
+  // with a plain HTTP answer before any WebSocket exists.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes });
+  let upgrading = 0;
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const refusal = upgradeRefusal(request, options, wss.clients.size + upgrading);
+    if (refusal) {
+      // A client that resets mid-answer must not become an unhandled 'error' event.
+      socket.on('error', () => socket.destroy());
+      rejectUpgrade(socket, ...refusal);
+      return;
+    }
+    // Counted from here, so a burst of upgrades cannot all pass the check before any completes.
+    upgrading++;
+    let settled = false;
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      upgrading--;
+    };
+    // A handshake that fails (a bad Sec-WebSocket-Key, say) never calls back; its socket closes.
+    socket.once('close', settle);
+    wss.handleUpgrade(request, socket, head, (client) => {
+      settle();
+      wss.emit('connection', client, request);
+    });
+  };
+  options.httpServer.on('upgrade', onUpgrade);
   const rules = [...specifiedRules, ...options.validationRules];
   const refuse = (message: string, code: string) => [new GraphQLError(message, { extensions: { code } })];
 
@@ -79,7 +112,14 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
         }
       },
       context: (ctx) => options.makeContext(eventHeadersFrom(ctx.extra.request.headers)),
-      onSubscribe: (_ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
+      onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
+        // graphql-ws registers the id before it calls this hook, so the count includes it.
+        if (Object.keys(ctx.subscriptions).length > options.maxSubscriptionsPerConnection) {
+          return refuse(
+            `At most ${options.maxSubscriptionsPerConnection} subscriptions at once on one connection: complete one first, or open another connection`,
+            'TOO_MANY_SUBSCRIPTIONS',
+          );
+        }
         let document: ReturnType<typeof parse>;
         try {
           document = parse(payload.query, { maxTokens: 10_000 });
@@ -99,14 +139,6 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
               }),
           );
         }
-        const tooCostly = costError(
-          options.schema,
-          document,
-          payload.variables ?? undefined,
-          payload.operationName,
-          options.maxCost,
-        );
-        if (tooCostly) return [tooCostly];
         const operation = getOperationAST(document, payload.operationName);
         if (!operation) return refuse('Operation not found', 'OPERATION_RESOLUTION_FAILURE');
         if (operation.operation !== 'subscription') {
@@ -115,6 +147,18 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
             'BAD_REQUEST',
           );
         }
+        const badInput = invalidStringError(payload.variables);
+        if (badInput) return [badInput];
+        const coercion = variableErrors(options.schema, operation, payload.variables);
+        if (coercion.length > 0) return coercion;
+        const tooCostly = costError(
+          options.schema,
+          document,
+          payload.variables ?? undefined,
+          payload.operationName,
+          options.maxCost,
+        );
+        if (tooCostly) return [tooCostly];
         return {
           schema: options.schema,
           document,
@@ -140,8 +184,37 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
 
   return {
     async dispose() {
+      options.httpServer.off('upgrade', onUpgrade);
       // Closes every client with 1001 Going Away, then the server.
       await disposable.dispose();
     },
   };
+}
+
+type Refusal = [status: number, reason: string, code: string];
+
+/** Why an upgrade request is refused, or undefined to let it through. */
+function upgradeRefusal(
+  request: IncomingMessage,
+  options: WebSocketOptions,
+  open: number,
+): Refusal | undefined {
+  // As `ws` compares it: the path before any query string, no URL parsing that could throw.
+  if ((request.url ?? '').split('?')[0] !== '/graphql') return [404, 'Not Found', 'NOT_FOUND'];
+  // Browsers send Origin on every WebSocket and let any page open one to any host: without
+  // this check, a page on another site could subscribe with the visitor's network position.
+  if (!isAllowedOrigin(request.headers, options.allowedOrigins)) return [403, 'Forbidden', 'FORBIDDEN'];
+  if (open >= options.maxConnections) return [503, 'Service Unavailable', 'SERVICE_UNAVAILABLE'];
+  return undefined;
+}
+
+/** A plain HTTP answer on the raw socket, as `ws` itself does for a failed handshake. */
+function rejectUpgrade(socket: Duplex, status: number, reason: string, code: string): void {
+  const body = JSON.stringify({
+    errors: [{ message: `WebSocket upgrade refused: ${reason}`, extensions: { code } }],
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
 }

@@ -32,9 +32,21 @@ export interface Config {
     readonly maxDepth: number;
     readonly maxCost: number;
     readonly maxPageSize: number;
+    /** Mutation fields one request may run (aliases and fragments counted). */
+    readonly maxMutations: number;
     readonly introspection: boolean;
-    /** When set, the operator operations (deadEvents, reviveDeadEvents) require it. */
+    /**
+     * The operator operations (deadEvents, reviveDeadEvents) require it; without it they are
+     * closed to everyone.
+     */
     readonly adminToken: string | undefined;
+    /** Slow clients: time to send the headers, and the whole request. */
+    readonly headersTimeoutMs: number;
+    readonly requestTimeoutMs: number;
+    /** Origins besides the service's own that browsers may call it from (CORS, WebSocket upgrades). */
+    readonly corsOrigins: readonly string[];
+    readonly maxWsConnections: number;
+    readonly maxSubscriptionsPerConnection: number;
   };
   readonly relay: {
     readonly batchSize: number;
@@ -109,6 +121,36 @@ const url = (protocols: readonly string[]) =>
     { message: `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
   );
 
+/**
+ * A comma-separated list of origins (`https://app.example`, `http://localhost:3000`), compared
+ * exactly with a browser's `Origin` header, so each must be scheme, host and port only.
+ */
+const origins = z
+  .string()
+  .transform((value) =>
+    value
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== ''),
+  )
+  .superRefine((items, ctx) => {
+    for (const item of items) {
+      let origin: string | undefined;
+      try {
+        const parsed = new URL(item);
+        if (parsed.protocol === 'http:' || parsed.protocol === 'https:') origin = parsed.origin;
+      } catch {
+        origin = undefined;
+      }
+      if (origin !== item) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${JSON.stringify(item)} is not an origin: write scheme://host[:port], no path or trailing slash`,
+        });
+      }
+    }
+  });
+
 const name = z
   .string()
   .min(1)
@@ -133,6 +175,12 @@ const schema = z.object({
   GRAPHQL_MAX_DEPTH: int(1, 100).default(8),
   GRAPHQL_MAX_COST: int(1, 1_000_000).default(5_000),
   GRAPHQL_MAX_PAGE_SIZE: int(1, 10_000).default(100),
+  GRAPHQL_MAX_MUTATIONS: int(1, 100).default(1),
+  HTTP_HEADERS_TIMEOUT_MS: int(1000, 600_000).default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
+  CORS_ORIGINS: origins.default([]),
+  WS_MAX_CONNECTIONS: int(1, 1_000_000).default(1000),
+  WS_MAX_SUBSCRIPTIONS: int(1, 100_000).default(100),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   GRAPHQL_INTROSPECTION: z.enum(['true', 'false'], { message: 'must be true or false' }).default('true'),
   RELAY_BATCH_SIZE: int(1, 10_000).default(500),
@@ -187,6 +235,12 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       `Invalid configuration:\n  RELAY_BACKOFF_MAX_MS=${e.RELAY_BACKOFF_MAX_MS}: must not be below RELAY_BACKOFF_BASE_MS (${e.RELAY_BACKOFF_BASE_MS})`,
     );
   }
+  // Node refuses a server whose headers may take longer than the whole request.
+  if (e.HTTP_HEADERS_TIMEOUT_MS > e.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(
+      `Invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS=${e.HTTP_HEADERS_TIMEOUT_MS}: must not be above HTTP_REQUEST_TIMEOUT_MS (${e.HTTP_REQUEST_TIMEOUT_MS})`,
+    );
+  }
   // A lease must outlive a publish that waits the whole confirm timeout and then settles;
   // otherwise batches are taken over while still in flight and published twice.
   if (e.RELAY_LEASE_MS < 2 * e.RELAY_CONFIRM_TIMEOUT_MS) {
@@ -219,8 +273,14 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       maxDepth: e.GRAPHQL_MAX_DEPTH,
       maxCost: e.GRAPHQL_MAX_COST,
       maxPageSize: e.GRAPHQL_MAX_PAGE_SIZE,
+      maxMutations: e.GRAPHQL_MAX_MUTATIONS,
       introspection: e.GRAPHQL_INTROSPECTION === 'true',
       adminToken: e.ADMIN_TOKEN,
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      corsOrigins: e.CORS_ORIGINS,
+      maxWsConnections: e.WS_MAX_CONNECTIONS,
+      maxSubscriptionsPerConnection: e.WS_MAX_SUBSCRIPTIONS,
     },
     relay: {
       batchSize: e.RELAY_BATCH_SIZE,

@@ -1,0 +1,58 @@
+import { GraphQLError, type GraphQLSchema, getVariableValues, type OperationDefinitionNode } from 'graphql';
+
+// A high surrogate not followed by a low one, or a low one not preceded by a high one.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Nesting beyond this is not walked further; coercion against the schema refuses it anyway. */
+const MAX_WALK_DEPTH = 32;
+
+/**
+ * The first string among the variables that is not valid Unicode, as a dotted path
+ * (`input.email`, `ids.2`). JSON can carry a lone surrogate (`"a\ud800b"`), which is no text at
+ * all: MySQL refuses it with an error that quotes the statement and its values, so it is turned
+ * away here, at the edge, for every argument of every operation. (String literals in the
+ * document itself need no check: the GraphQL parser refuses lone surrogates.)
+ */
+export function invalidStringPath(
+  value: unknown,
+  path: readonly string[] = [],
+  depth = 0,
+): string | undefined {
+  if (typeof value === 'string') return LONE_SURROGATE.test(value) ? path.join('.') : undefined;
+  if (value === null || typeof value !== 'object' || depth > MAX_WALK_DEPTH) return undefined;
+  for (const [key, child] of Object.entries(value)) {
+    const keyPath = [...path, key];
+    if (LONE_SURROGATE.test(key)) return keyPath.join('.');
+    const found = invalidStringPath(child, keyPath, depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** BAD_USER_INPUT naming the variable that holds invalid Unicode, or undefined when all is text. */
+export function invalidStringError(
+  variables: Record<string, unknown> | null | undefined,
+): GraphQLError | undefined {
+  const field = invalidStringPath(variables ?? {});
+  if (field === undefined) return undefined;
+  return new GraphQLError(`Variable "$${field}" is not valid Unicode text (it holds a lone surrogate)`, {
+    extensions: { code: 'BAD_USER_INPUT', field, http: { status: 400 } },
+  });
+}
+
+/**
+ * Variables that do not fit their declared types (an object for an `ID`), as BAD_USER_INPUT.
+ * Apollo does this over HTTP; graphql-ws leaves GraphQL's bare errors, which would otherwise
+ * be masked as internal.
+ */
+export function variableErrors(
+  schema: GraphQLSchema,
+  operation: OperationDefinitionNode,
+  variables: Record<string, unknown> | null | undefined,
+): GraphQLError[] {
+  const { errors } = getVariableValues(schema, operation.variableDefinitions ?? [], variables ?? {});
+  return (errors ?? []).map(
+    (error) =>
+      new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: 'BAD_USER_INPUT' } }),
+  );
+}

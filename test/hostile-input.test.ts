@@ -315,10 +315,11 @@ const cases: Case[] = [
   },
   {
     name: 'fields 5 deep wrapped in 20 inline fragments',
-    input: '{ customers { ... on CustomerConnection { … ×20 edges { node { events { payload } } } } } }',
+    input:
+      '{ customers { ... on CustomerConnection { … ×20 edges { node { events { pageInfo { hasNextPage } } } } } } }',
     send: () =>
       post({
-        query: `{ customers { ${'... on CustomerConnection { '.repeat(20)}edges { node { events { payload } } }${' }'.repeat(20)} } }`,
+        query: `{ customers { ${'... on CustomerConnection { '.repeat(20)}edges { node { events { pageInfo { hasNextPage } } } }${' }'.repeat(20)} } }`,
       }),
     status: 200,
     code: undefined,
@@ -452,8 +453,9 @@ const cases: Case[] = [
   },
   {
     name: '1,000 aliases of customer { events }',
-    input: '{ a0: customer(id: "1") { events { eventId } } … ×1000 }',
-    send: () => post({ query: `{ ${aliases(1000, 'customer(id: "1") { events { eventId } }')} }` }),
+    input: '{ a0: customer(id: "1") { events { edges { node { eventId } } } } … ×1000 }',
+    send: () =>
+      post({ query: `{ ${aliases(1000, 'customer(id: "1") { events { edges { node { eventId } } } }')} }` }),
     status: 400,
     code: 'GRAPHQL_VALIDATION_FAILED',
   },
@@ -466,8 +468,11 @@ const cases: Case[] = [
   },
   {
     name: 'a huge first',
-    input: '{ customers(first: 1000000) { edges { node { events { eventId } } } } }',
-    send: () => post({ query: '{ customers(first: 1000000) { edges { node { events { eventId } } } } }' }),
+    input: '{ customers(first: 1000000) { edges { node { events { edges { node { eventId } } } } } } }',
+    send: () =>
+      post({
+        query: '{ customers(first: 1000000) { edges { node { events { edges { node { eventId } } } } } } }',
+      }),
     status: 400,
     code: 'GRAPHQL_VALIDATION_FAILED',
   },
@@ -560,7 +565,7 @@ const cases: Case[] = [
     input: 'customerEvents(customerId: $id) with "1\\ud800"',
     send: () =>
       post({
-        query: 'query($id: ID!) { customerEvents(customerId: $id) { eventId } }',
+        query: 'query($id: ID!) { customerEvents(customerId: $id) { edges { cursor } } }',
         variables: { id: '1\ud800' },
       }),
     status: 400,

@@ -25,12 +25,12 @@ describe('depth is counted on fields, not fragments', () => {
   });
 
   it('refuses depth 5 whether written out or hidden in fragments, with a plain validation message', () => {
-    const inline = '{ customers { edges { node { events { eventId } } } } }';
+    const inline = '{ customer(id: "1") { events { edges { node { eventId } } } } }';
     const fragments = `
-      { customers { ...A } }
-      fragment A on CustomerConnection { edges { ...B } }
-      fragment B on CustomerEdge { node { ...C } }
-      fragment C on Customer { events { eventId } }`;
+      { customer(id: "1") { ...A } }
+      fragment A on Customer { events { ...B } }
+      fragment B on CustomerEventConnection { edges { ...C } }
+      fragment C on CustomerEventEdge { node { eventId } }`;
     for (const query of [inline, fragments]) {
       const messages = errorsOf(query);
       expect(messages).toEqual(['Query depth limit of 4 exceeded: the operation nests fields 5 deep']);
@@ -89,8 +89,13 @@ describe('per-field cost', () => {
     expect(cost('{ outboxStats { workerDeadLetters } }')).toBe('20');
     expect(cost('{ customers(first: 1) { pageInfo { hasNextPage } } }')).toBe('12');
     expect(
-      cost('query($n: Int) { customers(first: $n) { edges { node { events { eventId } } } } }', { n: 5 }),
-    ).toBe(String(10 + 5 * (1 + 1 + 10 + 1)));
+      cost(
+        'query($n: Int) { customers(first: $n) { edges { node { events(first: 2) { edges { node { eventId } } } } } } }',
+        {
+          n: 5,
+        },
+      ),
+    ).toBe(String(10 + 5 * (1 + 1 + 10 + 2 * (1 + 1 + 1))));
   });
 
   it('makes 1,000 aliases of a database field cost far more than the default limit of 5,000', () => {

@@ -1,6 +1,6 @@
 import amqp, { type ChannelModel } from 'amqplib';
 import type { Logger } from '../log.js';
-import { backoffDelay, sleep } from '../support/sleep.js';
+import { Loop } from '../support/loop.js';
 
 const RECONNECT_BASE_MS = 200;
 const RECONNECT_MAX_MS = 10_000;
@@ -17,18 +17,31 @@ const RECONNECT_MAX_MS = 10_000;
 export class BrokerConnection {
   private current: ChannelModel | undefined;
   private waiters: Array<(model: ChannelModel) => void> = [];
-  private readonly stopController = new AbortController();
-  private loop: Promise<void> | undefined;
+  private readonly loop: Loop;
   private stopping: Promise<void> | undefined;
 
   constructor(
     private readonly url: string,
     private readonly name: string,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.loop = new Loop(
+      {
+        name: `broker connection "${name}"`,
+        log,
+        backoffBaseMs: RECONNECT_BASE_MS,
+        backoffMaxMs: RECONNECT_MAX_MS,
+      },
+      ({ signal }) => this.connectOnce(signal),
+    );
+  }
 
   start(): void {
-    this.loop ??= this.run();
+    this.loop.start();
+  }
+
+  private get stopController(): { signal: AbortSignal } {
+    return this.loop;
   }
 
   get isConnected(): boolean {
@@ -58,57 +71,50 @@ export class BrokerConnection {
   /** Idempotent. Closes the connection; channels on it close with it. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      this.stopController.abort();
+      const stopped = this.loop.stop();
       const model = this.current;
       this.current = undefined;
       await model?.close().catch(() => {});
-      await this.loop;
+      await stopped;
     })();
     return this.stopping;
   }
 
-  private async run(): Promise<void> {
-    const signal = this.stopController.signal;
-    let failures = 0;
-    while (!signal.aborted) {
-      try {
-        const model = await amqp.connect(this.url, {
-          clientProperties: { connection_name: this.name },
-          // amqplib leaves Nagle's algorithm on; with delayed ACKs that holds small frames
-          // (a single publish, an ack) back by up to 40 ms on every hop.
-          noDelay: true,
-        });
-        if (signal.aborted) {
-          await model.close().catch(() => {});
-          return;
-        }
-        failures = 0;
-        const closed = new Promise<void>((resolve) => {
-          model.once('close', () => resolve());
-        });
-        // An 'error' is always followed by 'close'; listening keeps it from crashing the process.
-        model.on('error', (error: Error) =>
-          this.log.warn({ err: error, connection: this.name }, 'broker connection error'),
-        );
-        model.on('blocked', (reason: string) =>
-          this.log.warn({ reason, connection: this.name }, 'broker blocked the connection'),
-        );
-        this.current = model;
-        this.log.info({ connection: this.name }, 'broker connected');
-        for (const waiter of this.waiters.splice(0)) waiter(model);
-        await closed;
-        this.current = undefined;
-        if (!signal.aborted)
-          this.log.warn({ connection: this.name }, 'broker connection closed; reconnecting');
-      } catch (error) {
-        failures++;
-        const delay = backoffDelay(failures, RECONNECT_BASE_MS, RECONNECT_MAX_MS);
-        this.log.warn(
-          { err: error, connection: this.name, failures, retryInMs: delay },
-          'broker connection failed',
-        );
-        await sleep(delay, signal);
-      }
+  /** One turn: connect, serve until the connection closes, and let the loop connect again. */
+  private async connectOnce(signal: AbortSignal): Promise<'busy'> {
+    let model: ChannelModel;
+    try {
+      model = await amqp.connect(this.url, {
+        clientProperties: { connection_name: this.name },
+        // amqplib leaves Nagle's algorithm on; with delayed ACKs that holds small frames
+        // (a single publish, an ack) back by up to 40 ms on every hop.
+        noDelay: true,
+      });
+    } catch (error) {
+      // One line with what failed, not a stack per retry: a broker that is down is a state.
+      const { code, message } = error as { code?: unknown; message?: unknown };
+      throw new Error(`cannot connect to RabbitMQ (${typeof code === 'string' ? code : String(message)})`);
     }
+    if (signal.aborted) {
+      await model.close().catch(() => {});
+      return 'busy';
+    }
+    const closed = new Promise<void>((resolve) => {
+      model.once('close', () => resolve());
+    });
+    // An 'error' is always followed by 'close'; listening keeps it from crashing the process.
+    model.on('error', (error: Error) =>
+      this.log.warn({ err: error, connection: this.name }, 'broker connection error'),
+    );
+    model.on('blocked', (reason: string) =>
+      this.log.warn({ reason, connection: this.name }, 'broker blocked the connection'),
+    );
+    this.current = model;
+    this.log.info({ connection: this.name }, 'broker connected');
+    for (const waiter of this.waiters.splice(0)) waiter(model);
+    await closed;
+    this.current = undefined;
+    if (!signal.aborted) this.log.warn({ connection: this.name }, 'broker connection closed; reconnecting');
+    return 'busy';
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config/index.js';
+import { ConfigError, loadConfig } from '../../src/config/index.js';
 
 /** Runs loadConfig and returns the ConfigError it throws; fails the test if it throws nothing else. */
 function configErrorOf(env: Record<string, string>, argv: string[] = []): ConfigError {

@@ -266,12 +266,10 @@ describe('Loop.stop()', () => {
 
   it('aborts the running turn through its signal and resolves only once that turn has ended', async () => {
     const finish = deferred<Turn>();
-    let signalAtStop: boolean | undefined;
     const p = started(probe(() => finish.promise));
     await settle();
     const stopping = p.loop.stop();
-    signalAtStop = p.contexts[0]?.signal.aborted;
-    expect(signalAtStop).toBe(true);
+    expect(p.contexts[0]?.signal.aborted).toBe(true);
     expect(p.loop.signal.aborted).toBe(true);
     expect(await isSettled(stopping)).toBe(false);
     finish.resolve('busy');

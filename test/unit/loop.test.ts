@@ -252,10 +252,12 @@ describe('Loop.stop()', () => {
 
   it('ends a back-off wait at once', async () => {
     const p = started(
-      probe(() => {
-        throw new Error('down');
-      }),
-      { backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
+      probe(
+        () => {
+          throw new Error('down');
+        },
+        { backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
+      ),
     );
     await settle();
     expect(p.warn).toHaveBeenCalledTimes(1);

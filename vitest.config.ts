@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 const require = createRequire(import.meta.url);
 
@@ -12,14 +12,34 @@ export default defineConfig({
     alias: [{ find: /^graphql$/, replacement: require.resolve('graphql') }],
   },
   test: {
-    include: ['test/**/*.test.ts'],
-    // Fails the run at once, with instructions, when MariaDB/MySQL or RabbitMQ is not reachable.
-    globalSetup: ['test/support/preflight.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
     // Files isolate themselves (own database, own exchange and queues), so they may run in
     // parallel; two at a time matches the 2-core machines CI runs on.
     maxWorkers: 2,
     env: { LOG_LEVEL: 'silent' },
+    // `vitest run` runs both; `vitest run test/unit` (npm run test:unit) only the unit project,
+    // whose files need no server, so a change to pure logic is answered in seconds even when
+    // MariaDB and RabbitMQ are down.
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          testTimeout: 5_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/**/*.test.ts'],
+          exclude: [...configDefaults.exclude, 'test/unit/**'],
+          // Fails the run at once, with instructions, when MariaDB/MySQL or RabbitMQ is not reachable.
+          globalSetup: ['test/support/preflight.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
   },
 });

@@ -252,7 +252,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   // tells a redelivery from a new message: an inbox row must outlive its event's outbox row.
   if (e.INBOX_RETENTION < e.OUTBOX_RETENTION) {
     throw new ConfigError(
-      `Invalid configuration:\n  INBOX_RETENTION=${env.INBOX_RETENTION ?? ''}: must not be shorter than OUTBOX_RETENTION (${env.OUTBOX_RETENTION ?? '7d'})`,
+      `Invalid configuration:\n  INBOX_RETENTION=${present.INBOX_RETENTION ?? '14d'}: must not be shorter than OUTBOX_RETENTION (${present.OUTBOX_RETENTION ?? '7d'})`,
     );
   }
   return deepFreeze({

@@ -81,7 +81,10 @@ export class Loop {
     const signal = this.stopController.signal;
     let failures = 0;
     while (!signal.aborted) {
-      // Taken before the turn: a wake() that arrives while the body works must not be lost.
+      // A wake() made before this turn is covered by it (also one made during a back-off, which
+      // would otherwise skip the next idle wait for nothing)…
+      if (this.wakeController.signal.aborted) this.wakeController = new AbortController();
+      // …and one made while the body works must not be lost: the idle wait below ends at once.
       const wakeSignal = this.wakeController.signal;
       let turn: Turn;
       try {
@@ -97,10 +100,6 @@ export class Loop {
       }
       if (turn === 'idle' && idleMs !== undefined) {
         await sleep(idleMs, wakeSignal, signal);
-      }
-      // Consumed: the next turn covers whatever the wake-up was about.
-      if (wakeSignal.aborted && this.wakeController.signal === wakeSignal) {
-        this.wakeController = new AbortController();
       }
     }
   }

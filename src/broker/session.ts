@@ -1,6 +1,6 @@
 import type { Channel, ConfirmChannel } from 'amqplib';
 import type { Logger } from '../log.js';
-import { backoffDelay, sleep } from '../support/sleep.js';
+import { Loop } from '../support/loop.js';
 import type { BrokerConnection } from './connection.js';
 
 const RETRY_BASE_MS = 200;
@@ -13,8 +13,7 @@ const RETRY_MAX_MS = 10_000;
  */
 export class ChannelSession<C extends Channel = Channel> {
   private channel: C | undefined;
-  private readonly stopController = new AbortController();
-  private loop: Promise<void> | undefined;
+  private readonly loop: Loop;
   private stopping: Promise<void> | undefined;
 
   constructor(
@@ -24,10 +23,15 @@ export class ChannelSession<C extends Channel = Channel> {
     private readonly setup: (channel: C) => Promise<void>,
     /** Confirm channels for sessions that publish what must not be lost (the worker's retries). */
     private readonly kind: C extends ConfirmChannel ? 'confirm' : 'plain' = 'plain' as never,
-  ) {}
+  ) {
+    this.loop = new Loop(
+      { name: `channel session "${name}"`, log, backoffBaseMs: RETRY_BASE_MS, backoffMaxMs: RETRY_MAX_MS },
+      ({ signal }) => this.openOnce(signal),
+    );
+  }
 
   start(): void {
-    this.loop ??= this.run();
+    this.loop.start();
   }
 
   /**
@@ -51,50 +55,44 @@ export class ChannelSession<C extends Channel = Channel> {
    */
   stop(beforeClose?: (channel: C) => Promise<void>): Promise<void> {
     this.stopping ??= (async () => {
-      this.stopController.abort();
+      const stopped = this.loop.stop();
       const channel = this.channel;
       if (channel && beforeClose) await beforeClose(channel).catch(() => {});
       await channel?.close().catch(() => {});
-      await this.loop;
+      await stopped;
     })();
     return this.stopping;
   }
 
-  private async run(): Promise<void> {
-    const signal = this.stopController.signal;
-    let failures = 0;
-    while (!signal.aborted) {
-      let channel: C | undefined;
-      try {
-        const connection = await this.broker.connection(signal);
-        channel = (
-          this.kind === 'confirm' ? await connection.createConfirmChannel() : await connection.createChannel()
-        ) as C;
-        const closed = new Promise<void>((resolve) => channel?.once('close', () => resolve()));
-        channel.on('error', (error: Error) =>
-          this.log.warn({ err: error, session: this.name }, 'channel error'),
-        );
-        await this.setup(channel);
-        if (signal.aborted) {
-          // stop() came while the channel was being set up: it had no channel to close, so
-          // close it here instead of starting to consume after the stop.
-          await channel.close().catch(() => {});
-          return;
-        }
-        this.channel = channel;
-        failures = 0;
-        await closed;
-        this.channel = undefined;
-        if (!signal.aborted) this.log.warn({ session: this.name }, 'channel closed; reopening');
-      } catch (error) {
-        this.channel = undefined;
-        await channel?.close().catch(() => {});
-        if (signal.aborted) return;
-        failures++;
-        const delay = backoffDelay(failures, RETRY_BASE_MS, RETRY_MAX_MS);
-        this.log.warn({ err: error, session: this.name, failures, retryInMs: delay }, 'channel setup failed');
-        await sleep(delay, signal);
+  /** One turn: open a channel, set it up, serve until it closes; the loop opens the next. */
+  private async openOnce(signal: AbortSignal): Promise<'busy'> {
+    let channel: C | undefined;
+    try {
+      const connection = await this.broker.connection(signal);
+      channel = (
+        this.kind === 'confirm' ? await connection.createConfirmChannel() : await connection.createChannel()
+      ) as C;
+      const opened = channel;
+      const closed = new Promise<void>((resolve) => opened.once('close', () => resolve()));
+      channel.on('error', (error: Error) =>
+        this.log.warn({ err: error, session: this.name }, 'channel error'),
+      );
+      await this.setup(channel);
+      if (signal.aborted) {
+        // stop() came while the channel was being set up: it had no channel to close, so
+        // close it here instead of starting to consume after the stop.
+        await channel.close().catch(() => {});
+        return 'busy';
       }
+      this.channel = channel;
+      await closed;
+      this.channel = undefined;
+      if (!signal.aborted) this.log.warn({ session: this.name }, 'channel closed; reopening');
+      return 'busy';
+    } catch (error) {
+      this.channel = undefined;
+      await channel?.close().catch(() => {});
+      throw error;
     }
   }
 }

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import { perUnitMs, sample, watched } from './cpu.js';
 import {
   createBenchDatabase,
   deleteBrokerObjects,
@@ -83,7 +84,9 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
         variables: { input: { email: `warm${i}.${suffix}@example.com`, name: 'Warm-up' } },
       });
     }
+    const pids = watched(service.pid);
     for (const rate of rates) {
+      const cpuBefore = sample(pids);
       const sent = new Map<string, number>();
       const failures: unknown[] = [];
       const total = rate * seconds;
@@ -113,12 +116,16 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
         );
       }
       await Promise.all(inFlight);
+      const sendSeconds = (performance.now() - started) / 1000;
       // Above the machine's capacity a backlog builds up; wait it out (up to two minutes) so that
       // "missing" counts events that never arrived, not events that arrived late.
       const deadline = performance.now() + 120_000;
       while ([...sent.keys()].some((id) => !received.has(id)) && performance.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
+      // Everything a create caused has happened by now (its event arrived), so the CPU since the
+      // first request is what the creates cost, idle polling included.
+      const cpu = perUnitMs(cpuBefore, sample(pids), sent.size);
       const latencies = [...sent]
         .filter(([id]) => received.has(id))
         .map(([id, at]) => (received.get(id) as number) - at);
@@ -137,6 +144,8 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
         p95Ms: ms(percentile(latencies, 95)),
         p99Ms: ms(percentile(latencies, 99)),
         p50VsHttpRoundtrip: round(percentile(latencies, 50) / percentile(rtt, 50)),
+        achievedRatePerSecond: round(sent.size / sendSeconds, 1),
+        cpuMsPerCreate: cpu,
       });
     }
     unsubscribe();

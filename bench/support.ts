@@ -73,6 +73,8 @@ export async function waitUntil(
 
 export interface ServiceChild {
   readonly url: string;
+  /** The service process, for its CPU time. */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -111,6 +113,7 @@ export async function spawnBenchService(roles: string, env: Record<string, strin
   );
   return {
     url: `${base}/graphql`,
+    pid: child.pid,
     async stop() {
       child.kill('SIGTERM');
       await exited;
@@ -140,12 +143,12 @@ export async function deleteBrokerObjects(exchange: string, workerQueue: string)
   const { default: amqp } = await import('amqplib');
   const connection = await amqp.connect(BENCH_AMQP_URL);
   try {
-    for (const queue of [workerQueue, `${workerQueue}.retry`, `${workerQueue}.dead`]) {
+    for (const queue of [workerQueue, `${workerQueue}.retry`, `${workerQueue}.wait`, `${workerQueue}.dead`]) {
       const channel = await connection.createChannel();
       await channel.deleteQueue(queue).catch(() => {});
       await channel.close().catch(() => {});
     }
-    for (const name of [exchange, `${exchange}.wakeup`]) {
+    for (const name of [exchange, `${exchange}.wakeup`, `${exchange}.history`]) {
       const channel = await connection.createChannel();
       await channel.deleteExchange(name).catch(() => {});
       await channel.close().catch(() => {});

@@ -55,7 +55,14 @@ export function formatError(
       extensions: { code: 'SERVICE_UNAVAILABLE' },
     };
   }
-  const code = formatted.extensions?.code;
+  // Apollo refuses some requests with a GraphQLError that has an HTTP 4xx but no code (a
+  // persisted query whose hash does not match its text): the client's mistake, so BAD_REQUEST.
+  const code =
+    original instanceof GraphQLError && !original.originalError && isClientStatus(original.extensions?.http)
+      ? typeof original.extensions.code === 'string'
+        ? original.extensions.code
+        : 'BAD_REQUEST'
+      : formatted.extensions?.code;
   const isClientError =
     typeof code === 'string' &&
     CLIENT_CODES.has(code) &&
@@ -86,4 +93,9 @@ export function formatError(
 function errorCode(error: unknown): string | number | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : mysqlErrno(error);
+}
+
+function isClientStatus(http: unknown): boolean {
+  const status = (http as { status?: unknown } | undefined)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500;
 }

@@ -1,7 +1,7 @@
 import { eq, sql } from 'drizzle-orm';
 import type { Transaction } from '../db/client.js';
 import { customers, emailChangeNotices, welcomeEmails } from '../db/schema.js';
-import { type Handler, type Handlers, PermanentFailure, type StoredEvent } from '../worker/handler.js';
+import { type Handler, type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
 import {
   CUSTOMER_AGGREGATE,
   CUSTOMER_CREATED,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { EventEnvelope } from '../outbox/event.js';
-import { PermanentFailure } from './handler.js';
+import { PermanentFailure } from '../outbox/handler.js';
 
 const envelopeSchema = z.strictObject({
   eventId: z.uuid(),

@@ -1,7 +1,7 @@
+import type { Handlers } from '../outbox/handler.js';
 import type { Waker } from '../outbox/handoff.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import type { RoleDeps, RunningRole } from '../roles.js';
-import type { Handlers } from './handler.js';
 import { Worker } from './worker.js';
 
 export interface WorkerRole extends RunningRole {

@@ -9,12 +9,12 @@ import { appendHistory } from '../history/store.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
 import type { EventEnvelope } from '../outbox/event.js';
+import { type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
 import type { Waker } from '../outbox/handoff.js';
 import { type AppendedEvent, countPredecessors, findEvents } from '../outbox/store.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { canonicalJson } from '../support/json.js';
 import { parseEnvelope } from './envelope.js';
-import { type Handlers, PermanentFailure, type StoredEvent } from './handler.js';
 import { type AggregateKey, passParked, recordInbox, setProgress, takeProgress } from './store.js';
 
 export interface WorkerOptions {

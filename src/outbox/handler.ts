@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { Transaction } from '../db/client.js';
-import type { NewEvent } from '../outbox/event.js';
+import type { NewEvent } from './event.js';
 
 /** An event as the database holds it: what a handler works from, never the message's claims. */
 export interface StoredEvent<P = unknown> {
@@ -24,6 +24,8 @@ export interface HandlerHelpers {
 /**
  * The worker's unit of work for one event type, after graphile-worker's `task(payload,
  * helpers)`: domain code (customers/handlers.ts) writes handlers; the worker knows none of them.
+ * The contract lives beside the event envelope rather than in worker/, so a domain that adds a
+ * handler imports nothing of the engine that will run it.
  * `handle` runs inside the worker's transaction, the same one that records the inbox row, the
  * aggregate's progress and the history row, so the effect and "handled" commit together or
  * not at all.

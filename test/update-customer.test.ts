@@ -37,7 +37,7 @@ async function updateOk(input: Record<string, unknown>, headers: Record<string, 
   return updated;
 }
 
-const codeOf = (response: GraphQLResponse) => response.errors?.[0]?.extensions?.code;
+const codeOf = (response: GraphQLResponse<unknown>) => response.errors?.[0]?.extensions?.code;
 
 /** The customer's events in the outbox, oldest first. */
 const eventsOf = (customerId: string) =>

@@ -306,13 +306,14 @@ export class Worker {
         'no stored event with this id (not written by this service, or pruned by OUTBOX_RETENTION)',
       );
     }
-    for (const field of ['type', 'aggregateType', 'aggregateId', 'sequence', 'occurredAt'] as const) {
-      if (
-        stored[field] !== claim[field] &&
-        new Date(String(claim[field])).getTime() !== Date.parse(stored.occurredAt)
-      ) {
+    for (const field of ['type', 'aggregateType', 'aggregateId', 'sequence'] as const) {
+      if (stored[field] !== claim[field]) {
         throw new PermanentFailure(`message ${field} disagrees with the stored event`);
       }
+    }
+    // The same instant may be spelled with another offset; any other difference is a forgery.
+    if (Date.parse(claim.occurredAt) !== Date.parse(stored.occurredAt)) {
+      throw new PermanentFailure('message occurredAt disagrees with the stored event');
     }
     if (canonicalJson(stored.payload) !== canonicalJson(claim.payload)) {
       throw new PermanentFailure('message payload disagrees with the stored event');

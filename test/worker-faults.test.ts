@@ -117,6 +117,8 @@ describe('an outage is never a failure of the message (WORKER_MAX_ATTEMPTS=1)', 
       async (tx) => {
         const id = await connectionId(tx);
         const sleeping = tx.execute(sql`SELECT SLEEP(30)`);
+        // Rejects when the connection dies; awaited below, after the KILL.
+        sleeping.catch(() => {});
         await waitFor(
           'the statement to run',
           async () =>
@@ -223,6 +225,7 @@ describe('relay: a channel closing mid-confirm is an outage', () => {
       setup: (channel) => declareWorkerQueues(channel, topology),
     });
     let cut = true;
+    let unconfirmedAtCut = 0;
     // The real publisher; once, its socket is destroyed right after the batch was written and
     // before any confirm could be read (no I/O runs between the microtasks below).
     const cutting: Publisher = {
@@ -236,12 +239,12 @@ describe('relay: a channel closing mid-confirm is an outage', () => {
           cut = false;
           const channel = Reflect.get(confirm, 'channel') as {
             unconfirmed: unknown[];
-            connection: { stream: { destroy(): void } };
+            connection: { stream: { destroy(error: Error): void } };
           };
           for (let i = 0; i < 1000 && channel.unconfirmed.length < messages.length; i++)
             await Promise.resolve();
-          expect(channel.unconfirmed.length).toBe(messages.length);
-          channel.connection.stream.destroy();
+          unconfirmedAtCut = channel.unconfirmed.length;
+          channel.connection.stream.destroy(new Error('socket cut by the test'));
         }
         return pending;
       },
@@ -275,6 +278,8 @@ describe('relay: a channel closing mid-confirm is an outage', () => {
     const failures = Object.fromEntries(
       (await metrics.publishFailures.get()).values.map((v) => [String(v.labels.reason), v.value]),
     );
+    // The batch was written and awaiting its confirms when the socket went.
+    expect(unconfirmedAtCut).toBe(3);
     expect(failures).toEqual({ channel_closed: 3 });
     const rows = await db.query<{ event_id: string; attempts: number; dead_at: Date | null }>(
       'SELECT event_id, attempts, dead_at FROM outbox',

@@ -71,15 +71,6 @@ const count = async (query: string, params: unknown[] = []) =>
 const welcomeEmails = (customerId: string) =>
   count('SELECT COUNT(*) AS n FROM welcome_emails WHERE customer_id = ?', [customerId]);
 
-/** A promise and its resolver. */
-function deferred<T>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
 async function connectionId(tx: Transaction): Promise<number> {
   const [rows] = (await tx.execute(sql`SELECT CONNECTION_ID() AS id`)) as unknown as [Array<{ id: number }>];
   return Number(rows[0]?.id);
@@ -158,7 +149,7 @@ describe('an outage is never a failure of the message (WORKER_MAX_ATTEMPTS=1)', 
     expect(calls.get(`Test ${label}`)).toBe(2);
     await waitFor('the success to be counted', async () => (await outcomes(service)).handled === 1);
     expect(await outcomes(service)).toEqual({ retried: 1, handled: 1 });
-    expect(await broker.messageCount(config.worker.queue + '.dead')).toBe(0);
+    expect(await broker.messageCount(`${config.worker.queue}.dead`)).toBe(0);
     expect(await count('SELECT COUNT(*) AS n FROM inbox WHERE message_id = ?', [customer.eventId])).toBe(1);
     expect(
       await count('SELECT COUNT(*) AS n FROM handled_events WHERE event_id = ?', [customer.eventId]),

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../src/service.js';
-import { bindTestQueue, deleteBrokerObjects, type TestQueue } from './support/broker.js';
+import { bindTestQueue, brokerObjectsOf, deleteBrokerObjects, type TestQueue } from './support/broker.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { TEST_AMQP_URL } from './support/env.js';
 import { type ServiceProcess, spawnService } from './support/process.js';
@@ -25,10 +25,7 @@ afterAll(async () => {
   await survivor?.stop();
   await queue?.close();
   await db?.drop();
-  await deleteBrokerObjects({
-    queues: [workerQueue, `${workerQueue}.retry`, `${workerQueue}.dead`],
-    exchanges: [exchange, `${exchange}.wakeup`],
-  });
+  await deleteBrokerObjects(brokerObjectsOf(exchange, workerQueue));
 });
 
 describe('relay crash', () => {

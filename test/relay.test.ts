@@ -3,11 +3,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { OutgoingMessage, Publisher, PublishOutcome } from '../src/broker/publisher.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics/index.js';
-import { claimBatch, markPublished } from '../src/outbox/store.js';
+import { type ClaimedEvent, claimBatch, markPublished } from '../src/outbox/store.js';
 import { Relay } from '../src/relay/relay.js';
 import { type RunningService, startService } from '../src/service.js';
 import {
   bindTestQueue,
+  brokerObjectsOf,
   closeBrokerConnections,
   deleteBrokerObjects,
   type TestQueue,
@@ -64,10 +65,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   await db?.drop();
-  await deleteBrokerObjects({
-    queues: [workerQueue, `${workerQueue}.retry`, `${workerQueue}.dead`],
-    exchanges: [exchange, `${exchange}.wakeup`],
-  });
+  await deleteBrokerObjects(brokerObjectsOf(exchange, workerQueue));
 });
 
 describe('relay', () => {
@@ -136,12 +134,18 @@ describe('relay', () => {
     expect(second[0]?.envelope.eventId).toBe(eventId);
     expect(second[0]?.takenOver).toBe(true);
 
-    expect(await markPublished(db.db, [first[0]?.id as number], staleToken as string)).toBe(0);
+    expect(await markPublished(db.db, [first[0] as ClaimedEvent], staleToken as string)).toEqual({
+      marked: 0,
+      released: 0,
+    });
     const [row] = await db.query<{ published_at: Date | null; lease_owner: string }>(
       'SELECT published_at, lease_owner FROM outbox',
     );
     expect(row).toEqual({ published_at: null, lease_owner: 'relay-b' });
-    expect(await markPublished(db.db, [second[0]?.id as number], newToken)).toBe(1);
+    expect(await markPublished(db.db, [second[0] as ClaimedEvent], newToken)).toEqual({
+      marked: 1,
+      released: 0,
+    });
   });
 
   it('an unroutable publish (no queue bound for its routing key) is not marked published', async () => {
@@ -244,7 +248,8 @@ describe('relay', () => {
       ready: async () => {},
       publishAll: (messages: readonly OutgoingMessage[], signal?: AbortSignal) =>
         new Promise<PublishOutcome[]>((resolve) => {
-          const fail = () => resolve(messages.map(() => ({ ok: false, error: 'no confirm before stop' })));
+          const fail = () =>
+            resolve(messages.map(() => ({ ok: false, reason: 'timeout', error: 'no confirm before stop' })));
           signal?.addEventListener('abort', fail, { once: true });
           setTimeout(fail, 2000);
         }),

@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config/index.js';
+import type { CustomerCreatedPayload } from '../src/customers/events.js';
+import { welcomeEmail } from '../src/customers/handlers.js';
 import { type RunningService, type ServiceOptions, startService } from '../src/service.js';
-import type { Handler } from '../src/worker/handlers.js';
-import { welcomeEmail } from '../src/worker/handlers.js';
+import type { Handler } from '../src/worker/handler.js';
 import { connectTestBroker, sameProperties, type TestBroker } from './support/amqp.js';
-import { deleteBrokerObjects } from './support/broker.js';
+import { brokerObjectsOf, deleteBrokerObjects } from './support/broker.js';
 import { createCustomer, customerCreatedEnvelope } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { parseJsonColumn } from './support/rows.js';
 import { graphql, testConfig, testLogger } from './support/service.js';
 import { waitFor } from './support/wait.js';
 
@@ -32,8 +32,9 @@ interface Started {
 async function start(env: Record<string, string> = {}, options: ServiceOptions = {}): Promise<Started> {
   const config = testConfig(db.url, { ROLES: 'app,relay,worker', ...env });
   const queue = config.worker.queue;
-  brokerObjects.queues.push(queue, `${queue}.retry`, `${queue}.dead`);
-  brokerObjects.exchanges.push(config.exchange, `${config.exchange}.wakeup`);
+  const objects = brokerObjectsOf(config.exchange, queue);
+  brokerObjects.queues.push(...objects.queues);
+  brokerObjects.exchanges.push(...objects.exchanges);
   const service = await startService(config, testLogger(), options);
   running.push(service);
   // startService returns before the worker's channel is set up: wait until it consumes, so
@@ -65,23 +66,24 @@ const inboxRows = (messageId: string) =>
   count('SELECT COUNT(*) AS n FROM inbox WHERE message_id = ?', [messageId]);
 const welcomeEmails = (customerId: string) =>
   count('SELECT COUNT(*) AS n FROM welcome_emails WHERE customer_id = ?', [customerId]);
-const notifications = (customerId: string) =>
-  count(
-    "SELECT COUNT(*) AS n FROM outbox WHERE type = 'CustomerEventHandled' AND aggregate_type = 'Customer' AND aggregate_id = ?",
-    [customerId],
-  );
+/** Rows in the history of handled events (what customerEvents and onCustomerEvent read). */
+const historyRows = (customerId: string) =>
+  count("SELECT COUNT(*) AS n FROM handled_events WHERE aggregate_type = 'Customer' AND aggregate_id = ?", [
+    customerId,
+  ]);
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
 /** A handler that counts its calls, fails the first `failures` of them, then does the real work. */
 function flakyHandler(name: string, failures: number, fault: () => Error = () => new Error('boom')) {
   const calls: number[] = [];
-  const handler: Handler = {
+  const handler: Handler<CustomerCreatedPayload> = {
     name,
-    async handle(tx, event, handledAt) {
+    payload: welcomeEmail.payload,
+    async handle(tx, event, helpers) {
       calls.push(performance.now());
       if (calls.length <= failures) throw fault();
-      await welcomeEmail.handle(tx, event, handledAt);
+      await welcomeEmail.handle(tx, event, helpers);
     },
   };
   return { handler, calls };
@@ -103,7 +105,7 @@ afterAll(async () => {
 });
 
 describe('worker: idempotent receiver', () => {
-  it('the same message published four times: one inbox row, one e-mail, one notification', async () => {
+  it('the same message published four times: one inbox row, one e-mail, one history row', async () => {
     const { service, url, exchange, workerQueue } = await start();
     // The message exactly as the relay put it on the exchange: body bytes and properties.
     const captured = await broker.capture(exchange, 'customer.created');
@@ -133,7 +135,7 @@ describe('worker: idempotent receiver', () => {
       ]),
     ).toBe(1);
     expect(await welcomeEmails(customer.customerId)).toBe(1);
-    expect(await notifications(customer.customerId)).toBe(1);
+    expect(await historyRows(customer.customerId)).toBe(1);
     const [email] = await db.query<{ event_id: string; recipient: string }>(
       'SELECT event_id, recipient FROM welcome_emails WHERE customer_id = ?',
       [customer.customerId],
@@ -193,19 +195,12 @@ describe('worker: idempotent receiver', () => {
     const byId = new Map(parked.map((m) => [String(m.properties.messageId), m]));
     expect(new Set(byId.keys())).toEqual(new Set(sent.keys()));
     const lastError = (id: string) => String(byId.get(id)?.properties.headers?.['x-last-error']);
-    expect(lastError(ids.badJson)).toBe('MalformedMessageError: body is not JSON');
-    expect(lastError(ids.unknownType)).toBe(
-      'MalformedMessageError: no handler for event type "CustomerDeleted"',
-    );
-    expect(lastError(ids.missingFields)).toMatch(
-      /^MalformedMessageError: envelope (aggregateType|aggregateId)/,
-    );
-    expect(lastError(ids.idMismatch)).toBe(
-      'MalformedMessageError: messageId does not match the envelope eventId',
-    );
-    expect(lastError(ids.unknownCustomer)).toBe(
-      'MalformedMessageError: CustomerCreated for unknown customer 99999999',
-    );
+    expect(lastError(ids.badJson)).toBe('PermanentFailure: body is not JSON');
+    expect(lastError(ids.unknownType)).toBe('PermanentFailure: no handler for event type "CustomerDeleted"');
+    expect(lastError(ids.missingFields)).toMatch(/^PermanentFailure: envelope (aggregateType|aggregateId)/);
+    expect(lastError(ids.idMismatch)).toBe('PermanentFailure: messageId does not match the envelope eventId');
+    // The worker trusts only events the database holds: a made-up one is parked unread.
+    expect(lastError(ids.unknownCustomer)).toMatch(/^PermanentFailure: no stored event with this id/);
     for (const [id, content] of sent) {
       const message = byId.get(id);
       // Parked on the first delivery (no retries for what retrying cannot fix), body untouched.
@@ -256,7 +251,7 @@ describe('worker: idempotent receiver', () => {
     expect((calls[2] as number) - (calls[1] as number)).toBeGreaterThanOrEqual(100);
     expect(await outcomes(service)).toEqual({ retried: 2, parked: 1 });
     expect(await welcomeEmails(customer.customerId)).toBe(0);
-    expect(await notifications(customer.customerId)).toBe(0);
+    expect(await historyRows(customer.customerId)).toBe(0);
     expect(await inboxRows(customer.eventId)).toBe(0);
     expect(await broker.messageCount(retryQueue)).toBe(0);
     expect(await broker.messageCount(workerQueue)).toBe(0);
@@ -270,22 +265,18 @@ describe('worker: idempotent receiver', () => {
     );
     const customer = await createCustomer(url, 'flaky');
 
-    await waitFor('the handled notification', async () => (await notifications(customer.customerId)) === 1);
+    await waitFor('the history row', async () => (await historyRows(customer.customerId)) === 1);
     await waitFor('the success to be counted', async () => (await outcomes(service)).handled === 1);
     expect(calls).toHaveLength(3);
     expect(await outcomes(service)).toEqual({ retried: 2, handled: 1 });
     expect(await welcomeEmails(customer.customerId)).toBe(1);
     expect(await inboxRows(customer.eventId)).toBe(1);
     expect(await broker.messageCount(deadQueue)).toBe(0);
-    const [row] = await db.query<{ payload: unknown }>(
-      "SELECT payload FROM outbox WHERE type = 'CustomerEventHandled' AND aggregate_id = ?",
+    const [row] = await db.query<{ event_id: string; handler: string; sequence: number }>(
+      'SELECT event_id, handler, sequence FROM handled_events WHERE aggregate_id = ?',
       [customer.customerId],
     );
-    expect(parseJsonColumn(row?.payload)).toMatchObject({
-      handledEventId: customer.eventId,
-      handler: 'flaky-welcome-email',
-      outcome: 'succeeded',
-    });
+    expect(row).toEqual({ event_id: customer.eventId, handler: 'flaky-welcome-email', sequence: 1 });
   });
 
   it('a lost database connection is retried without counting attempts: never parked for an outage', async () => {
@@ -301,7 +292,7 @@ describe('worker: idempotent receiver', () => {
     );
     const customer = await createCustomer(url, 'outage');
 
-    await waitFor('the handled notification', async () => (await notifications(customer.customerId)) === 1);
+    await waitFor('the history row', async () => (await historyRows(customer.customerId)) === 1);
     // Three failures with a limit of two attempts, and still handled: the outage did not count.
     expect(calls).toHaveLength(4);
     await waitFor('the success to be counted', async () => (await outcomes(service)).handled === 1);

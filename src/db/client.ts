@@ -138,6 +138,19 @@ export async function transaction<T>(
       }
     }, config);
   } catch (error) {
-    throw bodyError ? bodyError.error : error;
+    if (!bodyError) throw error;
+    // The ROLLBACK failed too: kept, because it is what shows the connection was dead, which a
+    // handler's own error (thrown after a lost connection) does not.
+    if (error !== bodyError.error && bodyError.error !== null && typeof bodyError.error === 'object') {
+      rollbackFailures.set(bodyError.error, error);
+    }
+    throw bodyError.error;
   }
+}
+
+const rollbackFailures = new WeakMap<object, unknown>();
+
+/** The error the ROLLBACK after `error` failed with, if it did (see transaction()). */
+export function rollbackFailureOf(error: unknown): unknown {
+  return error !== null && typeof error === 'object' ? rollbackFailures.get(error) : undefined;
 }

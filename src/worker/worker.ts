@@ -3,7 +3,7 @@ import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { BrokerConnection } from '../broker/connection.js';
 import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
-import { type Database, type Transaction, transaction } from '../db/client.js';
+import { type Database, rollbackFailureOf, type Transaction, transaction } from '../db/client.js';
 import { isTransientDatabaseError } from '../db/errors.js';
 import { appendHistory } from '../history/store.js';
 import type { Logger } from '../log.js';
@@ -207,7 +207,7 @@ export class Worker {
       // The database being away (restart, failover, deadlock) is nobody's fault in the message:
       // it waits in the retry queue like any failure but the attempt is not counted, so a long
       // outage delays messages without ever parking them.
-      const counted = isTransientDatabaseError(error) ? attempts - 1 : attempts;
+      const counted = isTransientDatabaseError(error, rollbackFailureOf(error)) ? attempts - 1 : attempts;
       if (counted >= maxAttempts) {
         await this.park(channel, message, error, counted, envelope);
         return 'parked';
@@ -306,13 +306,14 @@ export class Worker {
         'no stored event with this id (not written by this service, or pruned by OUTBOX_RETENTION)',
       );
     }
-    for (const field of ['type', 'aggregateType', 'aggregateId', 'sequence', 'occurredAt'] as const) {
-      if (
-        stored[field] !== claim[field] &&
-        new Date(String(claim[field])).getTime() !== Date.parse(stored.occurredAt)
-      ) {
+    for (const field of ['type', 'aggregateType', 'aggregateId', 'sequence'] as const) {
+      if (stored[field] !== claim[field]) {
         throw new PermanentFailure(`message ${field} disagrees with the stored event`);
       }
+    }
+    // The same instant may be spelled with another offset; any other difference is a forgery.
+    if (Date.parse(claim.occurredAt) !== Date.parse(stored.occurredAt)) {
+      throw new PermanentFailure('message occurredAt disagrees with the stored event');
     }
     if (canonicalJson(stored.payload) !== canonicalJson(claim.payload)) {
       throw new PermanentFailure('message payload disagrees with the stored event');

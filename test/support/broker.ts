@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
+import { topologyFor } from '../../src/broker/topology.js';
 import { TEST_AMQP_URL } from './env.js';
 
 const run = promisify(execFile);
@@ -57,6 +58,22 @@ export async function bindTestQueue(exchange: string, bindingKey = '#'): Promise
     async close() {
       await connection.close().catch(() => {});
     },
+  };
+}
+
+/**
+ * Every queue and exchange a service with this exchange and worker queue declares (the worker's
+ * retry, wait and dead-letter queues, the wake-up and history hint exchanges), for
+ * deleteBrokerObjects.
+ */
+export function brokerObjectsOf(
+  exchange: string,
+  workerQueue: string,
+): { exchanges: string[]; queues: string[] } {
+  const t = topologyFor(exchange, workerQueue, []);
+  return {
+    queues: [t.workerQueue, t.workerRetryQueue, t.workerWaitQueue, t.workerDeadLetterQueue],
+    exchanges: [t.exchange, t.wakeupExchange, t.historyExchange],
   };
 }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import type { RunningService } from '../../src/service.js';
-import { deleteBrokerObjects } from './broker.js';
+import { brokerObjectsOf, deleteBrokerObjects } from './broker.js';
 import { TEST_AMQP_URL } from './env.js';
 
 /** A suffix that keeps this file's exchange and queue names apart from every other run. */
@@ -54,15 +54,11 @@ export async function graphql<T = Record<string, unknown>>(
 }
 
 /**
- * Stops a service and deletes what it declared on the broker (its exchange, the wake-up
- * exchange and the worker's queues), so that test runs leave the broker as they found it.
+ * Stops a service and deletes what it declared on the broker (its exchange, the wake-up and
+ * history hint exchanges and the worker's queues), so that test runs leave the broker as they found it.
  */
 export async function stopAndClean(service: RunningService | undefined): Promise<void> {
   if (!service) return;
   await service.stop();
-  const t = service.topology;
-  await deleteBrokerObjects({
-    queues: [t.workerQueue, t.workerRetryQueue, t.workerDeadLetterQueue],
-    exchanges: [t.exchange, t.wakeupExchange],
-  });
+  await deleteBrokerObjects(brokerObjectsOf(service.topology.exchange, service.topology.workerQueue));
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseEnvelope } from '../../src/worker/envelope.js';
 import { PermanentFailure } from '../../src/outbox/handler.js';
+import { parseEnvelope } from '../../src/worker/envelope.js';
 
 const MAX_BYTES = 4096;
 

@@ -1,0 +1,131 @@
+import type { PrivateMariaDb } from './mariadb.js';
+import type { PrivateRabbitMq } from './rabbitmq.js';
+import type { RecoveryTracker } from './recovery.js';
+import { say } from './report.js';
+import { describe, type Fault, isServerFault } from './schedule.js';
+import type { SupervisedProcess } from './supervisor.js';
+import { delay } from './wait.js';
+
+export interface FaultRun {
+  readonly id: number;
+  readonly fault: Fault;
+  startedAt: number | undefined;
+  endedAt: number | undefined;
+  /** Why it did not happen as scheduled (e.g. the victim was between incarnations). */
+  skipped: string | undefined;
+}
+
+export interface FaultTargets {
+  readonly processes: readonly SupervisedProcess[];
+  readonly db: PrivateMariaDb;
+  readonly mq: PrivateRabbitMq;
+  readonly recovery: RecoveryTracker;
+}
+
+/**
+ * Plays the schedule: each fault at its time, process faults as they come, server faults one
+ * after the other (a server fault waits for the previous one to be over, should a restart take
+ * longer than its slot).
+ */
+export class FaultPlayer {
+  readonly runs: FaultRun[];
+  private readonly pending: Array<Promise<void>> = [];
+  private serverChain: Promise<void> = Promise.resolve();
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    schedule: readonly Fault[],
+    private readonly targets: FaultTargets,
+    private readonly signal: AbortSignal,
+  ) {
+    this.runs = schedule.map((fault, i) => ({
+      id: i + 1,
+      fault,
+      startedAt: undefined,
+      endedAt: undefined,
+      skipped: undefined,
+    }));
+  }
+
+  start(loadStartedAt: number): void {
+    this.loop = (async () => {
+      for (const run of this.runs) {
+        await delay(Math.max(0, loadStartedAt + run.fault.at - Date.now()), this.signal);
+        if (this.signal.aborted) return;
+        if (isServerFault(run.fault)) {
+          this.serverChain = this.serverChain.then(() => this.play(run));
+          this.pending.push(this.serverChain);
+        } else {
+          this.pending.push(this.play(run));
+        }
+      }
+    })();
+  }
+
+  /** Resolves when every fault has been played and undone; rejects if a server did not come back. */
+  async finished(): Promise<void> {
+    await this.loop;
+    const results = await Promise.allSettled(this.pending);
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
+  }
+
+  private find(name: string): SupervisedProcess {
+    const proc = this.targets.processes.find((p) => p.name === name);
+    if (!proc) throw new Error(`no process named ${name}`);
+    return proc;
+  }
+
+  private async play(run: FaultRun): Promise<void> {
+    const { fault } = run;
+    const { db, mq, recovery, processes } = this.targets;
+    if (this.signal.aborted) return;
+    run.startedAt = Date.now();
+    say(`fault #${run.id}: ${describe(fault)}`);
+    switch (fault.kind) {
+      case 'kill': {
+        const proc = this.find(fault.target);
+        const incarnation = proc.incarnation;
+        if (!proc.kill()) {
+          run.skipped = `${proc.name} was not running (between restarts)`;
+          break;
+        }
+        run.endedAt = Date.now();
+        // The next incarnation counts from zero: any progress of it is recovery.
+        await recovery.watch(run.id, proc, run.endedAt, { incarnation, value: 0 });
+        break;
+      }
+      case 'freeze': {
+        const proc = this.find(fault.target);
+        const baseline = await recovery.baselineOf(proc);
+        const incarnation = proc.freeze();
+        if (incarnation === undefined) {
+          run.skipped = `${proc.name} was not running (between restarts)`;
+          break;
+        }
+        await delay(fault.holdMs, this.signal);
+        if (!proc.thaw(incarnation)) {
+          run.skipped = `${proc.name} was killed while frozen; its successor was not frozen`;
+        }
+        run.endedAt = Date.now();
+        await recovery.watch(run.id, proc, run.endedAt, baseline);
+        break;
+      }
+      case 'broker-restart':
+      case 'broker-kill':
+      case 'db-kill': {
+        if (fault.kind === 'broker-restart') await mq.stop();
+        else if (fault.kind === 'broker-kill') await mq.kill();
+        else await db.kill();
+        await delay(fault.downMs, this.signal);
+        if (this.signal.aborted) return;
+        if (fault.kind === 'db-kill') await db.start();
+        else await mq.start();
+        run.endedAt = Date.now();
+        say(`fault #${run.id}: ${fault.kind.startsWith('db') ? 'MariaDB' : 'RabbitMQ'} is back`);
+        await Promise.all(processes.map((p) => recovery.watch(run.id, p, run.endedAt ?? Date.now())));
+        break;
+      }
+    }
+  }
+}

@@ -1,0 +1,98 @@
+import type { Load } from './load.js';
+import type { Role, SupervisedProcess } from './supervisor.js';
+import { delay } from './wait.js';
+
+/** The counter that moves when a process of this role does its job. */
+const PROGRESS_METRIC: Record<Exclude<Role, 'app'>, string> = {
+  relay: 'outbox_events_published_total',
+  worker: 'worker_messages_total',
+};
+
+export interface Recovery {
+  readonly fault: number;
+  readonly process: string;
+  /** When the fault ended: the kill itself, the SIGCONT, the server ready again. */
+  readonly since: number;
+  recoveredAt: number | undefined;
+}
+
+interface Watch extends Recovery {
+  readonly proc: SupervisedProcess;
+  baseline: { incarnation: number; value: number } | undefined;
+}
+
+/**
+ * How long each process took to work again after each fault. "Works" means more than "is up":
+ * an app acknowledged a create again (or answers /readyz once the load is over), a relay
+ * published again, a worker handled again (their counters moved, or, once the load is over and
+ * there may be nothing left to do, they answer /healthz). Measured from the end of the fault.
+ */
+export class RecoveryTracker {
+  private readonly watches: Watch[] = [];
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly load: Load) {}
+
+  get results(): readonly Recovery[] {
+    return this.watches;
+  }
+
+  get open(): number {
+    return this.watches.filter((w) => w.recoveredAt === undefined).length;
+  }
+
+  /** Reads the progress counter now; call before freezing, when the process still answers. */
+  async baselineOf(proc: SupervisedProcess): Promise<Watch['baseline']> {
+    if (proc.role === 'app') return undefined;
+    const incarnation = proc.incarnation;
+    const value = await proc.counter(PROGRESS_METRIC[proc.role]);
+    return value === undefined ? undefined : { incarnation, value };
+  }
+
+  async watch(fault: number, proc: SupervisedProcess, since: number, baseline?: Watch['baseline']) {
+    const watch: Watch = {
+      fault,
+      process: proc.name,
+      since,
+      recoveredAt: undefined,
+      proc,
+      baseline: baseline ?? (await this.baselineOf(proc)),
+    };
+    this.watches.push(watch);
+  }
+
+  start(): void {
+    this.loop = (async () => {
+      while (!this.abort.signal.aborted) {
+        await Promise.all(this.watches.filter((w) => w.recoveredAt === undefined).map((w) => this.check(w)));
+        await delay(250, this.abort.signal);
+      }
+    })();
+  }
+
+  private async check(w: Watch): Promise<void> {
+    const { proc } = w;
+    if (!proc.running || proc.frozen || !(await proc.healthy())) return;
+    if (await this.progressed(w)) w.recoveredAt = Date.now();
+  }
+
+  private async progressed(w: Watch): Promise<boolean> {
+    const { proc } = w;
+    if (this.load.finished) return true;
+    if (proc.role === 'app') return (this.load.lastAckAt.get(proc.name) ?? 0) > w.since;
+    const value = await proc.counter(PROGRESS_METRIC[proc.role]);
+    if (value === undefined) return false;
+    // A restarted process counts from zero; a baseline read while it was away is taken now.
+    if (w.baseline === undefined) {
+      w.baseline = { incarnation: proc.incarnation, value };
+      return false;
+    }
+    return w.baseline.incarnation === proc.incarnation ? value > w.baseline.value : value > 0;
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+  }
+}

@@ -30,6 +30,7 @@ export async function createCustomer(
   input: CreateInput,
   idempotencyKey: string,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<CreateOutcome> {
   let response: Response;
   let body: GraphQLResponse<{ createCustomer: { eventId: string; customer: { id: string } } }>;
@@ -38,7 +39,9 @@ export async function createCustomer(
       method: 'POST',
       headers: { 'content-type': 'application/json', 'idempotency-key': idempotencyKey },
       body: JSON.stringify({ query: CREATE, variables: { input } }),
-      signal: AbortSignal.timeout(timeoutMs),
+      signal: signal
+        ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+        : AbortSignal.timeout(timeoutMs),
     });
     const text = await response.text();
     try {

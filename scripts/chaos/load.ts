@@ -49,6 +49,8 @@ export class Load {
   constructor(
     private readonly apps: readonly SupervisedProcess[],
     private readonly runId: string,
+    /** The run's interrupt: requests give up their retries at once when it aborts. */
+    private readonly interrupted: AbortSignal,
   ) {}
 
   get finished(): boolean {
@@ -99,6 +101,7 @@ export class Load {
         record.input,
         record.key,
         ATTEMPT_TIMEOUT_MS,
+        this.interrupted,
       );
       if (outcome.kind === 'ok') {
         record.outcome = 'ok';
@@ -115,14 +118,15 @@ export class Load {
         return;
       }
       record.retries.push(outcome.reason);
-      if (Date.now() - record.firstAt > RETRY_DEADLINE_MS) {
+      if (Date.now() - record.firstAt > RETRY_DEADLINE_MS || this.interrupted.aborted) {
         record.outcome = 'gave-up';
         record.code = outcome.reason;
         return;
       }
       const wait = BACKOFF_MS[Math.min(record.attempts - 1, BACKOFF_MS.length - 1)] ?? 2000;
-      // Retries are not cut short by stop(): every request must end with a final answer.
-      await delay(wait);
+      // Retries are not cut short by stop(), only by an interrupt: every request must end with
+      // a final answer for the checks.
+      await delay(wait, this.interrupted);
       app = (app + 1) % this.apps.length;
     }
   }

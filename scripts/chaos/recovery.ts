@@ -23,16 +23,24 @@ interface Watch extends Recovery {
 
 /**
  * How long each process took to work again after each fault. "Works" means more than "is up":
- * an app acknowledged a create again (or answers /readyz once the load is over), a relay
- * published again, a worker handled again (their counters moved, or, once the load is over and
- * there may be nothing left to do, they answer /healthz). Measured from the end of the fault.
+ * an app acknowledged a create again (once the load is over: answers /readyz, which checks its
+ * dependencies), a relay published again, a worker handled again (their counters moved; once
+ * the load is over and nothing is left to do, answering /healthz is enough). Measured from the
+ * end of the fault.
  */
 export class RecoveryTracker {
   private readonly watches: Watch[] = [];
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
 
-  constructor(private readonly load: Load) {}
+  /** True when the load is over and the system has nothing left to do; refreshed each round. */
+  private idle = false;
+
+  /** `nothingToDo`: no pending event and every customer handled (asked only after the load). */
+  constructor(
+    private readonly load: Load,
+    private readonly nothingToDo: () => Promise<boolean>,
+  ) {}
 
   get results(): readonly Recovery[] {
     return this.watches;
@@ -65,6 +73,7 @@ export class RecoveryTracker {
   start(): void {
     this.loop = (async () => {
       while (!this.abort.signal.aborted) {
+        this.idle = this.load.finished && (await this.nothingToDo().catch(() => false));
         await Promise.all(this.watches.filter((w) => w.recoveredAt === undefined).map((w) => this.check(w)));
         await delay(250, this.abort.signal);
       }
@@ -79,8 +88,8 @@ export class RecoveryTracker {
 
   private async progressed(w: Watch): Promise<boolean> {
     const { proc } = w;
-    if (this.load.finished) return true;
-    if (proc.role === 'app') return (this.load.lastAckAt.get(proc.name) ?? 0) > w.since;
+    if (proc.role === 'app') return this.load.finished || (this.load.lastAckAt.get(proc.name) ?? 0) > w.since;
+    if (this.idle) return true;
     const value = await proc.counter(PROGRESS_METRIC[proc.role]);
     if (value === undefined) return false;
     // A restarted process counts from zero; a baseline read while it was away is taken now.

@@ -144,11 +144,13 @@ async function execute(
   cleanup.add('subscribers', async () => {
     await Promise.all(subscribers.map((s) => s.stop()));
   });
-  const load = new Load(apps, randomBytes(4).toString('hex'));
+  const load = new Load(apps, randomBytes(4).toString('hex'), signal);
   cleanup.add('load', () => load.stop());
   await warmUp(load, subscribers, signal);
 
-  const recovery = new RecoveryTracker(load);
+  const recovery = new RecoveryTracker(load, () =>
+    harnessDb.with(readBacklog).then((b) => b.pending === 0 && b.welcomed >= b.customers),
+  );
   recovery.start();
   cleanup.add('recovery tracker', () => recovery.stop());
   const player = new FaultPlayer(schedule, { processes, db, mq, recovery }, signal);

@@ -13,7 +13,11 @@ export interface FaultRun {
   endedAt: number | undefined;
   /** Why it did not happen as scheduled (e.g. the victim was between incarnations). */
   skipped: string | undefined;
+  /** What else was seen, e.g. other relays taking over a frozen relay's leases. */
+  note: string | undefined;
 }
+
+const TAKEOVERS = 'outbox_lease_takeovers_total';
 
 export interface FaultTargets {
   readonly processes: readonly SupervisedProcess[];
@@ -44,6 +48,7 @@ export class FaultPlayer {
       startedAt: undefined,
       endedAt: undefined,
       skipped: undefined,
+      note: undefined,
     }));
   }
 
@@ -98,6 +103,8 @@ export class FaultPlayer {
       case 'freeze': {
         const proc = this.find(fault.target);
         const baseline = await recovery.baselineOf(proc);
+        const others = processes.filter((p) => p.role === 'relay' && p !== proc);
+        const takeoversBefore = await sumOf(others, TAKEOVERS);
         const incarnation = proc.freeze();
         if (incarnation === undefined) {
           run.skipped = `${proc.name} was not running (between restarts)`;
@@ -108,6 +115,9 @@ export class FaultPlayer {
           run.skipped = `${proc.name} was killed while frozen; its successor was not frozen`;
         }
         run.endedAt = Date.now();
+        // Counters restart with a killed relay, so this is a floor, not an exact figure.
+        const takeovers = Math.max(0, (await sumOf(others, TAKEOVERS)) - takeoversBefore);
+        run.note = `leases taken over by other relays meanwhile: ${takeovers}`;
         await recovery.watch(run.id, proc, run.endedAt, baseline);
         break;
       }
@@ -128,4 +138,9 @@ export class FaultPlayer {
       }
     }
   }
+}
+
+async function sumOf(processes: readonly SupervisedProcess[], metric: string): Promise<number> {
+  const values = await Promise.all(processes.map((p) => p.counter(metric)));
+  return values.reduce<number>((sum, v) => sum + (v ?? 0), 0);
 }

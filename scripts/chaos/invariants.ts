@@ -147,6 +147,20 @@ export function checkInvariants(e: Evidence): Row[] {
     });
   }
   {
+    // A dependency being away is the service's SERVICE_UNAVAILABLE (503, retry with the key),
+    // never an internal error: a client cannot tell "try again" from "broken" otherwise.
+    const internal = ledger.filter((r) => r.outcome === 'failed' && r.code === 'INTERNAL_SERVER_ERROR');
+    const other = ledger.filter((r) => r.outcome === 'failed' && r.code !== 'INTERNAL_SERVER_ERROR');
+    rows.push({
+      name: 'faults answered SERVICE_UNAVAILABLE, not internal errors',
+      expected: '0 INTERNAL_SERVER_ERROR',
+      observed: `${internal.length} INTERNAL_SERVER_ERROR, ${other.length} other final errors${examples([
+        ...new Set(other.map((r) => r.code ?? '?')),
+      ])}`,
+      ok: internal.length === 0,
+    });
+  }
+  {
     const r = e.replays;
     rows.push({
       name: 'replay with the same key: original result, no write',

@@ -53,7 +53,10 @@ export class PrivateRabbitMq {
       RABBITMQ_CONF_ENV_FILE: join(this.dir, 'rabbitmq-env.conf'),
       RABBITMQ_PID_FILE: join(this.dir, 'rabbitmq.pid'),
       ERL_EPMD_ADDRESS: '127.0.0.1',
-      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
+      // No busy-waiting schedulers: on a small shared box they burn the CPU the service
+      // processes (and the broker's own restart) need. RabbitMQ recommends this for shared hosts.
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS:
+        '-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none',
     };
   }
 

@@ -70,7 +70,8 @@ async function main(): Promise<number> {
   try {
     return await execute(config, random, schedule, dir, cleanup);
   } catch (error) {
-    say(`the run failed: ${(error as Error).stack ?? String(error)}`);
+    if (cleanup.abort.signal.aborted) say('interrupted');
+    else say(`the run failed: ${(error as Error).stack ?? String(error)}`);
     return 1;
   } finally {
     say('cleaning up');
@@ -306,7 +307,12 @@ function printFaults(player: FaultPlayer, recovery: RecoveryTracker): void {
                   `${r.process} ${r.recoveredAt === undefined ? 'NEVER' : seconds(r.recoveredAt - r.since)}`,
               )
               .join(', ');
-      return [String(run.id), run.startedAt ? elapsed(run.startedAt) : '-', describe(run.fault), text];
+      return [
+        String(run.id),
+        run.startedAt ? elapsed(run.startedAt) : '-',
+        describe(run.fault),
+        run.note ? `${text} (${run.note})` : text,
+      ];
     }),
   );
 }

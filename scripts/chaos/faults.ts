@@ -36,6 +36,8 @@ export class FaultPlayer {
   private readonly pending: Array<Promise<void>> = [];
   private serverChain: Promise<void> = Promise.resolve();
   private loop: Promise<void> | undefined;
+  /** The first fault that could not be played or undone (a server that did not come back). */
+  failure: unknown;
 
   constructor(
     schedule: readonly Fault[],
@@ -57,12 +59,19 @@ export class FaultPlayer {
       for (const run of this.runs) {
         await delay(Math.max(0, loadStartedAt + run.fault.at - Date.now()), this.signal);
         if (this.signal.aborted) return;
+        let played: Promise<void>;
         if (isServerFault(run.fault)) {
-          this.serverChain = this.serverChain.then(() => this.play(run));
-          this.pending.push(this.serverChain);
+          played = this.serverChain.then(() => this.play(run));
+          this.serverChain = played;
         } else {
-          this.pending.push(this.play(run));
+          played = this.play(run);
         }
+        // Handled here so a failure is neither unhandled nor lost: finished() rethrows it, and
+        // the run stops early when a server did not come back.
+        played.catch((error: unknown) => {
+          this.failure ??= error;
+        });
+        this.pending.push(played);
       }
     })();
   }

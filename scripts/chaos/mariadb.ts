@@ -48,7 +48,7 @@ export class PrivateMariaDb {
   }
 
   /** Starts the server on the same data directory (after a kill: crash recovery) and waits for SQL. */
-  async start(timeoutMs = 60_000): Promise<void> {
+  async start(timeoutMs = 120_000): Promise<void> {
     if (this.pid !== undefined) throw new Error('MariaDB is already running');
     const server = spawnGroup(
       PROGRAMS.mariadbd.path,
@@ -72,7 +72,7 @@ export class PrivateMariaDb {
       `MariaDB on 127.0.0.1:${this.port}`,
       async () => {
         if (server.hasExited()) throw new Error(`mariadbd exited at start:\n${server.tail()}`);
-        const connection = await mysql.createConnection({ uri: this.url(''), connectTimeout: 1000 });
+        const connection = await mysql.createConnection({ uri: this.url(''), connectTimeout: 5000 });
         try {
           await connection.query('SELECT 1');
           return true;

@@ -3,6 +3,7 @@
  * RabbitMQ servers. See README, "Fault injection". Exits 0 only when every invariant holds.
  */
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -56,6 +57,15 @@ async function main(): Promise<number> {
 
   const cleanup = new Cleanup();
   cleanup.installSignals();
+  // Thousands of requests wait on the run's interrupt signal at once; that is no leak.
+  setMaxListeners(0, cleanup.abort.signal);
+  process.on('unhandledRejection', (error) => {
+    say(`unexpected failure: ${(error as Error)?.stack ?? String(error)}`);
+    cleanup.run().then(
+      () => process.exit(1),
+      () => process.exit(1),
+    );
+  });
   await mkdir(config.tmpRoot, { recursive: true });
   const dir = await mkdtemp(join(config.tmpRoot, 'graphql-outbox-chaos-'));
   say(
@@ -161,7 +171,7 @@ async function execute(
   say(`load started: ${config.rate} creates/s for ${config.seconds} s`);
 
   const loadEndsAt = loadStartedAt + config.seconds * 1000;
-  while (!signal.aborted && Date.now() < loadEndsAt) {
+  while (!signal.aborted && Date.now() < loadEndsAt && player.failure === undefined) {
     await delay(Math.min(PROGRESS_EVERY_MS, loadEndsAt - Date.now()), signal);
     await progress(load, harnessDb, subscribers, processes, player);
   }

@@ -18,6 +18,8 @@ export interface DbState {
   readonly handled:
     | ReadonlyArray<{ eventId: string; customerId: string; sequence: number; type: string }>
     | undefined;
+  /** Why `handled` is undefined: no table, or a table of another shape than expected. */
+  readonly handledNote: string | undefined;
   readonly inboxMessageIds: ReadonlySet<string>;
 }
 
@@ -41,16 +43,23 @@ export async function readState(db: Connection): Promise<DbState> {
   );
   const [welcome] = await db.query<RowDataPacket[]>('SELECT event_id, customer_id FROM welcome_emails');
   let handled: DbState['handled'];
+  let handledNote: string | undefined = 'no handled_events table in this build';
   if (await hasTable(db, 'handled_events')) {
-    const [rows] = await db.query<RowDataPacket[]>(
-      'SELECT event_id, aggregate_id, sequence, type FROM handled_events ORDER BY position',
-    );
-    handled = rows.map((r) => ({
-      eventId: String(r.event_id),
-      customerId: String(r.aggregate_id),
-      sequence: Number(r.sequence),
-      type: String(r.type),
-    }));
+    // Being built beside this run: a table of another shape is reported, not fatal.
+    try {
+      const [rows] = await db.query<RowDataPacket[]>(
+        'SELECT event_id, aggregate_id, sequence, type FROM handled_events ORDER BY position',
+      );
+      handled = rows.map((r) => ({
+        eventId: String(r.event_id),
+        customerId: String(r.aggregate_id),
+        sequence: Number(r.sequence),
+        type: String(r.type),
+      }));
+      handledNote = undefined;
+    } catch (error) {
+      handledNote = `handled_events unreadable: ${(error as Error).message}`;
+    }
   }
   const [inbox] = await db.query<RowDataPacket[]>('SELECT message_id FROM inbox');
   return {
@@ -67,6 +76,7 @@ export async function readState(db: Connection): Promise<DbState> {
     })),
     welcome: welcome.map((r) => ({ eventId: String(r.event_id), customerId: String(r.customer_id) })),
     handled,
+    handledNote,
     inboxMessageIds: new Set(inbox.map((r) => String(r.message_id))),
   };
 }

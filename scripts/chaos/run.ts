@@ -272,7 +272,7 @@ async function progress(
   const received = subscribers.map((s) => s.received.length).join('/');
   const played = player.runs.filter((r) => r.startedAt !== undefined).length;
   say(
-    `sent ${c.sent} ok ${c.ok} failed ${c.failed} gave-up ${c.gaveUp} retried ${c.retried} in-flight ${c.pending} | ${backlog} | subscribers ${received} | up ${up}/${processes.length} | faults ${played}/${player.runs.length}`,
+    `sent ${c.sent} ok ${c.ok} failed ${c.failed} gave-up ${c.gaveUp} retried ${c.retried} in-flight ${c.pending} held-back ${load.skipped} | ${backlog} | subscribers ${received} | up ${up}/${processes.length} | faults ${played}/${player.runs.length}`,
   );
 }
 

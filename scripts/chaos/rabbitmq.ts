@@ -113,7 +113,9 @@ export class PrivateRabbitMq {
   async kill(): Promise<void> {
     const server = this.server;
     if (!server) return;
-    signalGroup(server.pid, 'SIGKILL');
+    // Only while the group's leader lives: once it is gone and reaped its pid could in theory
+    // lead someone else's group, and this run never signals what it did not start.
+    if (!server.hasExited()) signalGroup(server.pid, 'SIGKILL');
     await server.exited;
     await waitFor(
       `RabbitMQ ${this.node} to be gone`,

@@ -1,7 +1,9 @@
+import type { HarnessDb } from './harness-db.js';
+import { liveLeasesOf, takenOver } from './leases.js';
 import type { PrivateMariaDb } from './mariadb.js';
 import type { PrivateRabbitMq } from './rabbitmq.js';
 import type { RecoveryTracker } from './recovery.js';
-import { say } from './report.js';
+import { say, seconds } from './report.js';
 import { describe, type Fault, isServerFault } from './schedule.js';
 import type { SupervisedProcess } from './supervisor.js';
 import { delay } from './wait.js';
@@ -17,11 +19,14 @@ export interface FaultRun {
   note: string | undefined;
 }
 
-const TAKEOVERS = 'outbox_lease_takeovers_total';
+/** How long a freeze waits for its relay to hold a lease before freezing it anyway. */
+const LEASE_WAIT_MS = 10_000;
 
 export interface FaultTargets {
   readonly processes: readonly SupervisedProcess[];
-  readonly db: PrivateMariaDb;
+  readonly dbServer: PrivateMariaDb;
+  /** The harness's connection, to see what a frozen relay held. */
+  readonly db: HarnessDb;
   readonly mq: PrivateRabbitMq;
   readonly recovery: RecoveryTracker;
 }
@@ -90,9 +95,31 @@ export class FaultPlayer {
     return proc;
   }
 
+  /**
+   * Freezes the relay at a moment it holds leases, so the freeze tests the hand-off: freezes,
+   * looks at what it holds, and if nothing, lets it go and tries again a little later (until
+   * LEASE_WAIT_MS, then it stays frozen with nothing). Freezing first and looking second is the
+   * only order without a race: a running relay may settle its batch between a look and a freeze.
+   */
+  private async freezeHoldingLeases(
+    proc: SupervisedProcess,
+  ): Promise<{ incarnation: number; pid: number; leased: string[] } | undefined> {
+    const until = Date.now() + LEASE_WAIT_MS;
+    for (;;) {
+      const pid = proc.pid;
+      const incarnation = proc.freeze();
+      if (incarnation === undefined || pid === undefined) return undefined;
+      const leased = await liveLeasesOf(this.targets.db, pid).catch(() => []);
+      if (leased.length > 0 || Date.now() >= until || this.signal.aborted)
+        return { incarnation, pid, leased };
+      proc.thaw(incarnation);
+      await delay(150, this.signal);
+    }
+  }
+
   private async play(run: FaultRun): Promise<void> {
     const { fault } = run;
-    const { db, mq, recovery, processes } = this.targets;
+    const { dbServer, mq, recovery, processes } = this.targets;
     if (this.signal.aborted) return;
     run.startedAt = Date.now();
     say(`fault #${run.id}: ${describe(fault)}`);
@@ -112,44 +139,43 @@ export class FaultPlayer {
       case 'freeze': {
         const proc = this.find(fault.target);
         const baseline = await recovery.baselineOf(proc);
-        const others = processes.filter((p) => p.role === 'relay' && p !== proc);
-        const takeoversBefore = await sumOf(others, TAKEOVERS);
-        const incarnation = proc.freeze();
-        if (incarnation === undefined) {
+        const frozen = await this.freezeHoldingLeases(proc);
+        if (!frozen) {
           run.skipped = `${proc.name} was not running (between restarts)`;
           break;
         }
         await delay(fault.holdMs, this.signal);
-        if (!proc.thaw(incarnation)) {
+        if (!proc.thaw(frozen.incarnation)) {
           run.skipped = `${proc.name} was killed while frozen; its successor was not frozen`;
         }
         run.endedAt = Date.now();
-        // Counters restart with a killed relay, so this is a floor, not an exact figure.
-        const takeovers = Math.max(0, (await sumOf(others, TAKEOVERS)) - takeoversBefore);
-        run.note = `leases taken over by other relays meanwhile: ${takeovers}`;
+        const taken = await takenOver(this.targets.db, frozen.pid, frozen.leased).catch(() => undefined);
+        run.note =
+          frozen.leased.length === 0
+            ? 'it held no lease when frozen'
+            : `${taken ?? '?'} of the ${frozen.leased.length} events it had leased were taken over by another relay`;
         await recovery.watch(run.id, proc, run.endedAt, baseline);
         break;
       }
       case 'broker-restart':
       case 'broker-kill':
       case 'db-kill': {
+        const server = fault.kind === 'db-kill' ? 'MariaDB' : 'RabbitMQ';
         if (fault.kind === 'broker-restart') await mq.stop();
         else if (fault.kind === 'broker-kill') await mq.kill();
-        else await db.kill();
+        else await dbServer.kill();
+        const stoppedIn = Date.now() - run.startedAt;
         await delay(fault.downMs, this.signal);
         if (this.signal.aborted) return;
-        if (fault.kind === 'db-kill') await db.start();
+        const startAt = Date.now();
+        if (fault.kind === 'db-kill') await dbServer.start();
         else await mq.start();
         run.endedAt = Date.now();
-        say(`fault #${run.id}: ${fault.kind.startsWith('db') ? 'MariaDB' : 'RabbitMQ'} is back`);
+        run.note = `stopped in ${seconds(stoppedIn)}, started in ${seconds(run.endedAt - startAt)}`;
+        say(`fault #${run.id}: ${server} is back (${run.note})`);
         await Promise.all(processes.map((p) => recovery.watch(run.id, p, run.endedAt ?? Date.now())));
         break;
       }
     }
   }
-}
-
-async function sumOf(processes: readonly SupervisedProcess[], metric: string): Promise<number> {
-  const values = await Promise.all(processes.map((p) => p.counter(metric)));
-  return values.reduce<number>((sum, v) => sum + (v ?? 0), 0);
 }

@@ -164,7 +164,7 @@ async function execute(
   );
   recovery.start();
   cleanup.add('recovery tracker', () => recovery.stop());
-  const player = new FaultPlayer(schedule, { processes, db, mq, recovery }, signal);
+  const player = new FaultPlayer(schedule, { processes, dbServer: db, db: harnessDb, mq, recovery }, signal);
   const loadStartedAt = Date.now();
   load.start(config.rate);
   player.start(loadStartedAt);

@@ -19,8 +19,12 @@ export interface FaultRun {
   note: string | undefined;
 }
 
-/** How long a freeze waits for its relay to hold a lease before freezing it anyway. */
-const LEASE_WAIT_MS = 10_000;
+/**
+ * How long a freeze tries to catch its relay holding a lease before freezing it anyway. A batch
+ * is leased for only tens of milliseconds when the relay keeps up, so it takes many quick tries.
+ */
+const LEASE_WAIT_MS = 20_000;
+const LEASE_TRY_EVERY_MS = 50;
 
 export interface FaultTargets {
   readonly processes: readonly SupervisedProcess[];
@@ -113,7 +117,7 @@ export class FaultPlayer {
       if (leased.length > 0 || Date.now() >= until || this.signal.aborted)
         return { incarnation, pid, leased };
       proc.thaw(incarnation);
-      await delay(150, this.signal);
+      await delay(LEASE_TRY_EVERY_MS, this.signal);
     }
   }
 

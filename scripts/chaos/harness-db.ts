@@ -14,7 +14,12 @@ export class HarnessDb {
   async get(): Promise<Connection> {
     if (this.connection && !this.broken) return this.connection;
     await this.close();
-    const connection = await mysql.createConnection({ uri: this.url, connectTimeout: 2000 });
+    const connection = await mysql.createConnection({ uri: this.url, connectTimeout: 2000, timezone: 'Z' });
+    // As the service's own connections: lease expiries are UTC, compared with NOW(3).
+    await connection.query("SET time_zone = '+00:00'").catch((error: unknown) => {
+      connection.destroy();
+      throw error;
+    });
     connection.on('error', () => {
       this.broken = true;
     });

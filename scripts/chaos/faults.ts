@@ -67,7 +67,8 @@ export class FaultPlayer {
     this.loop = (async () => {
       for (const run of this.runs) {
         await delay(Math.max(0, loadStartedAt + run.fault.at - Date.now()), this.signal);
-        if (this.signal.aborted) return;
+        // After a server did not come back the run is over; more faults would only muddy it.
+        if (this.signal.aborted || this.failure !== undefined) return;
         let played: Promise<void>;
         if (isServerFault(run.fault)) {
           played = this.serverChain.then(() => this.play(run));

@@ -64,9 +64,11 @@ export class FaultPlayer {
   }
 
   start(loadStartedAt: number): void {
+    const halted = new AbortController();
+    const waitSignal = AbortSignal.any([this.signal, halted.signal]);
     this.loop = (async () => {
       for (const run of this.runs) {
-        await delay(Math.max(0, loadStartedAt + run.fault.at - Date.now()), this.signal);
+        await delay(Math.max(0, loadStartedAt + run.fault.at - Date.now()), waitSignal);
         // After a server did not come back the run is over; more faults would only muddy it.
         if (this.signal.aborted || this.failure !== undefined) return;
         let played: Promise<void>;
@@ -80,6 +82,7 @@ export class FaultPlayer {
         // the run stops early when a server did not come back.
         played.catch((error: unknown) => {
           this.failure ??= error;
+          halted.abort();
         });
         this.pending.push(played);
       }

@@ -139,6 +139,7 @@ export class FaultPlayer {
           run.skipped = `${proc.name} was not running (between restarts)`;
           break;
         }
+        recovery.faultStarted(run.id, proc);
         run.endedAt = Date.now();
         // The next incarnation counts from zero: any progress of it is recovery.
         await recovery.watch(run.id, proc, run.endedAt, { incarnation, value: 0 });
@@ -152,6 +153,7 @@ export class FaultPlayer {
           run.skipped = `${proc.name} was not running (between restarts)`;
           break;
         }
+        recovery.faultStarted(run.id, proc);
         await delay(fault.holdMs, this.signal);
         if (!proc.thaw(frozen.incarnation)) {
           run.skipped = `${proc.name} was killed while frozen; its successor was not frozen`;
@@ -169,6 +171,7 @@ export class FaultPlayer {
       case 'broker-kill':
       case 'db-kill': {
         const server = fault.kind === 'db-kill' ? 'MariaDB' : 'RabbitMQ';
+        recovery.faultStarted(run.id, 'all');
         if (fault.kind === 'broker-restart') await mq.stop();
         else if (fault.kind === 'broker-kill') await mq.kill();
         else await dbServer.kill();
@@ -179,6 +182,7 @@ export class FaultPlayer {
         if (fault.kind === 'db-kill') await dbServer.start();
         else await mq.start();
         run.endedAt = Date.now();
+        recovery.serverBack(run.endedAt);
         run.note = `stopped in ${seconds(stoppedIn)}, started in ${seconds(run.endedAt - startAt)}`;
         say(`fault #${run.id}: ${server} is back (${run.note})`);
         await Promise.all(processes.map((p) => recovery.watch(run.id, p, run.endedAt ?? Date.now())));

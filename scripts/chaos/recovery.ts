@@ -11,14 +11,22 @@ const PROGRESS_METRIC: Record<Exclude<Role, 'app'>, string> = {
 export interface Recovery {
   readonly fault: number;
   readonly process: string;
-  /** When the fault ended: the kill itself, the SIGCONT, the server ready again. */
-  readonly since: number;
+  /**
+   * When the fault ended: the kill itself, the SIGCONT, the server ready again. For a fault
+   * that ended while a server was away, the moment the server was back: a process cannot be
+   * expected to work without its database or broker.
+   */
+  since: number;
   recoveredAt: number | undefined;
+  /** A later fault hit the process before it recovered from this one; no time is counted. */
+  supersededBy: number | undefined;
 }
 
 interface Watch extends Recovery {
   readonly proc: SupervisedProcess;
   baseline: { incarnation: number; value: number } | undefined;
+  /** Opened while a server was away: the clock starts when it is back. */
+  waitingForServer: boolean;
 }
 
 /**
@@ -35,6 +43,8 @@ export class RecoveryTracker {
 
   /** True when the load is over and the system has nothing left to do; refreshed each round. */
   private idle = false;
+  /** A broker or database fault is under way. */
+  private serverAway = false;
 
   /** `nothingToDo`: no pending event and every customer handled (asked only after the load). */
   constructor(
@@ -46,8 +56,34 @@ export class RecoveryTracker {
     return this.watches;
   }
 
+  private get openWatches(): Watch[] {
+    return this.watches.filter((w) => w.recoveredAt === undefined && w.supersededBy === undefined);
+  }
+
   get open(): number {
-    return this.watches.filter((w) => w.recoveredAt === undefined).length;
+    return this.openWatches.length;
+  }
+
+  /**
+   * A new fault begins. Recoveries still open on what it hits are closed as superseded: their
+   * time would measure the new fault, not theirs. A server fault hits every process.
+   */
+  faultStarted(fault: number, hits: SupervisedProcess | 'all'): void {
+    for (const w of this.openWatches) {
+      if (hits === 'all' || w.proc === hits) w.supersededBy = fault;
+    }
+    if (hits === 'all') this.serverAway = true;
+  }
+
+  /** The server is back: recoveries opened meanwhile start their clocks now. */
+  serverBack(at: number): void {
+    this.serverAway = false;
+    for (const w of this.openWatches) {
+      if (w.waitingForServer) {
+        w.waitingForServer = false;
+        w.since = at;
+      }
+    }
   }
 
   /** Reads the progress counter now; call before freezing, when the process still answers. */
@@ -64,8 +100,10 @@ export class RecoveryTracker {
       process: proc.name,
       since,
       recoveredAt: undefined,
+      supersededBy: undefined,
       proc,
       baseline: baseline ?? (await this.baselineOf(proc)),
+      waitingForServer: this.serverAway,
     };
     this.watches.push(watch);
   }
@@ -74,7 +112,7 @@ export class RecoveryTracker {
     this.loop = (async () => {
       while (!this.abort.signal.aborted) {
         this.idle = this.load.finished && (await this.nothingToDo().catch(() => false));
-        await Promise.all(this.watches.filter((w) => w.recoveredAt === undefined).map((w) => this.check(w)));
+        await Promise.all(this.openWatches.filter((w) => !w.waitingForServer).map((w) => this.check(w)));
         await delay(250, this.abort.signal);
       }
     })();

@@ -314,7 +314,13 @@ function printFaults(player: FaultPlayer, recovery: RecoveryTracker): void {
           : recoveries
               .map(
                 (r) =>
-                  `${r.process} ${r.recoveredAt === undefined ? 'NEVER' : seconds(r.recoveredAt - r.since)}`,
+                  `${r.process} ${
+                    r.supersededBy !== undefined
+                      ? `superseded by #${r.supersededBy}`
+                      : r.recoveredAt === undefined
+                        ? 'NEVER'
+                        : seconds(r.recoveredAt - r.since)
+                  }`,
               )
               .join(', ');
       return [

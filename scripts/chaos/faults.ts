@@ -25,6 +25,7 @@ export interface FaultRun {
  */
 const LEASE_WAIT_MS = 20_000;
 const LEASE_TRY_EVERY_MS = 50;
+const SERVER_RECOVERY_WAIT_MS = 30_000;
 
 export interface FaultTargets {
   readonly processes: readonly SupervisedProcess[];
@@ -186,6 +187,9 @@ export class FaultPlayer {
         run.note = `stopped in ${seconds(stoppedIn)}, started in ${seconds(run.endedAt - startAt)}`;
         say(`fault #${run.id}: ${server} is back (${run.note})`);
         await Promise.all(processes.map((p) => recovery.watch(run.id, p, run.endedAt ?? Date.now())));
+        // The next server fault waits until the system is back from this one (bounded), so each
+        // recovery is measured on its own instead of being cut short by the next outage.
+        await recovery.recovered(run.id, SERVER_RECOVERY_WAIT_MS, this.signal);
         break;
       }
     }

@@ -86,6 +86,14 @@ export class RecoveryTracker {
     }
   }
 
+  /** Resolves when every process hit by `fault` has recovered (or was hit again), or at the deadline. */
+  async recovered(fault: number, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!signal.aborted && Date.now() < deadline && this.openWatches.some((w) => w.fault === fault)) {
+      await delay(250, signal);
+    }
+  }
+
   /** Reads the progress counter now; call before freezing, when the process still answers. */
   async baselineOf(proc: SupervisedProcess): Promise<Watch['baseline']> {
     if (proc.role === 'app') return undefined;

@@ -148,6 +148,11 @@ export class FaultPlayer {
       }
       case 'freeze': {
         const proc = this.find(fault.target);
+        if (proc.frozen) {
+          // Two freezes of one relay would overlap; the second would thaw nothing of its own.
+          run.skipped = `${proc.name} was already frozen by another fault`;
+          break;
+        }
         const baseline = await recovery.baselineOf(proc);
         const frozen = await this.freezeHoldingLeases(proc);
         if (!frozen) {
@@ -156,16 +161,19 @@ export class FaultPlayer {
         }
         recovery.faultStarted(run.id, proc);
         await delay(fault.holdMs, this.signal);
-        if (!proc.thaw(frozen.incarnation)) {
-          run.skipped = `${proc.name} was killed while frozen; its successor was not frozen`;
-        }
+        const thawed = proc.thaw(frozen.incarnation);
         run.endedAt = Date.now();
         const taken = await takenOver(this.targets.db, frozen.pid, frozen.leased).catch(() => undefined);
-        run.note =
+        run.note = [
           frozen.leased.length === 0
             ? 'it held no lease when frozen'
-            : `${taken ?? '?'} of the ${frozen.leased.length} events it had leased were taken over by another relay`;
-        await recovery.watch(run.id, proc, run.endedAt, baseline);
+            : `${taken ?? '?'} of the ${frozen.leased.length} events it had leased were taken over by another relay`,
+          thawed ? '' : 'killed by a later fault while frozen',
+        ]
+          .filter(Boolean)
+          .join('; ');
+        // A relay killed while frozen is the kill's to recover from.
+        if (thawed) await recovery.watch(run.id, proc, run.endedAt, baseline);
         break;
       }
       case 'broker-restart':

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { type Topology, topologyFor } from '../../src/broker/topology.js';
 import { type Config, loadConfig } from '../../src/config/index.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import type { RunningService } from '../../src/service.js';
@@ -53,16 +54,25 @@ export async function graphql<T = Record<string, unknown>>(
   return { status: response.status, ...body };
 }
 
+/** Everything a service with this topology declares on the broker, for deleteBrokerObjects. */
+export function brokerObjectsOf(t: Topology): { queues: string[]; exchanges: string[] } {
+  return {
+    queues: [t.workerQueue, t.workerRetryQueue, t.workerWaitQueue, t.workerDeadLetterQueue],
+    exchanges: [t.exchange, t.wakeupExchange, t.historyExchange],
+  };
+}
+
 /**
- * Stops a service and deletes what it declared on the broker (its exchange, the wake-up
- * exchange and the worker's queues), so that test runs leave the broker as they found it.
+ * Stops a service and deletes what it declared on the broker (its exchange, the wake-up and
+ * history hint exchanges and the worker's queues), so that test runs leave the broker as they
+ * found it.
  */
 export async function stopAndClean(service: RunningService | undefined): Promise<void> {
   if (!service) return;
   await service.stop();
-  const t = service.topology;
-  await deleteBrokerObjects({
-    queues: [t.workerQueue, t.workerRetryQueue, t.workerDeadLetterQueue],
-    exchanges: [t.exchange, t.wakeupExchange],
-  });
+  await deleteBrokerObjects(brokerObjectsOf(service.topology));
 }
+
+/** What a service configured with this exchange and worker queue declares; see brokerObjectsOf. */
+export const brokerObjectsFor = (exchange: string, workerQueue: string) =>
+  brokerObjectsOf(topologyFor(exchange, workerQueue, []));

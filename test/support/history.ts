@@ -27,11 +27,16 @@ export async function appendRows(db: Database, rows: readonly NewHistoryRow[]): 
 
 /**
  * `count` history rows of `customers` customers (round robin, each customer's sequence from
- * 1), written with multi-row INSERTs straight into handled_events and the position counter:
+ * 1; `padding` characters more in each payload), written with multi-row INSERTs straight into handled_events and the position counter:
  * fast enough for tens of thousands. Positions continue after the current counter. Returns the
  * event ids in position order.
  */
-export async function bulkSeedHistory(db: TestDatabase, count: number, customers = 100): Promise<string[]> {
+export async function bulkSeedHistory(
+  db: TestDatabase,
+  count: number,
+  { customers = 100, padding = 0 }: { customers?: number; padding?: number } = {},
+): Promise<string[]> {
+  const pad = 'x'.repeat(padding);
   const [counter] = await db.query<{ position: number | string }>(
     'SELECT position FROM history_positions WHERE id = 1',
   );
@@ -53,7 +58,7 @@ export async function bulkSeedHistory(db: TestDatabase, count: number, customers
         CUSTOMER_AGGREGATE,
         customerId,
         sequence,
-        JSON.stringify({ customerId, n: i }),
+        JSON.stringify(padding > 0 ? { customerId, n: i, pad } : { customerId, n: i }),
       );
     }
     await db.query(

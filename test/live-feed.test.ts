@@ -3,9 +3,11 @@ import WebSocket from 'ws';
 import { encodeHistoryCursor } from '../src/history/cursor.js';
 import { headPosition } from '../src/history/store.js';
 import { type RunningService, startService } from '../src/service.js';
+import { closeBrokerConnections, deleteBrokerObjects } from './support/broker.js';
+import { type CreatedCustomer, createCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { appendRows, bulkSeedHistory, handledRow } from './support/history.js';
-import { stopAndClean, testConfig, testLogger } from './support/service.js';
+import { stopAndClean, testConfig, testLogger, uniqueSuffix } from './support/service.js';
 import {
   connectWs,
   ON_CUSTOMER_EVENT,
@@ -178,4 +180,86 @@ describe('catch-up of a long history by a slow subscriber', () => {
     expect(maxQueued).toBeGreaterThan(0);
     expect(maxQueued).toBeLessThanOrEqual(PAGE_SIZE + BUFFER_SIZE);
   }, 180_000);
+});
+
+describe('live delivery without broker hints', () => {
+  const apps: RunningService[] = [];
+  let backend: RunningService | undefined;
+  let hintsDb: TestDatabase;
+
+  afterAll(async () => {
+    await Promise.all(apps.map((a) => a.stop()));
+    await stopAndClean(backend);
+    await hintsDb?.drop();
+  });
+
+  it("a steady stream reaches every subscriber on two instances with nothing missing while the apps' broker connections are closed and then the history hints are gone for good", async () => {
+    hintsDb = await createTestDatabase('live_hints');
+    const suffix = uniqueSuffix();
+    const shared = { OUTBOX_EXCHANGE: `test.hints.${suffix}`, WORKER_QUEUE: `test.hints.worker.${suffix}` };
+    backend = await startService(testConfig(hintsDb.url, { ...shared, ROLES: 'relay,worker' }), testLogger());
+    for (let i = 0; i < 2; i++) {
+      apps.push(
+        await startService(
+          testConfig(hintsDb.url, { ...shared, ROLES: 'app', LIVE_POLL_INTERVAL_MS: '250' }),
+          testLogger(),
+        ),
+      );
+    }
+    const a = apps[0] as RunningService;
+    const urlA = a.app?.url as string;
+    const start = await headPosition(hintsDb.db);
+    const subscribers = apps.flatMap((app) =>
+      Array.from({ length: 2 }, () => {
+        const ws = connectWs(app.app?.url as string);
+        clients.push(ws);
+        return subscribeCustomerEvents(ws, { after: encodeHistoryCursor(start) });
+      }),
+    );
+
+    const created: CreatedCustomer[] = [];
+    let streaming = true;
+    const stream = (async () => {
+      while (streaming) created.push(await createCustomer(urlA, 'steady'));
+    })();
+    const delivered = (n: number) => () => subscribers.every((s) => s.events().length >= n);
+    try {
+      await waitFor('the stream to flow to every subscriber', delivered(5));
+      // The apps lose the broker: their hint queues go with their connections.
+      for (const app of apps) {
+        expect(await closeBrokerConnections(`app ${app.instance}`)).toBeGreaterThan(0);
+      }
+      const atClose = created.length;
+      await waitFor('the stream to go on', () => created.length >= atClose + 10);
+      await waitFor('delivery after the broker returned', delivered(atClose + 5));
+      // Now the hints are gone for good: the history exchange and with it every binding of the
+      // apps' hint queues. Only the feeds' polling (every 250 ms) still brings new rows.
+      await deleteBrokerObjects({ exchanges: [a.topology.historyExchange] });
+      const atDelete = created.length;
+      await waitFor('the stream to go on without hints', () => created.length >= atDelete + 10);
+    } finally {
+      streaming = false;
+      await stream;
+    }
+
+    const last = created.at(-1) as CreatedCustomer;
+    await waitFor(
+      'every subscriber to reach the last event',
+      () => subscribers.every((s) => s.count(last.eventId) === 1),
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    const history = (
+      await hintsDb.query<{ event_id: string }>(
+        'SELECT event_id FROM handled_events WHERE position > ? ORDER BY position',
+        [start],
+      )
+    ).map((r) => r.event_id);
+    expect(history).toEqual(expect.arrayContaining(created.map((c) => c.eventId)));
+    for (const subscriber of subscribers) {
+      expect(subscriber.events().map((e) => e.eventId)).toEqual(history);
+      expect(subscriber.errors).toEqual([]);
+    }
+  }, 120_000);
 });

@@ -140,12 +140,12 @@ export async function deleteBrokerObjects(exchange: string, workerQueue: string)
   const { default: amqp } = await import('amqplib');
   const connection = await amqp.connect(BENCH_AMQP_URL);
   try {
-    for (const queue of [workerQueue, `${workerQueue}.retry`, `${workerQueue}.dead`]) {
+    for (const queue of [workerQueue, `${workerQueue}.retry`, `${workerQueue}.wait`, `${workerQueue}.dead`]) {
       const channel = await connection.createChannel();
       await channel.deleteQueue(queue).catch(() => {});
       await channel.close().catch(() => {});
     }
-    for (const name of [exchange, `${exchange}.wakeup`]) {
+    for (const name of [exchange, `${exchange}.wakeup`, `${exchange}.history`]) {
       const channel = await connection.createChannel();
       await channel.deleteExchange(name).catch(() => {});
       await channel.close().catch(() => {});

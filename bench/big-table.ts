@@ -130,7 +130,7 @@ export async function runBigTableBenchmark(publishedRows: number, backlog: numbe
       };
       report({
         scenario: 'big-table',
-        publishedRows: published,
+        rowsInOutbox,
         backlog,
         batchSize,
         claims: costs.length,

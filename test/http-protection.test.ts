@@ -147,7 +147,7 @@ describe('query cost limit (GRAPHQL_MAX_COST)', () => {
 });
 
 describe('query depth limit (GRAPHQL_MAX_DEPTH)', () => {
-  const TOO_DEEP_QUERY = '{ customers { edges { node { events { payload } } } } }'; // depth 5
+  const TOO_DEEP_QUERY = '{ customers { edges { node { events { pageInfo { hasNextPage } } } } } }'; // depth 6
   const mutation = (selection: string) =>
     `mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { ${selection} } }`;
 
@@ -159,11 +159,12 @@ describe('query depth limit (GRAPHQL_MAX_DEPTH)', () => {
     expectNoInternals(response.text);
   });
 
-  it('executes nothing of a mutation one level deeper than the limit, but runs it at the limit', async () => {
+  it('executes nothing of a mutation deeper than the limit, but runs it at the limit', async () => {
     const customersBefore = await countRows(db, 'customers');
     const outboxBefore = await countRows(db, 'outbox');
-    // createCustomer > customer > events > payload: depth 4.
-    const tooDeep = await graphql(url, mutation('customer { events { payload } }'), {
+    // createCustomer > customer > events > pageInfo > hasNextPage: depth 5 (events is a
+    // connection: nothing of it is a leaf at depth 4).
+    const tooDeep = await graphql(url, mutation('customer { events { pageInfo { hasNextPage } } }'), {
       input: { email: `deep.${uniqueSuffix()}@example.com`, name: 'Too Deep' },
     });
     expect(tooDeep.status).toBeGreaterThanOrEqual(400);

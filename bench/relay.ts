@@ -103,11 +103,7 @@ async function claimAndMarkOnly(
         const token = randomUUID();
         const batch = await claimBatch(db.db, { owner: 'bench', token, durationMs: 60_000 }, batchSize);
         if (batch.length === 0) return;
-        await markPublished(
-          db.db,
-          batch.map((e) => e.id),
-          token,
-        );
+        await markPublished(db.db, batch, token);
       }
     }),
   );
@@ -180,9 +176,11 @@ export async function runRelayBenchmark(events: number): Promise<void> {
   } finally {
     await channel.deleteQueue(topology.workerQueue).catch(() => {});
     await channel.deleteQueue(topology.workerRetryQueue).catch(() => {});
+    await channel.deleteQueue(topology.workerWaitQueue).catch(() => {});
     await channel.deleteQueue(topology.workerDeadLetterQueue).catch(() => {});
     await channel.deleteExchange(topology.exchange).catch(() => {});
     await channel.deleteExchange(topology.wakeupExchange).catch(() => {});
+    await channel.deleteExchange(topology.historyExchange).catch(() => {});
     await admin.close();
     await db.drop();
   }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- write|relay|e2e ...]`: runs the benchmarks (all by default) against the
+ * `npm run bench [-- write|relay|e2e|big-table ...]`: runs the benchmarks (all by default) against the
  * local MySQL and RabbitMQ and prints one JSON line per figure. Not a test: nothing here passes
  * or fails; speeds are reported against a baseline measured in the same run.
  *
@@ -7,8 +7,11 @@
  *   BENCH_EVENTS       events the relay benchmark seeds and drains (default 50000)
  *   BENCH_E2E_RATES    end-to-end creates per second, comma-separated (default 50,100,200)
  *   BENCH_E2E_SECONDS  seconds of each end-to-end rate (default 20)
+ *   BENCH_BIG_PUBLISHED published rows the big-table benchmark seeds (default 1000000)
+ *   BENCH_BIG_BACKLOG  pending events it claims and drains on the empty and the big table (default 20000)
  *   RELAY_* / WORKER_* the service's tunables, to try other settings
  */
+import { runBigTableBenchmark } from './big-table.js';
 import { runEndToEndBenchmark } from './e2e.js';
 import { runRelayBenchmark } from './relay.js';
 import { runWriteBenchmark } from './write.js';
@@ -21,5 +24,11 @@ if (all || wanted.has('relay')) await runRelayBenchmark(Number(process.env.BENCH
 if (all || wanted.has('e2e')) {
   const rates = (process.env.BENCH_E2E_RATES ?? '50,100,200').split(',').map(Number);
   await runEndToEndBenchmark(rates, Number(process.env.BENCH_E2E_SECONDS ?? 20));
+}
+if (all || wanted.has('big-table')) {
+  await runBigTableBenchmark(
+    Number(process.env.BENCH_BIG_PUBLISHED ?? 1_000_000),
+    Number(process.env.BENCH_BIG_BACKLOG ?? 20_000),
+  );
 }
 process.exit(0);

@@ -14,11 +14,15 @@ subscription Live {
     eventId
     type
     customerId
+    sequence
     occurredAt
     handledAt
     payload
+    cursor
   }
-}`,
+}
+# After a disconnect, resume exactly where you were, on any instance:
+#   onCustomerEvent(after: "<the last cursor you received>") { … }`,
     },
     {
       query: `# 2. Then, in this tab, create a customer and watch tab 1.
@@ -32,9 +36,14 @@ mutation Create($input: CreateCustomerInput!) {
     },
     {
       query: `query Overview {
-  outboxStats { pending leased published dead oldestPendingAgeSeconds workerDeadLetters }
+  outboxStats { pending held leased published dead oldestPendingAgeSeconds workerDeadLetters }
   customers(first: 10) {
-    edges { node { id email name createdAt events { eventId type handledAt } } }
+    edges {
+      node {
+        id email name createdAt sequence
+        events(first: 5) { edges { node { eventId type sequence handledAt cursor } } }
+      }
+    }
     pageInfo { hasNextPage endCursor }
   }
 }`,

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../src/service.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { appendRows, handledRow } from './support/history.js';
 import { countRows } from './support/rows.js';
 import {
   type GraphQLResponse,
@@ -266,5 +267,89 @@ describe('outboxStats', () => {
         [oldest?.id, second?.id],
       );
     }
+  });
+});
+
+describe('customerEvents and Customer.events: connections over the history of handled events', () => {
+  const EVENTS = 12;
+  const EVENT_PAGE = /* GraphQL */ `
+    query Events($id: ID!, $first: Int, $after: String) {
+      customerEvents(customerId: $id, first: $first, after: $after) {
+        edges { cursor node { eventId customerId sequence cursor } }
+        pageInfo { hasNextPage endCursor }
+      }
+    }
+  `;
+  interface EventPage {
+    customerEvents: {
+      edges: Array<{
+        cursor: string;
+        node: { eventId: string; customerId: string; sequence: number; cursor: string };
+      }>;
+      pageInfo: { hasNextPage: boolean; endCursor: string | null };
+    } | null;
+  }
+  let customerId: string;
+  let eventIds: string[];
+
+  beforeAll(async () => {
+    // No worker runs in this file: the history is written as the worker would write it, the
+    // customer's events interleaved with another customer's.
+    customerId = (created[0] as CustomerNode).id;
+    const otherId = (created[1] as CustomerNode).id;
+    eventIds = [];
+    for (let sequence = 1; sequence <= EVENTS; sequence++) {
+      const mine = handledRow(customerId, sequence);
+      eventIds.push(mine.eventId);
+      await appendRows(db.db, [mine, handledRow(otherId, sequence)]);
+    }
+  });
+
+  it("walks one customer's handled events 5 at a time, in sequence order, each once, ending with hasNextPage false", async () => {
+    const seen: Array<{ eventId: string; sequence: number }> = [];
+    let after: string | undefined;
+    let pages = 0;
+    for (;;) {
+      const response = await graphql<EventPage>(url, EVENT_PAGE, { id: customerId, first: 5, after });
+      expect(response.errors).toBeUndefined();
+      const page = response.data?.customerEvents;
+      if (!page) throw new Error(JSON.stringify(response));
+      pages++;
+      for (const edge of page.edges) {
+        expect(edge.node.customerId).toBe(customerId);
+        expect(edge.cursor).toBe(edge.node.cursor);
+        seen.push(edge.node);
+      }
+      expect(page.pageInfo.endCursor).toBe(page.edges.at(-1)?.cursor ?? null);
+      if (!page.pageInfo.hasNextPage) break;
+      after = page.pageInfo.endCursor as string;
+    }
+    expect(pages).toBe(Math.ceil(EVENTS / 5));
+    expect(seen.map((e) => e.eventId)).toEqual(eventIds);
+    expect(seen.map((e) => e.sequence)).toEqual(Array.from({ length: EVENTS }, (_, i) => i + 1));
+  });
+
+  it('Customer.events pages the same history; a forged after is BAD_USER_INPUT naming it', async () => {
+    const response = await graphql<{
+      customer: {
+        events: { edges: Array<{ node: { eventId: string } }>; pageInfo: { hasNextPage: boolean } };
+      };
+    }>(
+      url,
+      'query($id: ID!) { customer(id: $id) { events(first: 3) { edges { node { eventId } } pageInfo { hasNextPage } } } }',
+      {
+        id: customerId,
+      },
+    );
+    expect(response.errors).toBeUndefined();
+    expect(response.data?.customer.events.edges.map((e) => e.node.eventId)).toEqual(eventIds.slice(0, 3));
+    expect(response.data?.customer.events.pageInfo.hasNextPage).toBe(true);
+
+    const forged = await graphql(url, EVENT_PAGE, { id: customerId, first: 5, after: 'bm90LWEtY3Vyc29y' });
+    expect(forged.errors).toEqual([
+      expect.objectContaining({
+        extensions: expect.objectContaining({ code: 'BAD_USER_INPUT', field: 'after' }),
+      }),
+    ]);
   });
 });

@@ -161,7 +161,7 @@ describe('query depth limit (GRAPHQL_MAX_DEPTH)', () => {
     expectNoInternals(response.text);
   });
 
-  it('executes nothing of a mutation one level deeper than the limit, but runs it at the limit', async () => {
+  it('executes nothing of a mutation deeper than the limit, but runs it at the limit', async () => {
     const customersBefore = await countRows(db, 'customers');
     const outboxBefore = await countRows(db, 'outbox');
     // createCustomer > customer > events > pageInfo > hasNextPage: depth 5.

@@ -1,5 +1,7 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { runInNewContext } from 'node:vm';
+import { buildSchema, parse, validate } from 'graphql';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../src/service.js';
@@ -55,6 +57,22 @@ async function openPlayground(path: string): Promise<{ page: Page; requests: str
   return { page, requests };
 }
 
+/** The playground script's default tabs, read by running it against a stub of the page's globals. */
+function defaultTabs(): Array<{ query: string }> {
+  let props: { defaultTabs?: Array<{ query: string }> } = {};
+  const window = {
+    location: { href: 'http://localhost/graphql', search: '' },
+    graphqlWs: { createClient: () => ({}) },
+    GraphiQL: { createFetcher: () => () => undefined },
+    React: { createElement: (_: unknown, p: typeof props) => (props = p) },
+    ReactDOM: { createRoot: () => ({ render: () => undefined }) },
+  };
+  const document = { getElementById: () => ({}) };
+  const source = readFileSync(fileURLToPath(new URL('../public/playground.js', import.meta.url)), 'utf8');
+  runInNewContext(source, { window, document, URL, URLSearchParams, JSON });
+  return props.defaultTabs ?? [];
+}
+
 // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText, the text as shown, is what a user reads.
 const resultText = (page: Page) => page.locator('.result-window').innerText();
 
@@ -90,6 +108,9 @@ describe('playground', () => {
     expect(shown).toContain('CustomerCreated');
     expect(shown).toContain(`"customerId": "${customerId}"`);
     expect(shown).toContain('handledAt');
+    // The default subscription asks for the cursor a client resumes from.
+    expect(shown).toMatch(/"cursor": "[A-Za-z0-9_-]+"/);
+    expect(shown).toContain('"sequence": 1');
 
     // Nothing but this service was contacted (no CDN, no fonts, no telemetry).
     for (const url of [...live.requests, ...create.requests]) {
@@ -102,6 +123,18 @@ describe('playground', () => {
       mkdirSync(fileURLToPath(new URL('../docs/', import.meta.url)), { recursive: true });
       await live.page.screenshot({ path: SCREENSHOT });
     }
+  });
+
+  it('offers default tabs that are all valid operations against schema.graphql', () => {
+    const tabs = defaultTabs();
+    expect(tabs.length).toBeGreaterThanOrEqual(3);
+    const schema = buildSchema(
+      readFileSync(fileURLToPath(new URL('../schema.graphql', import.meta.url)), 'utf8'),
+    );
+    for (const tab of tabs) {
+      expect(validate(schema, parse(tab.query)).map((e) => e.message)).toEqual([]);
+    }
+    expect(tabs[0]?.query).toMatch(/onCustomerEvent[\s\S]*cursor/);
   });
 
   it('leads / to the playground, and answers an unknown path with a JSON NOT_FOUND', async () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeHistoryCursor } from '../src/history/cursor.js';
 import { connectTestBroker, type TestBroker } from './support/amqp.js';
-import { deleteBrokerObjects } from './support/broker.js';
+import { brokerObjectsOf, deleteBrokerObjects } from './support/broker.js';
 import { logLines, stopProcess, waitForLog } from './support/children.js';
 import { type CreatedCustomer, createCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
@@ -8,6 +9,7 @@ import { TEST_AMQP_URL } from './support/env.js';
 import { type ServiceProcess, spawnService } from './support/process.js';
 import { uniqueSuffix } from './support/service.js';
 import {
+  type CustomerEventData,
   connectWs,
   type EventSubscription,
   subscribeCustomerEvents,
@@ -28,6 +30,8 @@ interface Child {
   readonly proc: ServiceProcess;
 }
 const children: Child[] = [];
+/** Children a test killed on purpose. */
+const killed = new Set<Child>();
 let appA: string;
 let appB: string;
 let workerMetricsPorts: number[];
@@ -102,10 +106,7 @@ afterAll(async () => {
   await Promise.all(children.map((c) => stopProcess(c.proc, 15_000)));
   await broker?.close();
   await db?.drop();
-  await deleteBrokerObjects({
-    queues: [workerQueue, `${workerQueue}.retry`, `${workerQueue}.dead`],
-    exchanges: [exchange, `${exchange}.wakeup`],
-  });
+  await deleteBrokerObjects(brokerObjectsOf(exchange, workerQueue));
 }, 60_000);
 
 describe('scaled out: two apps, a standalone relay and two standalone workers as processes', () => {
@@ -153,17 +154,83 @@ describe('scaled out: two apps, a standalone relay and two standalone workers as
     });
     expect(perWorker.every((n) => n > 0)).toBe(true);
     expect(await count('SELECT COUNT(*) AS n FROM welcome_emails')).toBe(total);
-    expect(await count("SELECT COUNT(*) AS n FROM outbox WHERE type = 'CustomerEventHandled'")).toBe(total);
+    // One history row per handled event, and no event about handling went through the outbox.
+    expect(await count('SELECT COUNT(*) AS n FROM handled_events')).toBe(total);
+    expect(await count("SELECT COUNT(*) AS n FROM outbox WHERE type <> 'CustomerCreated'")).toBe(0);
   });
 
-  it('SIGTERM stops every process gracefully: each exits 0 after logging "stopped"', async () => {
+  it('a subscriber whose instance is SIGKILLed mid-stream resumes on the other instance from its last cursor: exactly the missed events, in order, none twice', async () => {
+    const onA = connectWs(appA);
+    const before = subscribeCustomerEvents(onA);
+    // A steady stream of customers through B, before, during and after the kill.
+    const created: CreatedCustomer[] = [];
+    let streaming = true;
+    const stream = (async () => {
+      while (streaming) created.push(await createCustomer(appB, 'stream'));
+    })();
+    try {
+      await waitFor('a few streamed events on A', () => before.events().length >= 5, { timeoutMs: 30_000 });
+      const a = children.find((c) => c.name === 'app A') as Child;
+      a.proc.child.kill('SIGKILL');
+      expect(await a.proc.exited).toBe('SIGKILL');
+      killed.add(a);
+      const atKill = created.length;
+      await waitFor('more customers created while A is gone', () => created.length >= atKill + 10, {
+        timeoutMs: 30_000,
+      });
+    } finally {
+      streaming = false;
+      await stream;
+    }
+    await onA.dispose();
+    const seenOnA = before.events();
+    const lastCursor = before.lastCursor() as string;
+    expect(lastCursor).toBeTruthy();
+
+    // The history as the database has it, from the first event A delivered to the end of the stream.
+    const lastCreated = created.at(-1) as CreatedCustomer;
+    await waitFor('the last streamed event to be handled', async () =>
+      count('SELECT COUNT(*) AS n FROM handled_events WHERE event_id = ?', [lastCreated.eventId]),
+    );
+    const firstPosition = decodeHistoryCursor((seenOnA[0] as CustomerEventData).cursor, 'after');
+    const history = (
+      await db.query<{ event_id: string }>(
+        'SELECT event_id FROM handled_events WHERE position >= ? ORDER BY position',
+        [firstPosition],
+      )
+    ).map((r) => r.event_id);
+    expect(history.length).toBeGreaterThan(seenOnA.length);
+
+    const onB = connectWs(appB);
+    try {
+      const resumed = subscribeCustomerEvents(onB, { after: lastCursor });
+      await waitFor(
+        'the resumed stream to reach the last event',
+        () => resumed.count(lastCreated.eventId) === 1,
+      );
+      // Live after the catch-up: a customer created now arrives too, and once it has, anything
+      // duplicated would have arrived before it.
+      const sentinel = await createCustomer(appB, 'resume-sentinel');
+      await waitFor('the sentinel on B', () => resumed.count(sentinel.eventId) === 1);
+      const delivered = [...seenOnA, ...resumed.events()].map((e) => e.eventId);
+      expect(delivered).toEqual([...history, sentinel.eventId]);
+      expect(resumed.errors).toEqual([]);
+      // Every streamed customer is in it.
+      for (const c of created) expect(delivered.filter((id) => id === c.eventId)).toHaveLength(1);
+    } finally {
+      await onB.dispose();
+    }
+  });
+
+  it('SIGTERM stops every process still running gracefully: each exits 0 after logging "stopped"', async () => {
     await ws?.dispose();
     ws = undefined;
+    const running = children.filter((c) => !killed.has(c));
     const results = await Promise.all(
-      children.map(async (c) => ({ name: c.name, exit: await stopProcess(c.proc, 20_000) })),
+      running.map(async (c) => ({ name: c.name, exit: await stopProcess(c.proc, 20_000) })),
     );
-    expect(results).toEqual(children.map((c) => ({ name: c.name, exit: 0 })));
-    for (const c of children) {
+    expect(results).toEqual(running.map((c) => ({ name: c.name, exit: 0 })));
+    for (const c of running) {
       expect(logLines(c.proc).some((l) => l.msg === 'stopped')).toBe(true);
     }
   }, 60_000);

@@ -1,16 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../src/config/index.js';
+import { encodeHistoryCursor } from '../src/history/cursor.js';
 import { type RunningService, type ServiceOptions, startService } from '../src/service.js';
 import { connectTestBroker, sameProperties, type TestBroker } from './support/amqp.js';
-import { deleteBrokerObjects } from './support/broker.js';
-import {
-  type CreatedCustomer,
-  createCustomer,
-  customerCreatedEnvelope,
-  customerEvents,
-} from './support/customers.js';
+import { brokerObjectsOf, deleteBrokerObjects } from './support/broker.js';
+import { type CreatedCustomer, createCustomer, customerEvents, renameCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { countRows, INTERNALS } from './support/rows.js';
 import { testConfig, testLogger, uniqueSuffix } from './support/service.js';
@@ -24,7 +19,8 @@ import {
 import { waitFor } from './support/wait.js';
 
 const MAX_BODY_BYTES = 4096;
-const MAX_DEPTH = 3;
+// customerEvents { edges { node { … } } } is 4 deep.
+const MAX_DEPTH = 4;
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 let db: TestDatabase;
@@ -47,8 +43,9 @@ async function start(
 ): Promise<RunningService> {
   const config: Config = testConfig(database.url, env);
   const queue = config.worker.queue;
-  brokerObjects.queues.push(queue, `${queue}.retry`, `${queue}.dead`);
-  brokerObjects.exchanges.push(config.exchange, `${config.exchange}.wakeup`);
+  const objects = brokerObjectsOf(config.exchange, queue);
+  brokerObjects.queues.push(...objects.queues);
+  brokerObjects.exchanges.push(...objects.exchanges);
   const service = await startService(config, testLogger(), options);
   services.push(service);
   if (config.roles.includes('worker')) {
@@ -63,21 +60,6 @@ function client(httpUrl: string, options: Parameters<typeof connectWs>[1] = {}):
   return ws;
 }
 
-/**
- * Another CustomerCreated event for an existing customer, published to `main`'s exchange as a
- * relay would: the worker handles it and the customer gets a later, live event.
- */
-async function publishLaterEvent(customer: CreatedCustomer): Promise<string> {
-  const eventId = randomUUID();
-  await broker.publish(
-    main.topology.exchange,
-    'customer.created',
-    Buffer.from(JSON.stringify(customerCreatedEnvelope(customer, eventId))),
-    { messageId: eventId, type: 'CustomerCreated', contentType: 'application/json', persistent: true },
-  );
-  return eventId;
-}
-
 /** Creates a customer and waits until the worker has handled its CustomerCreated event. */
 async function handledCustomer(label: string): Promise<CreatedCustomer> {
   const customer = await createCustomer(url, label);
@@ -86,21 +68,6 @@ async function handledCustomer(label: string): Promise<CreatedCustomer> {
     return events.length > 0;
   });
   return customer;
-}
-
-/** The CustomerEventHandled message of `customer`'s CustomerCreated event, from a capture. */
-async function handledNotificationOf(
-  customer: CreatedCustomer,
-  capture: Awaited<ReturnType<TestBroker['capture']>>,
-) {
-  const find = () =>
-    capture.filter((m) => {
-      const body = JSON.parse(m.content.toString('utf8')) as { payload?: { handledEventId?: string } };
-      return body.payload?.handledEventId === customer.eventId;
-    });
-  // Callers bind the capture before the customer is created, so the notification is in it.
-  await waitFor('the handled notification on the exchange', () => find().length > 0);
-  return find() as [(typeof capture)[number], ...(typeof capture)[number][]];
 }
 
 /** The GraphQL errors a subscription's error sink received. */
@@ -159,6 +126,7 @@ describe('onCustomerEvent, end to end over the network', () => {
       eventId: customer.eventId,
       type: 'CustomerCreated',
       customerId: customer.customerId,
+      sequence: 1,
       occurredAt: customer.createdAt,
       handledAt: expect.stringMatching(ISO),
       payload: {
@@ -167,6 +135,7 @@ describe('onCustomerEvent, end to end over the network', () => {
         name: customer.name,
         createdAt: customer.createdAt,
       },
+      cursor: expect.stringMatching(/^[A-Za-z0-9_-]+$/),
     });
     expect(event.occurredAt).toMatch(ISO);
     expect(Date.parse(event.handledAt)).toBeGreaterThanOrEqual(Date.parse(event.occurredAt));
@@ -175,7 +144,7 @@ describe('onCustomerEvent, end to end over the network', () => {
 
     // A later event of the other customer is the filtered subscription's next one: the new
     // customer's event, dispatched before it, was not passed on.
-    const later = await publishLaterEvent(other);
+    const later = await renameCustomer(url, other.customerId, 'Other, renamed');
     await waitFor('the later event on the filtered subscription', () => onlyOther.count(later) === 1);
     expect(onlyOther.events().map((e) => e.eventId)).toEqual([other.eventId, later]);
     expect(onlyOther.events().every((e) => e.customerId === other.customerId)).toBe(true);
@@ -185,63 +154,68 @@ describe('onCustomerEvent, end to end over the network', () => {
     expect(onlyOther.errors).toEqual([]);
   });
 
-  it('gap-free start: subscribing to a customer already handled delivers its history once, then live events', async () => {
-    const capture = await broker.capture(main.topology.exchange, 'customer.event.handled');
+  it('gap-free start: subscribing to a customer while its events are being handled delivers its history, then live events, each once and in sequence order', async () => {
     const customer = await handledCustomer('history');
+    const RENAMES = 12;
+    // Updates keep coming while the subscription starts, so its switch from reading the
+    // history to the live fan-out happens in the middle of the stream.
+    let renamed = 0;
+    const renaming = (async () => {
+      for (; renamed < RENAMES; renamed++) {
+        await renameCustomer(url, customer.customerId, `History ${renamed}`);
+      }
+    })();
+    await waitFor('a few updates to be written', () => renamed >= 3);
     const ws = client(url);
     const sub = subscribeCustomerEvents(ws, customer.customerId);
-    await waitFor('the history event', () => sub.count(customer.eventId) === 1);
+    await renaming;
 
-    // The race the subscription must survive: the handled notification of an event already
-    // sent from history arrives live afterwards. Simulated deterministically by publishing
-    // that notification again under a new message id (so the instance's redelivery filter
-    // does not drop it; only the subscription's own history check can).
-    const [notification] = await handledNotificationOf(customer, capture);
-    const replayId = randomUUID();
-    const body = JSON.parse(notification.content.toString('utf8')) as Record<string, unknown>;
-    await broker.publish(
-      main.topology.exchange,
-      notification.fields.routingKey,
-      Buffer.from(JSON.stringify({ ...body, eventId: replayId })),
-      { ...sameProperties(notification), messageId: replayId },
-    );
-    // The unfiltered watcher (live since before the customer existed) has no history to check
-    // against: it passes the replay on as a second copy, which shows the replay reached the
-    // instance's feed.
-    await waitFor('the replay to reach the instance', () => watcher.count(customer.eventId) === 2);
-
-    // Confirmed before this, the replay sits ahead of the later event's notification in the
-    // instance's queue: once the later event is in, the replay has been dispatched too.
-    const later = await publishLaterEvent(customer);
-    await waitFor('the later live event', () => sub.count(later) === 1);
-    expect(sub.events().map((e) => e.eventId)).toEqual([customer.eventId, later]);
+    await waitFor(`all ${RENAMES + 1} events`, () => sub.events().length >= RENAMES + 1);
+    // A sentinel after them: anything duplicated would have arrived before it.
+    await renameCustomer(url, customer.customerId, 'History sentinel');
+    await waitFor('the sentinel', () => sub.events().length >= RENAMES + 2);
+    const events = sub.events();
+    expect(events.map((e) => e.sequence)).toEqual(Array.from({ length: RENAMES + 2 }, (_, i) => i + 1));
+    expect(new Set(events.map((e) => e.eventId)).size).toBe(events.length);
+    expect(events.every((e) => e.customerId === customer.customerId)).toBe(true);
+    // The query side tells the same story, cursors included.
+    expect(await customerEvents(url, customer.customerId)).toEqual(events);
     expect(sub.errors).toEqual([]);
   });
 
-  it('each subscriber gets each handled event once even when the broker delivers its notification three times', async () => {
-    const capture = await broker.capture(main.topology.exchange, 'customer.event.handled');
+  it('each subscriber gets each handled event once even when the broker delivers the event three times', async () => {
+    const capture = await broker.capture(main.topology.exchange, 'customer.created');
     const customer = await createCustomer(url, 'redelivered');
     await waitFor('the watcher to receive the event', () => watcher.count(customer.eventId) === 1);
-    const [notification] = await handledNotificationOf(customer, capture);
+    const message = await waitFor('the CustomerCreated message on the exchange', () =>
+      capture.find((m) => m.properties.messageId === customer.eventId),
+    );
     const ws = client(url);
     const filtered = subscribeCustomerEvents(ws, customer.customerId);
     await waitFor('the filtered history', () => filtered.count(customer.eventId) === 1);
 
-    // The very same message (same message id, body and properties) twice more.
+    // The very same message (same message id, body and properties) twice more, as a relay that
+    // lost its confirms would publish it.
     for (let i = 0; i < 2; i++) {
       await broker.publish(
         main.topology.exchange,
-        notification.fields.routingKey,
-        notification.content,
-        sameProperties(notification),
+        message.fields.routingKey,
+        message.content,
+        sameProperties(message),
       );
     }
-    const later = await publishLaterEvent(customer);
+    const later = await renameCustomer(url, customer.customerId, 'Redelivered, renamed');
     await waitFor('the later event on both', () => watcher.count(later) === 1 && filtered.count(later) === 1);
 
-    // The broker did deliver it three times (the test's own queue, bound like the instance's, shows it)…
-    const copies = capture.filter((m) => m.properties.messageId === notification.properties.messageId);
+    // The broker did deliver it three times (the test's own queue, bound like the worker's, shows it)…
+    const copies = capture.filter((m) => m.properties.messageId === customer.eventId);
     expect(copies).toHaveLength(3);
+    // …the history holds it once…
+    const [row] = await db.query<{ n: number }>(
+      'SELECT COUNT(*) AS n FROM handled_events WHERE event_id = ?',
+      [customer.eventId],
+    );
+    expect(Number(row?.n)).toBe(1);
     // …and each subscriber saw the event once.
     expect(watcher.count(customer.eventId)).toBe(1);
     expect(filtered.events().map((e) => e.eventId)).toEqual([customer.eventId, later]);
@@ -345,12 +319,24 @@ describe('the WebSocket side keeps the HTTP rules', () => {
   });
 
   it('an internal error in a subscription is masked: no SQL, table names or stack reach the client', async () => {
-    // A service whose database loses its outbox table: reading a customer's history fails.
+    // A service whose database loses its history table: reading a customer's history fails.
     const broken = await createTestDatabase('subscriptions_broken');
     databases.push(broken);
     const service = await start(broken, { ROLES: 'app' });
-    await broken.query('RENAME TABLE outbox TO outbox_gone');
     const ws = client(service.app?.url as string);
+    // The feed knows where the history ends once it can judge a cursor: one past the end is refused.
+    const ahead = subscribe(
+      ws,
+      'subscription($after: String) { onCustomerEvent(after: $after) { eventId } }',
+      {
+        after: encodeHistoryCursor(1),
+      },
+    );
+    await waitFor('the feed to know the head', () => ahead.completed() || ahead.errors.length > 0);
+    expect([...ahead.results.flatMap((r) => r.errors ?? []), ...graphqlErrors(ahead.errors)]).toEqual([
+      expect.objectContaining({ extensions: { code: 'BAD_USER_INPUT', field: 'after' } }),
+    ]);
+    await broken.query('RENAME TABLE handled_events TO handled_events_gone');
     const sub = subscribe(ws, 'subscription { onCustomerEvent(customerId: "1") { eventId } }');
 
     await waitFor('the error', () => sub.errors.length > 0 || sub.results.length > 0);
@@ -363,7 +349,7 @@ describe('the WebSocket side keeps the HTTP rules', () => {
     ]);
     const text = JSON.stringify({ results: sub.results, errors: sub.errors });
     for (const pattern of INTERNALS) expect(text).not.toMatch(pattern);
-    expect(text).not.toMatch(/outbox|doesn't exist/i);
+    expect(text).not.toMatch(/handled_events|doesn't exist/i);
     // The connection itself survives an operation's failure.
     expect(ws.closes).toEqual([]);
   });

@@ -27,6 +27,7 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
   const feed = new HistoryFeed({
     db,
     log,
+    metrics,
     pollIntervalMs: config.live.pollIntervalMs,
     pageSize: config.live.pageSize,
     bufferSize: config.live.bufferSize,

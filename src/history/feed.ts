@@ -1,11 +1,14 @@
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/index.js';
 import { Loop } from '../support/loop.js';
 import { type HistoryFilter, type HistoryRow, headPosition, readHistory } from './store.js';
 
 export interface HistoryFeedOptions {
   readonly db: Database;
   readonly log: Logger;
+  /** Counts the reads (live_history_reads_total) and reports what is queued (live_queued_rows). */
+  readonly metrics?: Metrics;
   /** How often the reader looks for new rows when no wake-up hint arrives. */
   readonly pollIntervalMs: number;
   /** Rows per read, for the feed and for each subscriber's catch-up. */
@@ -50,6 +53,7 @@ export class HistoryFeed {
     this.headKnown = new Promise((resolve) => {
       this.resolveHeadKnown = resolve;
     });
+    options.metrics?.trackQueuedRows(() => this.queuedRows);
     this.loop = new Loop(
       {
         name: 'history feed',
@@ -108,9 +112,23 @@ export class HistoryFeed {
     this.subscribers.delete(subscription);
   }
 
+  /** Rows read and not yet delivered, over all subscriptions. */
+  get queuedRows(): number {
+    let total = 0;
+    for (const subscription of this.subscribers) total += subscription.queued;
+    return total;
+  }
+
   /** @internal for FeedSubscription */
-  read(after: number, filter: HistoryFilter): Promise<HistoryRow[]> {
-    return readHistory(this.options.db, after, this.options.pageSize, filter);
+  async read(after: number, filter: HistoryFilter): Promise<HistoryRow[]> {
+    const rows = await readHistory(this.options.db, after, this.options.pageSize, filter);
+    this.counted('catch_up', rows.length);
+    return rows;
+  }
+
+  private counted(reader: 'feed' | 'catch_up', rows: number): void {
+    this.options.metrics?.historyReads.inc({ reader });
+    this.options.metrics?.historyRowsRead.inc({ reader }, rows);
   }
 
   /** @internal */
@@ -125,6 +143,7 @@ export class HistoryFeed {
       this.resolveHeadKnown();
     }
     const rows = await readHistory(this.options.db, this.head, this.options.pageSize);
+    this.counted('feed', rows.length);
     for (const row of rows) {
       this.head = row.position;
       for (const subscription of this.subscribers) subscription.offer(row);
@@ -164,6 +183,11 @@ class FeedSubscription implements AsyncIterableIterator<HistoryRow> {
 
   [Symbol.asyncIterator](): AsyncIterableIterator<HistoryRow> {
     return this;
+  }
+
+  /** Rows read and not yet delivered. */
+  get queued(): number {
+    return this.queue.length;
   }
 
   /** The reader's fan-out. Runs synchronously for every new row, in position order. */

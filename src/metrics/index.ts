@@ -59,8 +59,37 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly historyReads = new Counter({
+    name: 'live_history_reads_total',
+    help: "Reads of the history for live subscriptions: by the instance's one reader (feed) and by subscribers catching up in pages (catch_up).",
+    labelNames: ['reader'] as const,
+    registers: [this.registry],
+  });
+  readonly historyRowsRead = new Counter({
+    name: 'live_history_rows_read_total',
+    help: 'Rows those reads returned, by reader.',
+    labelNames: ['reader'] as const,
+    registers: [this.registry],
+  });
+  /** What live_queued_rows reports; the app role points it at its feed. */
+  private queuedRows: () => number = () => 0;
+
+  /** Makes live_queued_rows report `source()` at every scrape. */
+  trackQueuedRows(source: () => number): void {
+    this.queuedRows = source;
+  }
+
   constructor(db: Database) {
     collectDefaultMetrics({ register: this.registry });
+    const queued = () => this.queuedRows();
+    new Gauge({
+      name: 'live_queued_rows',
+      help: 'Rows read from the history and not yet sent, over all live subscriptions of this instance: bounded by LIVE_PAGE_SIZE and LIVE_BUFFER_SIZE per subscription.',
+      registers: [this.registry],
+      collect() {
+        this.set(queued());
+      },
+    });
     // Backlog figures come from the database at scrape time, so every instance reports the
     // same, true numbers rather than its own view.
     let statsAt = 0;

@@ -116,3 +116,23 @@ export async function closeBrokerConnections(fragment: string): Promise<number> 
   }
   return pids.length;
 }
+
+/** The queues bound to `exchange` (from rabbitmqctl, so it sees every connection's bindings). */
+export async function bindingsFrom(exchange: string): Promise<string[]> {
+  const { stdout } = await run('rabbitmqctl', ['-q', 'list_bindings', 'source_name', 'destination_name']);
+  return stdout
+    .split('\n')
+    .map((line) => line.split('\t'))
+    .filter(([source]) => source === exchange)
+    .map(([, destination]) => destination ?? '');
+}
+
+/** The type of an exchange (fanout, topic, …), or undefined when it does not exist. */
+export async function exchangeType(exchange: string): Promise<string | undefined> {
+  const { stdout } = await run('rabbitmqctl', ['-q', 'list_exchanges', 'name', 'type']);
+  for (const line of stdout.split('\n')) {
+    const [name, type] = line.split('\t');
+    if (name === exchange) return type;
+  }
+  return undefined;
+}

@@ -64,14 +64,55 @@ export function customerCreatedEnvelope(
 /** One handled event, as customerEvents and onCustomerEvent return it. */
 export type HandledEvent = CustomerEventData;
 
-/** The customerEvents query: a customer's handled events, oldest first. */
-export async function customerEvents(url: string, customerId: string): Promise<HandledEvent[]> {
-  const response = await graphql<{ customerEvents: HandledEvent[] }>(
+const EVENT_FIELDS = 'eventId type customerId sequence occurredAt handledAt payload cursor';
+
+/** One page of the customerEvents connection. */
+export interface HandledEventPage {
+  readonly edges: Array<{ cursor: string; node: HandledEvent }>;
+  readonly pageInfo: { hasNextPage: boolean; endCursor: string | null };
+}
+
+/** One page of the customerEvents query; fails loudly on any GraphQL error. */
+export async function customerEventPage(
+  url: string,
+  customerId: string,
+  page: { first?: number; after?: string } = {},
+): Promise<HandledEventPage> {
+  const response = await graphql<{ customerEvents: HandledEventPage }>(
     url,
-    'query($id: ID!) { customerEvents(customerId: $id) { eventId type customerId occurredAt handledAt payload } }',
-    { id: customerId },
+    `query($id: ID!, $first: Int, $after: String) {
+      customerEvents(customerId: $id, first: $first, after: $after) {
+        edges { cursor node { ${EVENT_FIELDS} } }
+        pageInfo { hasNextPage endCursor }
+      }
+    }`,
+    { id: customerId, first: page.first ?? 100, after: page.after },
   );
   if (response.errors || !response.data)
     throw new Error(`customerEvents failed: ${JSON.stringify(response)}`);
   return response.data.customerEvents;
+}
+
+/** The customerEvents query: a customer's handled events (the first 100), oldest first. */
+export async function customerEvents(url: string, customerId: string): Promise<HandledEvent[]> {
+  return (await customerEventPage(url, customerId)).edges.map((edge) => edge.node);
+}
+
+export const UPDATE_CUSTOMER = /* GraphQL */ `
+  mutation Update($input: UpdateCustomerInput!) {
+    updateCustomer(input: $input) {
+      eventId
+      customer { id email name sequence }
+    }
+  }
+`;
+
+/** Renames a customer (a CustomerUpdated event); returns the event id. Fails loudly on any error. */
+export async function renameCustomer(url: string, customerId: string, name: string): Promise<string> {
+  const response = await graphql<{ updateCustomer: { eventId: string } }>(url, UPDATE_CUSTOMER, {
+    input: { id: customerId, name },
+  });
+  const updated = response.data?.updateCustomer;
+  if (response.errors || !updated) throw new Error(`updateCustomer failed: ${JSON.stringify(response)}`);
+  return updated.eventId;
 }

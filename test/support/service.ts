@@ -55,7 +55,8 @@ export async function graphql<T = Record<string, unknown>>(
 
 /**
  * Stops a service and deletes what it declared on the broker (its exchange, the wake-up and
- * history hint exchanges and the worker's queues), so that test runs leave the broker as they found it.
+ * history hint exchanges and the worker's queues), so that test runs leave the broker as they
+ * found it.
  */
 export async function stopAndClean(service: RunningService | undefined): Promise<void> {
   if (!service) return;

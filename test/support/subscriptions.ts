@@ -6,20 +6,25 @@ export interface CustomerEventData {
   readonly eventId: string;
   readonly type: string;
   readonly customerId: string;
+  readonly sequence: number;
   readonly occurredAt: string;
   readonly handledAt: string;
   readonly payload: Record<string, unknown>;
+  /** Opaque position in the history: `after` resumes right after this event. */
+  readonly cursor: string;
 }
 
 export const ON_CUSTOMER_EVENT = /* GraphQL */ `
-  subscription OnCustomerEvent($customerId: ID) {
-    onCustomerEvent(customerId: $customerId) {
+  subscription OnCustomerEvent($customerId: ID, $after: String) {
+    onCustomerEvent(customerId: $customerId, after: $after) {
       eventId
       type
       customerId
+      sequence
       occurredAt
       handledAt
       payload
+      cursor
     }
   }
 `;
@@ -121,20 +126,34 @@ export interface EventSubscription extends Subscription<{ onCustomerEvent: Custo
   events(): CustomerEventData[];
   /** How many times `eventId` was received. */
   count(eventId: string): number;
+  /** The cursor of the last event received: what a resume passes as `after`. */
+  lastCursor(): string | undefined;
 }
 
-/** onCustomerEvent, for every customer or (with `customerId`) for one. */
-export function subscribeCustomerEvents(ws: WsClient, customerId?: string): EventSubscription {
-  const subscription = subscribe<{ onCustomerEvent: CustomerEventData }>(
-    ws,
-    ON_CUSTOMER_EVENT,
-    customerId === undefined ? {} : { customerId },
-  );
+export interface EventSubscriptionOptions {
+  /** Only this customer's events. */
+  readonly customerId?: string;
+  /** Resume right after this cursor. */
+  readonly after?: string;
+}
+
+/** onCustomerEvent, for every customer or (with `customerId`) for one, optionally after a cursor. */
+export function subscribeCustomerEvents(
+  ws: WsClient,
+  options: string | EventSubscriptionOptions = {},
+): EventSubscription {
+  const { customerId, after } =
+    typeof options === 'string' ? { customerId: options, after: undefined } : options;
+  const variables: Record<string, unknown> = {};
+  if (customerId !== undefined) variables.customerId = customerId;
+  if (after !== undefined) variables.after = after;
+  const subscription = subscribe<{ onCustomerEvent: CustomerEventData }>(ws, ON_CUSTOMER_EVENT, variables);
   const events = () =>
     subscription.results.flatMap((r) => (r.data?.onCustomerEvent ? [r.data.onCustomerEvent] : []));
   return {
     ...subscription,
     events,
     count: (eventId) => events().filter((e) => e.eventId === eventId).length,
+    lastCursor: () => events().at(-1)?.cursor,
   };
 }

@@ -1,0 +1,187 @@
+/**
+ * The outbox does not slow down as it grows (issue 8): the same backlog is claimed and drained
+ * on an outbox with no published history and on one with 1,000,000 published rows, and each
+ * figure is printed as a ratio of the two (target: within 10 %).
+ *
+ * Why it should hold: the claim reads `outbox_claim_idx` (published_at, dead_at,
+ * next_attempt_at, id) from its `published_at IS NULL` end, so published rows are outside the
+ * range it reads however many there are; retention keeps the table from growing anyway, but
+ * a deployment that sets a long OUTBOX_RETENTION must not pay for it in relay speed.
+ *
+ * Rows are seeded with INSERT … SELECT from MariaDB's sequence engine (seq_1_to_N): a million
+ * rows in about a minute, with no round trip per row.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import amqp from 'amqplib';
+import { declareWorkerQueues, topologyFor } from '../src/broker/topology.js';
+import { CUSTOMER_CREATED } from '../src/customers/events.js';
+import { claimBatch, markPublished } from '../src/outbox/store.js';
+import {
+  BENCH_AMQP_URL,
+  type BenchDatabase,
+  benchConfig,
+  createBenchDatabase,
+  deleteBrokerObjects,
+  report,
+  round,
+  spawnBenchService,
+  waitUntil,
+} from './support.js';
+
+/** Drains of the backlog per table state; the median is reported. */
+const DRAINS = 3;
+
+const query = async (db: BenchDatabase, text: string): Promise<Array<Record<string, unknown>>> => {
+  const [rows] = await db.pool.query(text);
+  return rows as Array<Record<string, unknown>>;
+};
+
+const pendingCount = async (db: BenchDatabase): Promise<number> =>
+  Number((await query(db, 'SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL'))[0]?.n);
+
+/**
+ * `count` rows from the sequence engine, in chunks (one statement each, so no transaction
+ * grows huge): published ones (leased, as a relay leaves them), or a pending backlog not due
+ * yet (releaseBacklog makes it due).
+ */
+async function insertRows(
+  db: BenchDatabase,
+  count: number,
+  label: string,
+  published: boolean,
+): Promise<void> {
+  const CHUNK = 100_000;
+  for (let from = 0; from < count; from += CHUNK) {
+    const n = Math.min(CHUNK, count - from);
+    const state = published
+      ? `NOW(3) - INTERVAL seq SECOND, 'bench', UUID(), NOW(3) - INTERVAL seq SECOND, NOW(3) - INTERVAL seq SECOND`
+      : `NOW(3) + INTERVAL 1 DAY, NULL, NULL, NULL, NULL`;
+    await db.pool.query(
+      `INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, type, payload, headers, occurred_at,
+                           next_attempt_at, lease_owner, lease_token, lease_expires_at, published_at)
+       SELECT UUID(), 'Customer', CONCAT('${label}-', seq), 1, '${CUSTOMER_CREATED}',
+              JSON_OBJECT('customerId', CONCAT('${label}-', seq), 'email', CONCAT('c', seq, '@example.com'), 'name', CONCAT('Customer ', seq)),
+              JSON_OBJECT('correlationId', UUID()), NOW(3) - INTERVAL seq SECOND, ${state}
+       FROM seq_${from + 1}_to_${from + n}`,
+    );
+  }
+}
+
+/** Makes the (not yet due) backlog due now, through the claim index. */
+const releaseBacklog = (db: BenchDatabase) =>
+  db.pool.query('UPDATE outbox SET next_attempt_at = NOW(3) WHERE published_at IS NULL AND dead_at IS NULL');
+
+/** Claims the whole backlog one batch at a time, marking each; returns the claims' durations in ms. */
+async function claimCosts(db: BenchDatabase, batchSize: number): Promise<number[]> {
+  const costs: number[] = [];
+  for (;;) {
+    const token = randomUUID();
+    const started = performance.now();
+    const batch = await claimBatch(db.db, { owner: 'bench', token, durationMs: 60_000 }, batchSize);
+    costs.push(performance.now() - started);
+    if (batch.length === 0) return costs;
+    await markPublished(db.db, batch, token);
+  }
+}
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+};
+
+interface Measured {
+  readonly claimMsMedian: number;
+  readonly claimMsMean: number;
+  readonly drainEventsPerSecond: number;
+}
+
+export async function runBigTableBenchmark(publishedRows: number, backlog: number): Promise<void> {
+  const db = await createBenchDatabase('bigtable');
+  const suffix = randomBytes(3).toString('hex');
+  const topology = topologyFor(`bench.events.${suffix}`, `bench.worker.${suffix}`, [CUSTOMER_CREATED]);
+  const admin = await amqp.connect(BENCH_AMQP_URL);
+  const channel = await admin.createChannel();
+  const config = benchConfig(db.url, {});
+  const batchSize = config.relay.batchSize;
+  let round_ = 0;
+  try {
+    await declareWorkerQueues(channel, topology);
+    const env = {
+      DATABASE_URL: db.url,
+      OUTBOX_EXCHANGE: topology.exchange,
+      WORKER_QUEUE: topology.workerQueue,
+    };
+
+    const measure = async (rowsInOutbox: number): Promise<Measured> => {
+      // The claim alone: one lane, the whole backlog, batch by batch.
+      await insertRows(db, backlog, `r${round_++}`, false);
+      await releaseBacklog(db);
+      const costs = (await claimCosts(db, batchSize)).slice(0, -1); // the last one found nothing
+      // The relay: one standalone process, ready before the clock starts; the backlog drained
+      // DRAINS times and the median taken, since one drain on a shared machine is noisy.
+      const relay = await spawnBenchService('relay', env);
+      const rates: number[] = [];
+      try {
+        for (let i = 0; i < DRAINS; i++) {
+          await insertRows(db, backlog, `r${round_++}`, false);
+          const started = performance.now();
+          await releaseBacklog(db);
+          await waitUntil(async () => (await pendingCount(db)) === 0, 20);
+          rates.push(Math.round(backlog / ((performance.now() - started) / 1000)));
+          await channel.purgeQueue(topology.workerQueue);
+        }
+      } finally {
+        await relay.stop();
+      }
+      const measured = {
+        claimMsMedian: round(median(costs)),
+        claimMsMean: round(costs.reduce((a, b) => a + b, 0) / costs.length),
+        drainEventsPerSecond: median(rates),
+      };
+      report({
+        scenario: 'big-table',
+        rowsInOutbox,
+        backlog,
+        batchSize,
+        claims: costs.length,
+        ...measured,
+        drainSamples: rates,
+      });
+      return measured;
+    };
+
+    const empty = await measure(0);
+
+    const seedStarted = performance.now();
+    await insertRows(db, publishedRows, 'published', true);
+    // As the server would have by itself after so many inserts: statistics that know the table.
+    await db.pool.query('ANALYZE TABLE outbox');
+    const seedSeconds = (performance.now() - seedStarted) / 1000;
+    const total = Number((await query(db, 'SELECT COUNT(*) AS n FROM outbox'))[0]?.n);
+    report({ scenario: 'big-table-seed', publishedRows, seconds: round(seedSeconds), rowsInOutbox: total });
+
+    const big = await measure(total);
+    report({
+      scenario: 'big-table-ratio',
+      rowsInOutbox: total,
+      backlog,
+      // 1.00 = no difference; the target is 0.90–1.10.
+      claimCostRatio: round(big.claimMsMedian / empty.claimMsMedian),
+      drainRateRatio: round(big.drainEventsPerSecond / empty.drainEventsPerSecond),
+    });
+    const plan = await query(
+      db,
+      'EXPLAIN SELECT id FROM outbox WHERE published_at IS NULL AND dead_at IS NULL AND next_attempt_at <= NOW(3) ORDER BY next_attempt_at, id LIMIT 500',
+    );
+    report({
+      scenario: 'big-table-claim-plan',
+      key: plan[0]?.key,
+      rows: plan[0]?.rows,
+      extra: plan[0]?.Extra,
+    });
+  } finally {
+    await admin.close().catch(() => {});
+    await deleteBrokerObjects(topology.exchange, topology.workerQueue);
+    await db.drop();
+  }
+}

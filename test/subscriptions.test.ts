@@ -226,7 +226,7 @@ describe('the WebSocket side keeps the HTTP rules', () => {
   it('an operation deeper than GRAPHQL_MAX_DEPTH is refused over WebSocket; fragments add no depth', async () => {
     const customer = await handledCustomer('depth');
     const ws = client(url);
-    // Fields two deep wrapped in five inline fragments: depth 2, under the limit of 3, and it
+    // Fields two deep wrapped in five inline fragments: depth 2, under the limit, and it
     // runs (the history arrives). Fragments are how clients compose, not nesting.
     const wrapped = `subscription($id: ID) { onCustomerEvent(customerId: $id) { ${'... on CustomerEvent { '.repeat(5)}eventId${' }'.repeat(5)} } }`;
     const allowed = subscribe<{ onCustomerEvent: { eventId: string } }>(ws, wrapped, {
@@ -234,7 +234,7 @@ describe('the WebSocket side keeps the HTTP rules', () => {
     });
     // No subscription field has object fields, so real depth is shown with a query: validation
     // (the depth rule) runs before the WebSocket's subscriptions-only rule.
-    const refused = subscribe(ws, '{ customers { edges { node { events { eventId } } } } }');
+    const refused = subscribe(ws, '{ customer(id: "1") { events { edges { node { eventId } } } } }');
 
     await waitFor('the refusal', () => refused.errors.length > 0);
     expect(graphqlErrors(refused.errors)).toMatchObject([

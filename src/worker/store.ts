@@ -30,6 +30,16 @@ export async function recordInbox(
   }
 }
 
+/** Whether the inbox holds this message id (it was handled and its row not yet pruned). */
+export async function wasHandled(tx: Executor, consumer: string, messageId: string): Promise<boolean> {
+  const [row] = await tx
+    .select({ id: inbox.messageId })
+    .from(inbox)
+    .where(and(eq(inbox.consumer, consumer), eq(inbox.messageId, messageId)))
+    .limit(1);
+  return row !== undefined;
+}
+
 /**
  * Takes the aggregate's progress for handling `sequence`, holding the progress row's lock until
  * the caller commits, so the next handler of the same aggregate, in any worker, waits for us and

@@ -15,7 +15,14 @@ import { type AppendedEvent, countPredecessors, findEvents } from '../outbox/sto
 import type { OutboxWriter } from '../outbox/writer.js';
 import { canonicalJson } from '../support/json.js';
 import { parseEnvelope } from './envelope.js';
-import { type AggregateKey, passParked, recordInbox, setProgress, takeProgress } from './store.js';
+import {
+  type AggregateKey,
+  passParked,
+  recordInbox,
+  setProgress,
+  takeProgress,
+  wasHandled,
+} from './store.js';
 
 export interface WorkerOptions {
   readonly db: Database;
@@ -245,6 +252,7 @@ export class Worker {
     const handledAt = new Date();
     return transaction(this.options.db, async (tx) => {
       const event = await this.storedEvent(tx, claim, handler);
+      if (event === 'handled before') return { kind: 'duplicate' } as const;
       const key: AggregateKey = {
         consumer: this.consumer,
         aggregateType: event.aggregateType,
@@ -299,9 +307,12 @@ export class Worker {
     tx: Transaction,
     claim: EventEnvelope,
     handler: AnyHandler,
-  ): Promise<StoredEvent> {
+  ): Promise<StoredEvent | 'handled before'> {
     const stored = (await findEvents(tx, [claim.eventId])).get(claim.eventId);
     if (!stored) {
+      // A late copy of a message handled long ago, whose outbox row retention has pruned: the
+      // inbox, kept at least as long as the outbox (INBOX_RETENTION ≥ OUTBOX_RETENTION), knows it.
+      if (await wasHandled(tx, this.consumer, claim.eventId)) return 'handled before';
       throw new PermanentFailure(
         'no stored event with this id (not written by this service, or pruned by OUTBOX_RETENTION)',
       );

@@ -143,6 +143,29 @@ describe('worker: idempotent receiver', () => {
     expect(email).toEqual({ event_id: customer.eventId, recipient: customer.email });
   });
 
+  it('a late copy of a handled message whose outbox row retention pruned is acked as a duplicate, known from the inbox', async () => {
+    const { service, url, exchange, workerQueue } = await start();
+    const captured = await broker.capture(exchange, 'customer.created');
+    const customer = await createCustomer(url, 'late-copy');
+    const original = await waitFor('the CustomerCreated message on the exchange', () =>
+      captured.find((m) => m.properties.messageId === customer.eventId),
+    );
+    await waitFor('the message to be handled', async () => (await outcomes(service)).handled === 1);
+    // What retention does after OUTBOX_RETENTION: the published row is gone; the inbox row stays.
+    await db.query('DELETE FROM outbox WHERE event_id = ?', [customer.eventId]);
+
+    await broker.publish(exchange, original.fields.routingKey, original.content, sameProperties(original));
+
+    await waitFor('the copy to be settled', async () => {
+      const o = await outcomes(service);
+      return o.duplicate === 1 && (await broker.messageCount(workerQueue)) === 0;
+    });
+    expect(await outcomes(service)).toEqual({ handled: 1, duplicate: 1 });
+    expect(await broker.messageCount(service.topology.workerDeadLetterQueue)).toBe(0);
+    expect(await welcomeEmails(customer.customerId)).toBe(1);
+    expect(await historyRows(customer.customerId)).toBe(1);
+  });
+
   it('a malformed message is parked at once and the worker keeps consuming', async () => {
     const { service, url, exchange, workerQueue, deadQueue, retryQueue } = await start();
     const ids = {

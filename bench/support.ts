@@ -83,7 +83,9 @@ export async function spawnBenchService(roles: string, env: Record<string, strin
   const { spawn } = await import('node:child_process');
   const port = await freePort();
   const metricsPort = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', roles], {
+  // BENCH_NODE_ARGS: extra flags for the service process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts', roles], {
     env: {
       ...process.env,
       LOG_LEVEL: 'warn',

@@ -223,39 +223,49 @@ export interface MarkResult {
 /**
  * Marks events published, but only those whose lease is still this relay's (fencing): if the
  * lease expired and another relay took the rows over, this changes nothing and the new owner
- * settles them. In the same transaction it releases the held successor of each event marked,
- * which is what moves an aggregate's next event once, and only once, this one is on the broker.
+ * settles them. Then releases the held successor of each event: the broker has confirmed them
+ * all, so each aggregate's next event may follow, even when the mark itself was fenced out.
+ *
+ * Two autocommit statements, not a transaction (which would cost a SET TRANSACTION, a BEGIN and
+ * a COMMIT per batch). The order matters: the mark waits for a writer that holds the
+ * predecessor's row (predecessorUnpublished) and so commits before it, and the release, a new
+ * statement, then sees the writer's held row. A crash between the two leaves a successor held
+ * behind a published event; releaseStranded finds and releases it.
  */
 export async function markPublished(
-  db: Database,
+  db: Executor,
   events: readonly Publishable[],
   leaseToken: string,
 ): Promise<MarkResult> {
   if (events.length === 0) return { marked: 0, released: 0 };
-  const ids = events.map((e) => e.id);
-  return db.transaction(
-    async (tx) => {
-      // Only published_at changes: the lease columns stay as a record of which relay published the
-      // row, and an update that keeps the row's size is measurably cheaper for InnoDB.
-      const [result] = await tx
-        .update(outbox)
-        .set({ publishedAt: now })
-        .where(and(idIn(ids), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)));
-      let mine = events;
-      if (result.affectedRows < events.length) {
-        // Some were fenced out (or marked before): release only the successors of our own marks.
-        const rows = await tx
-          .select({ id: outbox.id })
-          .from(outbox)
-          .where(and(idIn(ids), eq(outbox.leaseToken, leaseToken), isNotNull(outbox.publishedAt)));
-        const marked = new Set(rows.map((r) => r.id));
-        mine = events.filter((e) => marked.has(e.id));
-      }
-      const released = await releaseSuccessors(tx, mine);
-      return { marked: result.affectedRows, released };
-    },
-    { isolationLevel: 'read committed' },
-  );
+  // Only published_at changes: the lease columns stay as a record of which relay published the
+  // row, and an update that keeps the row's size is measurably cheaper for InnoDB.
+  const [result] = await db
+    .update(outbox)
+    .set({ publishedAt: now })
+    .where(and(idIn(events.map((e) => e.id)), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)));
+  const released = await releaseSuccessors(db, events);
+  return { marked: result.affectedRows, released };
+}
+
+/**
+ * Releases held rows whose predecessor is published (or pruned): what a relay that died between
+ * marking and releasing left behind. Returns how many it released; the relays run it now and then.
+ */
+export async function releaseStranded(db: Executor, limit: number): Promise<number> {
+  const [rows] = await db.execute(sql`
+    SELECT s.id AS id FROM ${outbox} s
+    LEFT JOIN ${outbox} p ON p.aggregate_type = s.aggregate_type AND p.aggregate_id = s.aggregate_id
+      AND p.sequence = s.sequence - 1
+    WHERE s.held = 1 AND (p.id IS NULL OR p.published_at IS NOT NULL)
+    LIMIT ${limit}`);
+  const ids = (rows as unknown as Array<{ id: number | string }>).map((r) => Number(r.id));
+  if (ids.length === 0) return 0;
+  const [result] = await db
+    .update(outbox)
+    .set({ held: false, nextAttemptAt: now })
+    .where(and(idIn(ids), eq(outbox.held, true)));
+  return result.affectedRows;
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   markPublished,
   type RetryPolicy,
   releaseLeases,
+  releaseStranded,
 } from '../outbox/store.js';
 import { Loop } from '../support/loop.js';
 import { backoffDelay, sleep } from '../support/sleep.js';
@@ -38,6 +39,8 @@ const DB_RETRY_MAX_MS = 5000;
 const SETTLE_ATTEMPTS = 5;
 /** How long published marks of handed-over events are gathered before one statement writes them. */
 const MARK_DELAY_MS = 25;
+/** How often a relay looks for held rows stranded by a crash between mark and release. */
+const SWEEP_INTERVAL_MS = 30_000;
 
 /** Where a batch came from: a lane's claim, or writers in this process (handoff). */
 type Source = { readonly lane: number } | 'handoff';
@@ -73,6 +76,8 @@ export class Relay implements Handoff {
   private toMark: ClaimedEvent[] = [];
   private markTimer: NodeJS.Timeout | undefined;
   private readonly lanes: Loop[] = [];
+  /** Now and then releases successors stranded by a relay that died between mark and release. */
+  private readonly sweeper: Loop;
   private readonly stopController = new AbortController();
   private stopping: Promise<void> | undefined;
 
@@ -81,6 +86,23 @@ export class Relay implements Handoff {
     // One token for every handed-over row of this relay's life. Fencing holds all the same: a
     // relay that takes a row over writes its own token into it.
     this.lease = { owner: this.owner, token: randomUUID(), durationMs: options.leaseMs };
+    this.sweeper = new Loop(
+      {
+        name: 'relay held-row sweep',
+        log: options.log,
+        idleMs: SWEEP_INTERVAL_MS,
+        backoffBaseMs: DB_RETRY_BASE_MS,
+        backoffMaxMs: SWEEP_INTERVAL_MS,
+      },
+      async () => {
+        const released = await releaseStranded(options.db, options.batchSize);
+        if (released > 0) {
+          options.log.warn({ released }, 'released events held behind already published ones');
+          this.wake();
+        }
+        return released === options.batchSize ? 'busy' : 'idle';
+      },
+    );
     for (let lane = 0; lane < options.lanes; lane++) {
       this.lanes.push(
         new Loop(
@@ -115,6 +137,7 @@ export class Relay implements Handoff {
 
   start(): void {
     for (const lane of this.lanes) lane.start();
+    this.sweeper.start();
     this.options.log.info({ owner: this.owner, lanes: this.options.lanes }, 'relay started');
   }
 
@@ -134,7 +157,7 @@ export class Relay implements Handoff {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.stopController.abort();
-      await Promise.all(this.lanes.map((lane) => lane.stop()));
+      await Promise.all([...this.lanes.map((lane) => lane.stop()), this.sweeper.stop()]);
       // Anything still waiting for the next tick, then every handed-over batch in flight.
       await new Promise((resolve) => setImmediate(resolve));
       await Promise.all([...this.inFlight]);

@@ -163,11 +163,9 @@ export async function startService(
           handlers,
           writer,
           // The live feed beside it, if any, at once; app instances elsewhere through the broker.
-          historyWaker: {
-            notify: () => {
-              appRole?.feed.wake();
-              historyHint?.notify();
-            },
+          onHistory: (rows) => {
+            appRole?.feed.committed(rows);
+            historyHint?.notify();
           },
         }),
       );

@@ -75,6 +75,32 @@ export class HistoryFeed {
     this.loop.wake();
   }
 
+  /**
+   * Rows a worker in this process has just committed. When they are the very next positions,
+   * they are fanned out as they are, with no read: the in-process path from commit to
+   * subscriber. Anything else (a gap: rows of another process, or of a transaction here that
+   * has not reported yet) wakes the reader, which reads the history in order as always.
+   */
+  committed(rows: readonly HistoryRow[]): void {
+    const first = rows[0];
+    if (first === undefined || this.head === undefined || first.position !== this.head + 1) {
+      this.wake();
+      return;
+    }
+    for (const row of rows) {
+      if (row.position !== this.head + 1) {
+        this.wake();
+        return;
+      }
+      this.fanOut(row);
+    }
+  }
+
+  private fanOut(row: HistoryRow): void {
+    this.head = row.position;
+    for (const subscription of this.subscribers) subscription.offer(row);
+  }
+
   /** Idempotent. Ends every subscription, then the reader. */
   async stop(): Promise<void> {
     for (const subscription of [...this.subscribers]) subscription.close();
@@ -145,8 +171,8 @@ export class HistoryFeed {
     const rows = await readHistory(this.options.db, this.head, this.options.pageSize);
     this.counted('feed', rows.length);
     for (const row of rows) {
-      this.head = row.position;
-      for (const subscription of this.subscribers) subscription.offer(row);
+      // Rows handed over by committed() while this read was on its way are already out.
+      if (row.position > this.head) this.fanOut(row);
     }
     return rows.length === this.options.pageSize ? 'busy' : 'idle';
   }

@@ -47,8 +47,8 @@ const POSITIONS_ROW = 1;
  * Appends rows to the history. Call it last in the transaction, right before the commit: it
  * takes the position counter's lock, which orders the commits (see above).
  */
-export async function appendHistory(tx: Executor, rows: readonly NewHistoryRow[]): Promise<void> {
-  if (rows.length === 0) return;
+export async function appendHistory(tx: Executor, rows: readonly NewHistoryRow[]): Promise<HistoryRow[]> {
+  if (rows.length === 0) return [];
   // LAST_INSERT_ID(expr) makes the new counter value the statement's insert id: one round trip
   // both reserves the positions and tells which they are.
   const [result] = await tx.execute(
@@ -67,6 +67,7 @@ export async function appendHistory(tx: Executor, rows: readonly NewHistoryRow[]
       payload: sql`${JSON.stringify(row.payload)}`,
     })),
   );
+  return rows.map((row, i) => ({ ...row, position: first + i }));
 }
 
 /** MariaDB returns JSON columns as text; MySQL returns them parsed. */

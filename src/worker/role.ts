@@ -1,5 +1,5 @@
+import type { HistoryRow } from '../history/store.js';
 import type { Handlers } from '../outbox/handler.js';
-import type { Waker } from '../outbox/handoff.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import type { RoleDeps, RunningRole } from '../roles.js';
 import { Worker } from './worker.js';
@@ -11,8 +11,8 @@ export interface WorkerRole extends RunningRole {
 export interface WorkerRoleDeps extends RoleDeps {
   readonly handlers: Handlers;
   readonly writer: OutboxWriter;
-  /** Told after each commit that added to the history. */
-  readonly historyWaker: Waker;
+  /** Given the history rows of each commit. */
+  readonly onHistory: (rows: readonly HistoryRow[]) => void;
 }
 
 /** The worker role: one consumer on the role's own broker connection, running the handlers it is given. */
@@ -26,7 +26,7 @@ export function startWorkerRole(deps: WorkerRoleDeps): WorkerRole {
     metrics: deps.metrics,
     handlers: deps.handlers,
     writer: deps.writer,
-    historyWaker: deps.historyWaker,
+    onHistory: deps.onHistory,
     prefetch: config.worker.prefetch,
     maxAttempts: config.worker.maxAttempts,
     retryDelayMs: config.worker.retryDelayMs,

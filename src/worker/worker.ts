@@ -5,12 +5,11 @@ import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
 import { type Database, rollbackFailureOf, type Transaction, transaction } from '../db/client.js';
 import { isTransientDatabaseError } from '../db/errors.js';
-import { appendHistory } from '../history/store.js';
+import { appendHistory, type HistoryRow } from '../history/store.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
 import type { EventEnvelope } from '../outbox/event.js';
 import { type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
-import type { Waker } from '../outbox/handoff.js';
 import { type AppendedEvent, countPredecessors, findEvents } from '../outbox/store.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { canonicalJson } from '../support/json.js';
@@ -34,8 +33,8 @@ export interface WorkerOptions {
   readonly handlers: Handlers;
   /** Follow-up events handlers append go through it. */
   readonly writer: OutboxWriter;
-  /** Told after every commit that added to the history (live feeds read it then). */
-  readonly historyWaker: Waker;
+  /** Given the history rows of every commit (live feeds fan them out, or read then). */
+  readonly onHistory: (rows: readonly HistoryRow[]) => void;
   readonly prefetch: number;
   /** Deliveries of one message (first try included) before it is parked. */
   readonly maxAttempts: number;
@@ -66,7 +65,11 @@ type Outcome = 'handled' | 'duplicate' | 'waiting' | 'retried' | 'parked';
 
 /** What one handling transaction decided. */
 type Decision =
-  | { readonly kind: 'handled'; readonly appended: readonly AppendedEvent[] }
+  | {
+      readonly kind: 'handled';
+      readonly appended: readonly AppendedEvent[];
+      readonly history: readonly HistoryRow[];
+    }
   | { readonly kind: 'duplicate' }
   | { readonly kind: 'waiting'; readonly missing: number };
 
@@ -243,14 +246,14 @@ export class Worker {
     }
     if (decision.kind === 'handled') {
       this.options.writer.committed(decision.appended);
-      this.options.historyWaker.notify();
+      this.options.onHistory(decision.history);
     }
     return decision.kind;
   }
 
   private async handle(claim: EventEnvelope, handler: AnyHandler): Promise<Decision> {
     const handledAt = new Date();
-    return transaction(this.options.db, async (tx) => {
+    return transaction<Decision>(this.options.db, async (tx) => {
       const event = await this.storedEvent(tx, claim, handler);
       if (event === 'handled before') return { kind: 'duplicate' } as const;
       const key: AggregateKey = {
@@ -282,7 +285,7 @@ export class Worker {
         },
       });
       await setProgress(tx, key, event.sequence);
-      await appendHistory(tx, [
+      const history = await appendHistory(tx, [
         {
           eventId: event.eventId,
           type: event.type,
@@ -295,7 +298,7 @@ export class Worker {
           payload: event.payload,
         },
       ]);
-      return { kind: 'handled', appended } as const;
+      return { kind: 'handled', appended, history } as const;
     });
   }
 

@@ -34,21 +34,29 @@ function envelope(n: number) {
   return { eventId, occurredAt, payload };
 }
 
-async function seed(db: BenchDatabase, count: number): Promise<void> {
+/**
+ * `count` events of `count / perCustomer` customers. A customer's first event is due; the later
+ * ones are held behind it, as the writer leaves them when they are appended before the first is
+ * published, so draining them exercises the ordering (each is released by its predecessor's mark).
+ */
+async function seed(db: BenchDatabase, count: number, perCustomer = 1): Promise<void> {
   await db.db.delete(outbox);
   for (let start = 0; start < count; start += 1000) {
     const rows = Array.from({ length: Math.min(1000, count - start) }, (_, i) => {
-      const e = envelope(start + i);
+      const n = start + i;
+      const e = envelope(Math.floor(n / perCustomer));
+      const sequence = (n % perCustomer) + 1;
       return {
         eventId: e.eventId,
         aggregateType: 'Customer',
         aggregateId: e.payload.customerId,
-        sequence: 1,
+        sequence,
         type: CUSTOMER_CREATED,
         payload: e.payload,
         headers: { correlationId: randomUUID() },
         occurredAt: e.occurredAt,
-        nextAttemptAt: sql`NOW(3)`,
+        nextAttemptAt: sequence === 1 ? sql`NOW(3)` : sql`'9999-12-31'`,
+        held: sequence > 1,
       };
     });
     await db.db.insert(outbox).values(rows);
@@ -137,8 +145,17 @@ export async function runRelayBenchmark(events: number): Promise<void> {
       serialBoundEventsPerSecond: Math.round(serialBound),
     });
 
-    for (const relays of [1, 2, 4]) {
-      await seed(db, events);
+    let oneRelay = 0;
+    // Ordering's cost: the same number of events, one relay, as 1, 2 and 5 events per customer
+    // (with more than one, every later event is held until its predecessor is marked).
+    for (const [relays, perCustomer] of [
+      [1, 1],
+      [2, 1],
+      [4, 1],
+      [1, 2],
+      [1, 5],
+    ] as const) {
+      await seed(db, events, perCustomer);
       const env = {
         DATABASE_URL: db.url,
         OUTBOX_EXCHANGE: topology.exchange,
@@ -146,12 +163,15 @@ export async function runRelayBenchmark(events: number): Promise<void> {
       };
       // Each relay is a standalone process (`npm start -- relay`), as in a scaled deployment.
       // The clock starts when they are all ready to claim, so start-up time is not counted.
-      await db.db.update(outbox).set({ nextAttemptAt: sql`NOW(3) + INTERVAL 1 HOUR` });
+      await db.db
+        .update(outbox)
+        .set({ nextAttemptAt: sql`NOW(3) + INTERVAL 1 HOUR` })
+        .where(sql`${outbox.held} = 0`);
       const services = await Promise.all(
         Array.from({ length: relays }, () => spawnBenchService('relay', env)),
       );
       const started = performance.now();
-      await db.db.update(outbox).set({ nextAttemptAt: sql`NOW(3)` });
+      await db.db.update(outbox).set({ nextAttemptAt: sql`NOW(3)` }).where(sql`${outbox.held} = 0`);
       await waitUntil(async () => {
         const [rows] = await db.pool.query('SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL');
         return Number((rows as Array<{ n: number }>)[0]?.n) === 0;
@@ -160,16 +180,20 @@ export async function runRelayBenchmark(events: number): Promise<void> {
       await Promise.all(services.map((s) => s.stop()));
       const { messageCount } = await channel.checkQueue(topology.workerQueue);
       await channel.purgeQueue(topology.workerQueue);
+      const rate = events / seconds;
+      if (relays === 1 && perCustomer === 1) oneRelay = rate;
       report({
-        scenario: 'relay-drain',
+        scenario: perCustomer === 1 ? 'relay-drain' : 'relay-drain-ordered',
         relays,
+        eventsPerCustomer: perCustomer,
         events,
         batchSize: config.relay.batchSize,
         lanesPerRelay: config.relay.lanes,
         seconds: round(seconds),
-        eventsPerSecond: Math.round(events / seconds),
-        ratioToCeiling: round(events / seconds / ceiling),
-        ratioToSerialBound: round(events / seconds / serialBound),
+        eventsPerSecond: Math.round(rate),
+        ratioToCeiling: round(rate / ceiling),
+        ratioToSerialBound: round(rate / serialBound),
+        ratioToOneRelayOneEventPerCustomer: round(rate / oneRelay),
         messagesOnQueue: messageCount,
       });
     }

@@ -19,19 +19,22 @@ export abstract class DomainError extends Error {
   }
 }
 
-export class InvalidInputError extends DomainError {
-  override readonly name = 'InvalidInputError';
-  readonly code = 'BAD_USER_INPUT';
+/** An error about one argument, named in `extensions.field` (a dotted path, e.g. `input.email`). */
+abstract class FieldError extends DomainError {
   constructor(
-    /** Dotted path of the offending argument, e.g. `input.email`. */
     readonly field: string,
     message: string,
   ) {
     super(message);
   }
-  override get details() {
+  override get details(): Record<string, unknown> {
     return { field: this.field };
   }
+}
+
+export class InvalidInputError extends FieldError {
+  override readonly name = 'InvalidInputError';
+  readonly code = 'BAD_USER_INPUT';
 }
 
 export class EmailTakenError extends DomainError {
@@ -55,18 +58,9 @@ export class ForbiddenError extends DomainError {
   }
 }
 
-export class NotFoundError extends DomainError {
+export class NotFoundError extends FieldError {
   override readonly name = 'NotFoundError';
   readonly code = 'NOT_FOUND';
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(message);
-  }
-  override get details() {
-    return { field: this.field };
-  }
 }
 
 /** The state the client based its request on has moved on (lost-update protection). */

@@ -18,19 +18,13 @@
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import type { Executor } from '../db/client.js';
 import { handledEvents, historyPositions } from '../db/schema.js';
+import type { StoredEvent } from '../outbox/handler.js';
 
-/** One handled event, as the history holds it. */
-export interface HistoryRow {
+/** One handled event, as the history holds it: the stored event, where and when it was handled. */
+export interface HistoryRow extends StoredEvent {
   readonly position: number;
-  readonly eventId: string;
-  readonly type: string;
-  readonly aggregateType: string;
-  readonly aggregateId: string;
-  readonly sequence: number;
-  readonly occurredAt: Date;
   readonly handledAt: Date;
   readonly handler: string;
-  readonly payload: unknown;
 }
 
 export type NewHistoryRow = Omit<HistoryRow, 'position'>;

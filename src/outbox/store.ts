@@ -53,6 +53,16 @@ export interface OutboxStats {
 }
 
 const now = sql`NOW(3)`;
+/** The columns of an event's envelope: what a claim publishes and what the worker compares. */
+const eventColumns = {
+  eventId: outbox.eventId,
+  type: outbox.type,
+  aggregateType: outbox.aggregateType,
+  aggregateId: outbox.aggregateId,
+  sequence: outbox.sequence,
+  occurredAt: outbox.occurredAt,
+  payload: outbox.payload,
+};
 /** The lease columns of a row nobody holds. */
 const noLease = { leaseOwner: null, leaseToken: null, leaseExpiresAt: null } as const;
 
@@ -170,13 +180,7 @@ export async function claimBatch(db: Database, lease: Lease, limit: number): Pro
       const rows = await tx
         .select({
           id: outbox.id,
-          eventId: outbox.eventId,
-          type: outbox.type,
-          aggregateType: outbox.aggregateType,
-          aggregateId: outbox.aggregateId,
-          sequence: outbox.sequence,
-          occurredAt: outbox.occurredAt,
-          payload: outbox.payload,
+          ...eventColumns,
           headers: outbox.headers,
           leaseToken: outbox.leaseToken,
         })
@@ -453,15 +457,7 @@ export async function findEvents(
 ): Promise<Map<string, EventEnvelope>> {
   if (eventIds.length === 0) return new Map();
   const rows = await db
-    .select({
-      eventId: outbox.eventId,
-      type: outbox.type,
-      aggregateType: outbox.aggregateType,
-      aggregateId: outbox.aggregateId,
-      sequence: outbox.sequence,
-      occurredAt: outbox.occurredAt,
-      payload: outbox.payload,
-    })
+    .select(eventColumns)
     .from(outbox)
     .where(inArray(outbox.eventId, [...eventIds]));
   return new Map(rows.map((r) => [r.eventId, { ...envelopeHead(r), payload: parseJson(r.payload) }]));

@@ -7,7 +7,7 @@ import type { Handler } from '../src/outbox/handler.js';
 import { type RunningService, type ServiceOptions, startService } from '../src/service.js';
 import { connectTestBroker, sameProperties, type TestBroker } from './support/amqp.js';
 import { brokerObjectsOf, deleteBrokerObjects } from './support/broker.js';
-import { createCustomer, customerCreatedEnvelope } from './support/customers.js';
+import { createCustomer, customerCreatedEnvelope, renameCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { graphql, testConfig, testLogger } from './support/service.js';
 import { waitFor } from './support/wait.js';
@@ -164,6 +164,61 @@ describe('worker: idempotent receiver', () => {
     expect(await broker.messageCount(service.topology.workerDeadLetterQueue)).toBe(0);
     expect(await welcomeEmails(customer.customerId)).toBe(1);
     expect(await historyRows(customer.customerId)).toBe(1);
+  });
+
+  it("a customer's second event that arrives before its first waits, and then both are handled, in order", async () => {
+    // No relay: the test publishes the stored events itself, the second first.
+    const { service, url, exchange } = await start({ ROLES: 'app,worker', WORKER_ORDER_WAIT_MS: '100' });
+    const customer = await createCustomer(url, 'early-second');
+    const second = await renameCustomer(url, customer.customerId, 'Renamed before handled');
+    const publishStored = async (eventId: string) => {
+      const [row] = await db.query<Record<string, unknown>>(
+        'SELECT event_id, type, aggregate_type, aggregate_id, sequence, occurred_at, payload FROM outbox WHERE event_id = ?',
+        [eventId],
+      );
+      if (!row) throw new Error(`no outbox row ${eventId}`);
+      const envelope = {
+        eventId: row.event_id,
+        type: row.type,
+        aggregateType: row.aggregate_type,
+        aggregateId: row.aggregate_id,
+        sequence: row.sequence,
+        occurredAt: (row.occurred_at as Date).toISOString(),
+        payload: typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload,
+      };
+      const routingKey = row.type === 'CustomerCreated' ? 'customer.created' : 'customer.updated';
+      await broker.publish(exchange, routingKey, json(envelope), {
+        messageId: eventId,
+        type: String(row.type),
+        contentType: 'application/json',
+        persistent: true,
+      });
+    };
+
+    await publishStored(second);
+    await waitFor(
+      'the second event to wait for the first',
+      async () => ((await outcomes(service)).waiting ?? 0) >= 1,
+    );
+    expect(await historyRows(customer.customerId)).toBe(0);
+    await publishStored(customer.eventId);
+
+    await waitFor('both events in the history', async () => (await historyRows(customer.customerId)) === 2);
+    const rows = await db.query<{ sequence: number; event_id: string }>(
+      "SELECT sequence, event_id FROM handled_events WHERE aggregate_type = 'Customer' AND aggregate_id = ? ORDER BY position",
+      [customer.customerId],
+    );
+    expect(rows).toEqual([
+      { sequence: 1, event_id: customer.eventId },
+      { sequence: 2, event_id: second },
+    ]);
+    expect(await welcomeEmails(customer.customerId)).toBe(1);
+    expect((await outcomes(service)).duplicate ?? 0).toBe(0);
+    // Published by hand, so marked by hand: the next test's relay must not send them again.
+    await db.query('UPDATE outbox SET published_at = NOW(3) WHERE event_id IN (?, ?)', [
+      customer.eventId,
+      second,
+    ]);
   });
 
   it('a malformed message is parked at once and the worker keeps consuming', async () => {

@@ -40,29 +40,43 @@ export async function wasHandled(tx: Executor, consumer: string, messageId: stri
   return row !== undefined;
 }
 
+/** An aggregate's progress as takeProgress found it. */
+export interface Progress {
+  /** The highest sequence handled before. */
+  readonly last: number;
+  /** The row already records the sequence being handled (a first event inserted it so). */
+  readonly written: boolean;
+}
+
 /**
  * Takes the aggregate's progress for handling `sequence`, holding the progress row's lock until
  * the caller commits, so the next handler of the same aggregate, in any worker, waits for us and
- * then reads our update. Returns the highest sequence handled before, or 'handled' when this
- * sequence (or a later one) already was.
+ * then reads our update. Returns 'handled' when this sequence (or a later one) already was.
  *
- * The first event of an aggregate inserts the row (a duplicate key means another delivery got
- * there first); later ones read it FOR UPDATE. One statement for the usual first event instead
- * of an insert, a read and an update.
+ * The first event of an aggregate inserts the row already saying 1: one statement instead of an
+ * insert, a read and an update. A duplicate key there does not mean "handled": a later event that
+ * arrived first and is waiting may have created the row at 0; so it is read like any other.
  */
 export async function takeProgress(
   tx: Executor,
   key: AggregateKey,
   sequence: number,
-): Promise<number | 'handled'> {
+): Promise<Progress | 'handled'> {
   if (sequence === 1) {
     try {
       await tx.insert(workerProgress).values({ ...key, lastSequence: 1 });
-      return 0;
+      return { last: 0, written: true };
     } catch (error) {
-      if (isDuplicateKey(error)) return 'handled';
-      throw error;
+      if (!isDuplicateKey(error)) throw error;
     }
+    // The failed insert left a shared lock on the row. Read it under that same shared lock: a
+    // copy of an event already handled (the usual duplicate) is answered without asking for an
+    // exclusive lock, which concurrent copies would deadlock on by all upgrading at once.
+    const [seen] = await tx.execute(
+      sql`SELECT ${workerProgress.lastSequence} AS last FROM ${workerProgress} WHERE ${where(key)} LOCK IN SHARE MODE`,
+    );
+    const shared = (seen as unknown as Array<{ last: number }>)[0];
+    if (shared !== undefined && shared.last >= sequence) return 'handled';
   }
   const [row] = await tx
     .select({ last: workerProgress.lastSequence })
@@ -71,18 +85,23 @@ export async function takeProgress(
     .for('update');
   if (row === undefined) {
     // Nothing of this aggregate handled yet (its earlier events are of types we do not handle,
-    // or predate the progress table): the row appears now, locked.
+    // or predate the progress table): the row appears now, at 0, locked.
     await tx.execute(
       sql`INSERT IGNORE INTO ${workerProgress} VALUES (${key.consumer}, ${key.aggregateType}, ${key.aggregateId}, 0)`,
     );
-    return takeProgress(tx, key, sequence);
+    return { last: 0, written: false };
   }
-  return row.last >= sequence ? 'handled' : row.last;
+  return row.last >= sequence ? 'handled' : { last: row.last, written: false };
 }
 
 /** Moves the progress to `sequence` (after takeProgress, in the same transaction). */
-export async function setProgress(tx: Executor, key: AggregateKey, sequence: number): Promise<void> {
-  if (sequence === 1) return; // written by takeProgress
+export async function setProgress(
+  tx: Executor,
+  key: AggregateKey,
+  sequence: number,
+  progress: Progress,
+): Promise<void> {
+  if (progress.written) return;
   await tx.update(workerProgress).set({ lastSequence: sequence }).where(where(key));
 }
 

@@ -261,8 +261,9 @@ export class Worker {
         aggregateType: event.aggregateType,
         aggregateId: event.aggregateId,
       };
-      const last = await takeProgress(tx, key, event.sequence);
-      if (last === 'handled') return { kind: 'duplicate' } as const;
+      const progress = await takeProgress(tx, key, event.sequence);
+      if (progress === 'handled') return { kind: 'duplicate' } as const;
+      const last = progress.last;
       if (event.sequence > last + 1) {
         const missing = await countPredecessors(
           tx,
@@ -284,7 +285,7 @@ export class Worker {
           appended.push(await this.options.writer.append(tx, next));
         },
       });
-      await setProgress(tx, key, event.sequence);
+      await setProgress(tx, key, event.sequence, progress);
       const history = await appendHistory(tx, [
         {
           eventId: event.eventId,

@@ -26,7 +26,7 @@ import { waitFor } from './support/wait.js';
 
 const SEED = Number(process.env.ORDERING_SEED ?? Date.now() % 2_147_483_647);
 /** ORDERING_EVENTS scales the run (customers are a fifth of the events). */
-const EVENTS = Number(process.env.ORDERING_EVENTS ?? 600);
+const EVENTS = Number(process.env.ORDERING_EVENTS ?? 1500);
 const CUSTOMERS = Math.floor(EVENTS / 5);
 const CLIENTS = 12;
 const FAULT_RATE = 0.08;

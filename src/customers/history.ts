@@ -1,7 +1,8 @@
 import type { Database } from '../db/client.js';
+import { InvalidInputError } from '../errors.js';
 import { decodeHistoryCursor, encodeHistoryCursor } from '../history/cursor.js';
 import type { HistoryFeed } from '../history/feed.js';
-import { type HistoryRow, readHistory } from '../history/store.js';
+import { type HistoryRow, headPosition, readHistory } from '../history/store.js';
 import { CUSTOMER_AGGREGATE } from './events.js';
 
 /** What onCustomerEvent, customerEvents and Customer.events return: one handled event. */
@@ -48,6 +49,10 @@ export async function customerEventPage(
     aggregateType: CUSTOMER_AGGREGATE,
     aggregateId: customerId,
   });
+  // A well-formed cursor past the end of the history was not made here: refused like a forged one.
+  if (rows.length === 0 && position > 0 && position > (await headPosition(db))) {
+    throw new InvalidInputError(field, 'Not a valid cursor');
+  }
   const edges = rows.slice(0, first).map((row) => {
     const node = toCustomerEvent(row);
     return { cursor: node.cursor, node };

@@ -33,9 +33,11 @@ export async function runOnce<T>(
   replay: Replay<T>,
   body: (tx: Transaction) => Promise<T>,
 ): Promise<T> {
-  const requestHash = createHash('sha256')
-    .update(`${replay.operation}\n${canonicalJson(input)}`)
-    .digest('hex');
+  // Only a request with a key is compared with an earlier one.
+  const requestHash =
+    key === undefined
+      ? ''
+      : createHash('sha256').update(`${replay.operation}\n${canonicalJson(input)}`).digest('hex');
   for (let attempt = 1; ; attempt++) {
     try {
       return await transaction(db, async (tx) => {

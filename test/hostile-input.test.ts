@@ -600,6 +600,17 @@ const cases: Case[] = [
     code: 'BAD_REQUEST',
     message: /WebSocket/,
   },
+  {
+    name: 'a persisted query whose hash does not match its text',
+    input: '{ __typename } with extensions.persistedQuery.sha256Hash of zeros',
+    send: () =>
+      post({
+        query: '{ __typename }',
+        extensions: { persistedQuery: { version: 1, sha256Hash: '0'.repeat(64) } },
+      }),
+    status: 400,
+    code: 'BAD_REQUEST',
+  },
 
   // Operator operations
   {

@@ -37,7 +37,9 @@ export async function runOnce<T>(
   const requestHash =
     key === undefined
       ? ''
-      : createHash('sha256').update(`${replay.operation}\n${canonicalJson(input)}`).digest('hex');
+      : createHash('sha256')
+          .update(`${replay.operation}\n${canonicalJson(input)}`)
+          .digest('hex');
   for (let attempt = 1; ; attempt++) {
     try {
       return await transaction(db, async (tx) => {

@@ -9,21 +9,12 @@
  * deadline passing, exits at once with 1.
  */
 import { connect } from 'node:net';
-import { ConfigError, loadConfig } from './config/index.js';
+import { loadConfigOrExit } from './config/index.js';
 import { createLogger, type Logger } from './log.js';
 import { startService } from './service.js';
 import { StartupError } from './support/startup-error.js';
 
-let config: ReturnType<typeof loadConfig>;
-try {
-  config = loadConfig(process.env, process.argv.slice(2));
-} catch (error) {
-  if (error instanceof ConfigError) {
-    process.stderr.write(`${error.message}\n`);
-    process.exit(2);
-  }
-  throw error;
-}
+const config = loadConfigOrExit(process.argv.slice(2));
 
 const log = createLogger(config.logLevel);
 let shutdownAt: number | undefined;

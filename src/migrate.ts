@@ -2,22 +2,13 @@
  * `npm run db:migrate` (`node dist/migrate.js` in the image): creates the database named in
  * DATABASE_URL if needed and applies the drizzle/ migrations, as every role also does at start.
  */
-import { ConfigError, loadConfig } from './config/index.js';
+import { loadConfigOrExit } from './config/index.js';
 import { connectDatabase, ensureDatabase } from './db/client.js';
 import { runMigrations } from './db/migrate.js';
 import { createLogger } from './log.js';
 import { StartupError } from './support/startup-error.js';
 
-let config: ReturnType<typeof loadConfig>;
-try {
-  config = loadConfig(process.env);
-} catch (error) {
-  if (error instanceof ConfigError) {
-    process.stderr.write(`${error.message}\n`);
-    process.exit(2);
-  }
-  throw error;
-}
+const config = loadConfigOrExit();
 const log = createLogger(config.logLevel);
 
 try {

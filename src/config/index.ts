@@ -327,3 +327,19 @@ function deepFreeze<T extends object>(value: T): T {
   }
   return Object.freeze(value);
 }
+
+/**
+ * The process's configuration, for an entry point: a bad setting is printed, message only, and
+ * the process exits with 2 (a usage error, not a crash).
+ */
+export function loadConfigOrExit(argv: readonly string[] = []): Config {
+  try {
+    return loadConfig(process.env, argv);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+}

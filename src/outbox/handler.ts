@@ -3,15 +3,7 @@ import type { Transaction } from '../db/client.js';
 import type { NewEvent } from './event.js';
 
 /** An event as the database holds it: what a handler works from, never the message's claims. */
-export interface StoredEvent<P = unknown> {
-  readonly eventId: string;
-  readonly type: string;
-  readonly aggregateType: string;
-  readonly aggregateId: string;
-  readonly sequence: number;
-  readonly occurredAt: Date;
-  readonly payload: P;
-}
+export type StoredEvent<P = unknown> = Omit<NewEvent, 'payload' | 'headers'> & { readonly payload: P };
 
 /** What the worker gives a handler besides the event. */
 export interface HandlerHelpers {
@@ -47,5 +39,12 @@ export type Handlers = Readonly<Record<string, Handler<any>>>;
  * retries: the message is parked at once with this reason.
  */
 export class PermanentFailure extends Error {
-  override readonly name = 'PermanentFailure';
+  override readonly name: string = 'PermanentFailure';
 }
+
+/**
+ * A message that is no event of ours: no stored event has its id, or the stored one says
+ * otherwise. Parked like any permanent failure, but it does not count as a step of any
+ * aggregate, since it is not one.
+ */
+export class ForeignMessage extends PermanentFailure {}

@@ -217,16 +217,19 @@ export class Relay implements Handoff {
     // Handed back as they are (no attempt counted, due now): never sent for want of a channel,
     // lost with a closing channel, or still unconfirmed at a stop. Not the events' fault.
     const handBack: number[] = [];
-    const failed = new Map<string, { reason: string; ids: number[] }>();
+    const failed = new Map<string, number[]>();
     outcomes.forEach((outcome, i) => {
       const event = batch[i] as ClaimedEvent;
-      if (outcome.ok) published.push(event);
-      else if (isOutage(outcome) || this.stopped) handBack.push(event.id);
+      if (outcome.ok) {
+        published.push(event);
+        return;
+      }
+      metrics.publishFailures.inc({ reason: outcome.reason });
+      if (isOutage(outcome) || this.stopped) handBack.push(event.id);
       else {
         const same = failed.get(outcome.error);
-        if (same) same.ids.push(event.id);
-        else failed.set(outcome.error, { reason: outcome.reason, ids: [event.id] });
-        metrics.publishFailures.inc({ reason: outcome.reason });
+        if (same) same.push(event.id);
+        else failed.set(outcome.error, [event.id]);
       }
     });
 
@@ -234,7 +237,6 @@ export class Relay implements Handoff {
     else await this.markNow(published, token, source);
 
     if (handBack.length > 0) {
-      for (const o of outcomes) if (!o.ok && isOutage(o)) metrics.publishFailures.inc({ reason: o.reason });
       const released = await this.settle('release', () => releaseLeases(db, handBack, token));
       if (released) {
         log.info(
@@ -243,7 +245,7 @@ export class Relay implements Handoff {
         );
       }
     }
-    for (const [error, { ids: failedIds }] of failed) {
+    for (const [error, failedIds] of failed) {
       const dead = await this.settle('mark failed', () => markFailed(db, failedIds, token, error, retry));
       if (dead && dead.length > 0) {
         metrics.deadEvents.inc(dead.length);

@@ -9,7 +9,7 @@ import { appendHistory, type HistoryRow } from '../history/store.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
 import type { EventEnvelope } from '../outbox/event.js';
-import { type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
+import { ForeignMessage, type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
 import { type AppendedEvent, countPredecessors, findEvents } from '../outbox/store.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { canonicalJson } from '../support/json.js';
@@ -317,21 +317,21 @@ export class Worker {
       // A late copy of a message handled long ago, whose outbox row retention has pruned: the
       // inbox, kept at least as long as the outbox (INBOX_RETENTION ≥ OUTBOX_RETENTION), knows it.
       if (await wasHandled(tx, this.consumer, claim.eventId)) return 'handled before';
-      throw new PermanentFailure(
+      throw new ForeignMessage(
         'no stored event with this id (not written by this service, or pruned by OUTBOX_RETENTION)',
       );
     }
     for (const field of ['type', 'aggregateType', 'aggregateId', 'sequence'] as const) {
       if (stored[field] !== claim[field]) {
-        throw new PermanentFailure(`message ${field} disagrees with the stored event`);
+        throw new ForeignMessage(`message ${field} disagrees with the stored event`);
       }
     }
     // The same instant may be spelled with another offset; any other difference is a forgery.
     if (Date.parse(claim.occurredAt) !== Date.parse(stored.occurredAt)) {
-      throw new PermanentFailure('message occurredAt disagrees with the stored event');
+      throw new ForeignMessage('message occurredAt disagrees with the stored event');
     }
     if (canonicalJson(stored.payload) !== canonicalJson(claim.payload)) {
-      throw new PermanentFailure('message payload disagrees with the stored event');
+      throw new ForeignMessage('message payload disagrees with the stored event');
     }
     const payload = handler.payload.safeParse(stored.payload);
     if (!payload.success) {
@@ -364,25 +364,15 @@ export class Worker {
     );
     await this.send(channel, this.options.topology.workerDeadLetterQueue, message, attempts, error);
     // A real event given up on no longer holds back its aggregate's later events.
-    if (
-      envelope &&
-      !(error instanceof PermanentFailure && /^no stored event|disagrees/.test(error.message))
-    ) {
-      await this.options.db
-        .transaction((tx) =>
-          passParked(
-            tx,
-            {
-              consumer: this.consumer,
-              aggregateType: envelope.aggregateType,
-              aggregateId: envelope.aggregateId,
-            },
-            envelope.sequence,
-          ),
-        )
-        .catch((e: unknown) =>
-          this.options.log.warn({ err: e }, 'could not record a parked event as passed'),
-        );
+    if (envelope && !(error instanceof ForeignMessage)) {
+      const key = {
+        consumer: this.consumer,
+        aggregateType: envelope.aggregateType,
+        aggregateId: envelope.aggregateId,
+      };
+      await passParked(this.options.db, key, envelope.sequence).catch((e: unknown) =>
+        this.options.log.warn({ err: e }, 'could not record a parked event as passed'),
+      );
     }
   }
 

@@ -221,6 +221,31 @@ describe('worker: idempotent receiver', () => {
     ]);
   });
 
+  it('a message redelivered ten times is parked before RabbitMQ 4 would drop it at its delivery limit', async () => {
+    const { service, url, workerQueue, deadQueue } = await start();
+    const customer = await createCustomer(url, 'redelivered');
+    await waitFor('the customer to be handled', async () => (await welcomeEmails(customer.customerId)) === 1);
+    const messageId = randomUUID();
+    // What a quorum queue's header says of a message handed out ten times before.
+    await broker.sendToQueue(
+      workerQueue,
+      json(
+        customerCreatedEnvelope(
+          { customerId: customer.customerId, email: customer.email, name: 'X' },
+          messageId,
+        ),
+      ),
+      { messageId, contentType: 'application/json', persistent: true, headers: { 'x-delivery-count': 10 } },
+    );
+    await waitFor('the message to be parked', async () => (await outcomes(service)).parked === 1);
+    const [parked] = await broker.drain(deadQueue);
+    expect(parked?.properties.messageId).toBe(messageId);
+    expect(String(parked?.properties.headers?.['x-last-error'])).toMatch(
+      /^PermanentFailure: redelivered 10 times/,
+    );
+    expect(await inboxRows(messageId)).toBe(0);
+  });
+
   it('a malformed message is parked at once and the worker keeps consuming', async () => {
     const { service, url, exchange, workerQueue, deadQueue, retryQueue } = await start();
     const ids = {

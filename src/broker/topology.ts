@@ -50,20 +50,12 @@ export async function declareExchange(channel: Channel, topology: Topology): Pro
  */
 export async function declareWorkerQueues(channel: Channel, topology: Topology): Promise<void> {
   await declareExchange(channel, topology);
-  // Quorum queues on RabbitMQ 4 have a delivery limit (20 by default; none on 3.x): a message
-  // redelivered more often (a worker crashing on it again and again) is dead-lettered, and with
-  // no dead-letter target it would be dropped. Ours is the dead-letter queue, where an operator
-  // sees it.
-  await channel.assertQueue(topology.workerQueue, {
-    durable: true,
-    arguments: {
-      'x-queue-type': 'quorum',
-      'x-dead-letter-exchange': '',
-      'x-dead-letter-routing-key': topology.workerDeadLetterQueue,
-      'x-dead-letter-strategy': 'at-least-once',
-      'x-overflow': 'reject-publish',
-    },
-  });
+  // The arguments a queue was first declared with can never change (a new set is refused with
+  // PRECONDITION_FAILED, forever), so the worker queue keeps the ones it has always had. RabbitMQ
+  // 4's delivery limit for quorum queues (20 by default; none on 3.x), past which a message with
+  // no dead-letter target is dropped, is handled by the worker instead: it parks a message
+  // redelivered ten times, well before the broker would drop it (worker.ts).
+  await channel.assertQueue(topology.workerQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
   for (const type of topology.workerEventTypes) {
     await channel.bindQueue(topology.workerQueue, topology.exchange, routingKeyOf(type));
   }

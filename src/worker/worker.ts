@@ -53,6 +53,19 @@ const ERROR_HEADER = 'x-last-error';
 /** Identifies one copy sent to the retry or dead-letter queue, to match a basic.return to it. */
 const COPY_HEADER = 'x-copy-id';
 
+/**
+ * Redeliveries (a worker died holding the message, or gave it back) after which the message is
+ * parked: below RabbitMQ 4's default quorum-queue delivery limit (20), past which the broker
+ * would drop it, since the worker queue has no dead-letter target (topology.ts says why).
+ */
+const MAX_REDELIVERIES = 10;
+
+/** The broker's count of earlier deliveries of a message (quorum queues set x-delivery-count). */
+function redeliveries(message: ConsumeMessage): number {
+  const value = Number(message.properties.headers?.['x-delivery-count'] ?? 0);
+  return Number.isSafeInteger(value) && value >= 0 ? value : 0;
+}
+
 /** Our attempt count from a message; anything but a small whole number counts as none. */
 function attemptsSoFar(message: ConsumeMessage): number {
   const value = Number(message.properties.headers?.[ATTEMPTS_HEADER] ?? 0);
@@ -196,6 +209,15 @@ export class Worker {
   private async decide(channel: ConfirmChannel, message: ConsumeMessage): Promise<Outcome> {
     const { log, maxAttempts, retryDelayMs, topology, maxMessageBytes } = this.options;
     const attempts = attemptsSoFar(message) + 1;
+    if (redeliveries(message) >= MAX_REDELIVERIES) {
+      await this.park(
+        channel,
+        message,
+        new PermanentFailure(`redelivered ${redeliveries(message)} times without being settled`),
+        attempts,
+      );
+      return 'parked';
+    }
     let envelope: EventEnvelope;
     let handler: AnyHandler | undefined;
     try {

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import type { Pool } from 'mysql2/promise';
 
 /**
  * CPU time of the processes a create goes through, read from /proc: the service itself, the
@@ -82,4 +83,14 @@ export function perUnitMs(
   }
   out.total = complete ? Math.round(total * 100) / 100 : undefined;
   return out;
+}
+
+/**
+ * Statements the database server has received so far (its `Questions` counter). Deterministic
+ * where CPU time is noisy: the difference over a load, per create, shows a round trip added or
+ * saved at once. It counts every client of the server, so read it with nothing else running.
+ */
+export async function statementsSoFar(pool: Pool): Promise<number> {
+  const [rows] = await pool.query("SHOW GLOBAL STATUS LIKE 'Questions'");
+  return Number((rows as Array<{ Value: string }>)[0]?.Value ?? Number.NaN);
 }

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { perUnitMs, sample, watched } from './cpu.js';
+import { perUnitMs, sample, statementsSoFar, watched } from './cpu.js';
 import {
   createBenchDatabase,
   deleteBrokerObjects,
@@ -87,6 +87,7 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
     const pids = watched(service.pid);
     for (const rate of rates) {
       const cpuBefore = sample(pids);
+      const statementsBefore = await statementsSoFar(db.pool);
       const sent = new Map<string, number>();
       const failures: unknown[] = [];
       const total = rate * seconds;
@@ -126,6 +127,8 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
       // Everything a create caused has happened by now (its event arrived), so the CPU since the
       // first request is what the creates cost, idle polling included.
       const cpu = perUnitMs(cpuBefore, sample(pids), sent.size);
+      // Less the one SHOW STATUS of the reading itself.
+      const statements = (await statementsSoFar(db.pool)) - statementsBefore - 1;
       const latencies = [...sent]
         .filter(([id]) => received.has(id))
         .map(([id, at]) => (received.get(id) as number) - at);
@@ -146,6 +149,7 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
         p50VsHttpRoundtrip: round(percentile(latencies, 50) / percentile(rtt, 50)),
         achievedRatePerSecond: round(sent.size / sendSeconds, 1),
         cpuMsPerCreate: cpu,
+        statementsPerCreate: round(statements / Math.max(1, sent.size), 1),
       });
     }
     unsubscribe();

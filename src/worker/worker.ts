@@ -339,7 +339,7 @@ export class Worker {
       await Promise.all(group.map(alone));
       return;
     }
-    group.forEach((member, i) => member.resolve(decisions[i] as Decision));
+    for (const [i, member] of group.entries()) member.resolve(decisions[i] as Decision);
   }
 
   /** One transaction for one message (see the class comment for the steps). */

@@ -142,7 +142,7 @@ export async function startService(
     const hints = needsWriter ? broker('hints') : undefined;
     const notifier = (exchange: string) => {
       if (!hints) return undefined;
-      const n = new HintNotifier(hints, exchange, log.child({ role: 'hints' }));
+      const n = new HintNotifier(hints, exchange, instance, log.child({ role: 'hints' }));
       n.start();
       return started(`${exchange} notifier`, n);
     };

@@ -23,7 +23,7 @@ export interface AppRoleDeps extends RoleDeps {
  * history with the broker hint that wakes it, and /metrics on the same port.
  */
 export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
-  const { config, db, log, metrics, topology, broker, database } = deps;
+  const { config, db, log, metrics, topology, broker, database, instance } = deps;
   const feed = new HistoryFeed({
     db,
     log,
@@ -33,7 +33,7 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
     bufferSize: config.live.bufferSize,
   });
   feed.start();
-  const hints = new HintListener(broker, topology.historyExchange, log, () => feed.wake());
+  const hints = new HintListener(broker, topology.historyExchange, instance, log, () => feed.wake());
   hints.start();
   const server = new AppServer({
     config,

@@ -14,6 +14,10 @@ import { ChannelSession } from './session.js';
  * one nobody listens to (no app running during a deploy) is simply dropped, and a lost one
  * costs one poll interval, never an event, because the truth is the table. Bursts are coalesced
  * to one hint per window per process.
+ *
+ * A hint carries its sender's instance name (appId) and listeners skip their own: whatever a
+ * process commits it also tells its own relay or live feed in-process, so its own hint would only
+ * cost the listener a read that finds nothing new.
  */
 export class HintNotifier {
   private lastSentAt = 0;
@@ -23,6 +27,8 @@ export class HintNotifier {
   constructor(
     broker: BrokerConnection,
     private readonly exchange: string,
+    /** This process's instance name, sent as appId so that its own listeners skip the hint. */
+    private readonly instance: string,
     log: Logger,
     private readonly windowMs = 20,
   ) {
@@ -57,7 +63,10 @@ export class HintNotifier {
   private send(): void {
     this.lastSentAt = Date.now();
     try {
-      this.session.current?.publish(this.exchange, '', Buffer.alloc(0), { persistent: false });
+      this.session.current?.publish(this.exchange, '', Buffer.alloc(0), {
+        persistent: false,
+        appId: this.instance,
+      });
     } catch {
       // A closed channel: the relays will poll. Nothing is lost.
     }
@@ -68,7 +77,8 @@ export class HintNotifier {
 export class HintListener {
   private readonly session: ChannelSession;
 
-  constructor(broker: BrokerConnection, exchange: string, log: Logger, onWake: () => void) {
+  /** `instance`: this process's name; hints it sent itself are skipped (see HintNotifier). */
+  constructor(broker: BrokerConnection, exchange: string, instance: string, log: Logger, onWake: () => void) {
     this.session = new ChannelSession(broker, `${exchange} listener`, log, async (channel: Channel) => {
       await channel.assertExchange(exchange, 'fanout', { durable: false });
       const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
@@ -76,8 +86,9 @@ export class HintListener {
       await channel.consume(
         queue,
         (message) => {
-          if (message) onWake();
-          else ChannelSession.cancelled(channel, log, `${exchange} listener`);
+          if (message) {
+            if (message.properties.appId !== instance) onWake();
+          } else ChannelSession.cancelled(channel, log, `${exchange} listener`);
         },
         { noAck: true },
       );

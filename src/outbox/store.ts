@@ -7,7 +7,7 @@
  * machines with skewed clocks still agree on when a lease has expired.
  */
 import { and, asc, count, eq, inArray, isNotNull, isNull, lte, min, or, type SQL, sql } from 'drizzle-orm';
-import type { Database, Executor } from '../db/client.js';
+import { type Database, type Executor, transaction } from '../db/client.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope, EventHeaders, NewEvent } from './event.js';
 
@@ -175,7 +175,8 @@ export async function predecessorUnpublished(
  * make concurrent claims and inserts wait on each other.
  */
 export async function claimBatch(db: Database, lease: Lease, limit: number): Promise<ClaimedEvent[]> {
-  return db.transaction(
+  return transaction(
+    db,
     async (tx) => {
       const rows = await tx
         .select({
@@ -306,7 +307,8 @@ export async function markFailed(
   // delay = random(0.5 … 1) × min(max, base × 2^attempts), computed per row in SQL because
   // every row has its own attempt count. Half-jitter keeps a floor so retries never bunch at 0.
   const delayUs = sql`FLOOR(LEAST(${policy.backoffMaxMs}, ${policy.backoffBaseMs} * POW(2, ${outbox.attempts})) * (0.5 + RAND() / 2) * 1000)`;
-  return db.transaction(
+  return transaction(
+    db,
     async (tx) => {
       const fenced = and(idIn(ids), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt));
       const rows = await tx
@@ -365,7 +367,7 @@ export async function releaseLeases(
  */
 export async function reviveDead(db: Database, eventIds?: readonly string[]): Promise<string[]> {
   if (eventIds !== undefined && eventIds.length === 0) return [];
-  return db.transaction(async (tx) => {
+  return transaction(db, async (tx) => {
     const which = deadWhere(eventIds);
     const rows = await tx.select({ eventId: outbox.eventId }).from(outbox).where(which).for('update');
     if (rows.length === 0) return [];
@@ -385,7 +387,7 @@ export async function reviveDead(db: Database, eventIds?: readonly string[]): Pr
  */
 export async function skipDead(db: Database, eventIds: readonly string[]): Promise<string[]> {
   if (eventIds.length === 0) return [];
-  return db.transaction(async (tx) => {
+  return transaction(db, async (tx) => {
     const which = deadWhere(eventIds);
     const rows = await tx
       .select({

@@ -48,7 +48,7 @@ export function startRelayRole({
     },
   });
   relay.start();
-  const listener = new HintListener(broker, topology.wakeupExchange, log, () => relay.wake());
+  const listener = new HintListener(broker, topology.wakeupExchange, instance, log, () => relay.wake());
   listener.start();
   return {
     relay,

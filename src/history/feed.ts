@@ -120,15 +120,23 @@ export class HistoryFeed {
     await Promise.race([this.headKnown, stopped(this.loop.signal)]);
     if (this.loop.stopped) throw new Error('The history feed is stopped');
     let after: number;
-    if (start === 'now') after = this.head ?? 0;
-    else {
+    let live = false;
+    if (start === 'now') {
+      // "Now" is the database's end, not the reader's: a reader still paging through a burst of
+      // rows must not hand a new subscriber rows committed before it came. When the reader is
+      // behind, the subscription catches up from the database's end (so a row committed while
+      // this asked is not missed) and goes live when it reaches the reader.
+      const end = await headPosition(this.options.db);
+      after = Math.max(end, this.head ?? 0);
+      live = end <= (this.head ?? 0);
+    } else {
       after = start.after;
       // The reader may lag the database by a poll; ask the database before calling a cursor forged.
       if (after > (this.head ?? 0) && after > (await headPosition(this.options.db))) {
         throw new CursorAheadError('The cursor is ahead of the history');
       }
     }
-    const subscription = new FeedSubscription(this, filter, after, start === 'now');
+    const subscription = new FeedSubscription(this, filter, after, live);
     this.subscribers.add(subscription);
     return subscription;
   }

@@ -1,9 +1,9 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Transaction } from '../src/db/client.js';
+import { type Transaction, transaction } from '../src/db/client.js';
 import { InvalidInputError } from '../src/errors.js';
 import { decodeHistoryCursor, encodeHistoryCursor } from '../src/history/cursor.js';
-import { appendHistory, headPosition, readHistory } from '../src/history/store.js';
+import { appendHistoryAndCommit, headPosition, readHistory } from '../src/history/store.js';
 import type { RunningService } from '../src/service.js';
 import { startService } from '../src/service.js';
 import { customerEventPage } from './support/customers.js';
@@ -82,12 +82,12 @@ describe('history positions follow commit order', () => {
       .transaction(async (tx) => {
         bThread = await connectionId(tx);
         await bAppend;
-        await appendHistory(tx, [rowB]);
+        await appendHistoryAndCommit(tx, [rowB]);
       })
       .then(() => committed.push('B'));
     const a = db.db
       .transaction(async (tx) => {
-        await appendHistory(tx, [rowA]);
+        await appendHistoryAndCommit(tx, [rowA]);
         aAppended();
         await aMayCommit;
       })
@@ -130,14 +130,15 @@ describe('history positions follow commit order', () => {
     });
     const writers = Array.from({ length: WRITERS }, async (_, w) => {
       for (let t = 0; t < TRANSACTIONS; t++) {
-        await db.db.transaction(async (tx) => {
+        // The service's transactions: the append, its counter and the COMMIT in one round trip.
+        await transaction(db.db, async (tx) => {
           // The handling work before the append takes a varying time, so transactions that
           // began in one order reach their commit in another.
           await tx.execute(sql`SELECT SLEEP(${(((w * 7 + t * 3) % 5) / 1000).toFixed(3)})`);
           const rows = Array.from({ length: 1 + ((w + t) % 3) }, (_, i) =>
             handledRow(String(1000 + w), t * 3 + i + 1),
           );
-          await appendHistory(tx, rows);
+          await appendHistoryAndCommit(tx, rows);
         });
       }
     });

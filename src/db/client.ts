@@ -1,5 +1,6 @@
+import { type SQL, sql } from 'drizzle-orm';
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
-import mysql from 'mysql2/promise';
+import mysql, { type ResultSetHeader } from 'mysql2/promise';
 import { StartupError } from '../support/startup-error.js';
 import * as schema from './schema.js';
 
@@ -93,6 +94,9 @@ function createPool(url: string, poolSize: number, inTransaction: boolean): mysq
   const pool = mysql.createPool({
     uri: url,
     connectionLimit: poolSize,
+    // Only for commitWith() (one round trip for a transaction's last statements and its COMMIT),
+    // and only on the transaction pool. Every statement is built by Drizzle with bound values.
+    multipleStatements: inTransaction,
     // Dates travel as UTC both ways; the session time zone below makes NOW(3) UTC as well.
     timezone: 'Z',
     supportBigNumbers: true,
@@ -134,6 +138,33 @@ export function connectDatabase(url: string, poolSize: number): DatabaseHandle {
 
 /** A Drizzle database over one pooled connection, made once per connection. */
 const overConnection = new WeakMap<object, Transaction>();
+/** The transactions transaction() runs: on the transaction pool, where commitWith may end them. */
+const onTransactionPool = new WeakSet<Transaction>();
+/** Of those, the ones whose body has committed them with commitWith. */
+const committedByBody = new WeakSet<Transaction>();
+
+/**
+ * Runs a transaction's last statements and its COMMIT in one round trip (a multi-statement
+ * query), and returns each statement's result. The body must return right after: the
+ * transaction is over. If a statement fails, the ones after it and the COMMIT do not run, and
+ * transaction() rolls back as for any failure.
+ *
+ * Outside transaction() (Drizzle's own transaction object), it runs the statements one by one
+ * and leaves the COMMIT to that transaction.
+ */
+export async function commitWith(tx: Transaction, statements: readonly SQL[]): Promise<ResultSetHeader[]> {
+  if (!onTransactionPool.has(tx)) {
+    const results: ResultSetHeader[] = [];
+    for (const statement of statements) {
+      const [result] = await tx.execute(statement);
+      results.push(result as unknown as ResultSetHeader);
+    }
+    return results;
+  }
+  const [results] = await tx.execute(sql.join([...statements, sql`COMMIT`], sql`; `));
+  committedByBody.add(tx);
+  return (results as unknown as ResultSetHeader[]).slice(0, statements.length);
+}
 
 /**
  * Runs `body` in one transaction and commits it, or rolls it back when `body` throws.
@@ -166,7 +197,9 @@ export async function transaction<T>(
   if (!tx) {
     tx = drizzle(connection, { schema, mode: 'default' });
     overConnection.set(connection.connection, tx);
+    onTransactionPool.add(tx);
   }
+  committedByBody.delete(tx);
   let bodyError: { error: unknown } | undefined;
   try {
     if (config?.isolationLevel === 'read committed') {
@@ -179,7 +212,7 @@ export async function transaction<T>(
       bodyError = { error };
       throw error;
     }
-    await connection.query('COMMIT');
+    if (!committedByBody.delete(tx)) await connection.query('COMMIT');
     connection.release();
     return result;
   } catch (error) {

@@ -16,7 +16,7 @@
  * worker handles its messages in groups per transaction, so that is one turn per group.
  */
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
-import type { Executor } from '../db/client.js';
+import { commitWith, type Executor, type Transaction } from '../db/client.js';
 import { handledEvents, historyPositions } from '../db/schema.js';
 import type { StoredEvent } from '../outbox/handler.js';
 
@@ -38,29 +38,38 @@ export interface HistoryFilter {
 const POSITIONS_ROW = 1;
 
 /**
- * Appends rows to the history. Call it last in the transaction, right before the commit: it
- * takes the position counter's lock, which orders the commits (see above).
+ * Appends rows to the history and commits: the last step of a transaction (transaction() in
+ * db/client.ts), which must return right after. It takes the position counter's lock, which
+ * orders the commits (see above), so it holds that lock for one round trip only: the counter,
+ * the rows and the COMMIT go to the server as one multi-statement query (commitWith).
  */
-export async function appendHistory(tx: Executor, rows: readonly NewHistoryRow[]): Promise<HistoryRow[]> {
+export async function appendHistoryAndCommit(
+  tx: Transaction,
+  rows: readonly NewHistoryRow[],
+): Promise<HistoryRow[]> {
   if (rows.length === 0) return [];
-  // LAST_INSERT_ID(expr) makes the new counter value the statement's insert id: one round trip
-  // both reserves the positions and tells which they are.
-  const [result] = await tx.execute(
+  // LAST_INSERT_ID(expr) makes the new counter value the statement's insert id, and the
+  // session's LAST_INSERT_ID() for the next statement: the rows take their positions from it
+  // on the server, and the insert id tells us which they are.
+  const [counter] = await commitWith(tx, [
     sql`INSERT INTO ${historyPositions} (${sql.identifier(historyPositions.id.name)}, ${sql.identifier(historyPositions.position.name)})
         VALUES (${POSITIONS_ROW}, LAST_INSERT_ID(${rows.length}))
         ON DUPLICATE KEY UPDATE ${sql.identifier(historyPositions.position.name)} = LAST_INSERT_ID(${historyPositions.position} + ${rows.length})`,
-  );
-  const last = Number((result as unknown as { insertId: number | string }).insertId);
+    tx
+      .insert(handledEvents)
+      .values(
+        rows.map((row, i) => ({
+          ...row,
+          position: sql`LAST_INSERT_ID() - ${rows.length - 1 - i}`,
+          payload: sql`${JSON.stringify(row.payload)}`,
+        })),
+      )
+      .getSQL(),
+  ]);
+  const last = Number(counter?.insertId);
   if (!Number.isSafeInteger(last) || last < rows.length)
     throw new Error(`history position counter returned ${last}`);
   const first = last - rows.length + 1;
-  await tx.insert(handledEvents).values(
-    rows.map((row, i) => ({
-      ...row,
-      position: first + i,
-      payload: sql`${JSON.stringify(row.payload)}`,
-    })),
-  );
   return rows.map((row, i) => ({ ...row, position: first + i }));
 }
 

@@ -5,7 +5,7 @@ import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
 import { type Database, rollbackFailureOf, type Transaction, transaction } from '../db/client.js';
 import { isTransientDatabaseError } from '../db/errors.js';
-import { appendHistory, type HistoryRow, type NewHistoryRow } from '../history/store.js';
+import { appendHistoryAndCommit, type HistoryRow, type NewHistoryRow } from '../history/store.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
 import type { EventEnvelope } from '../outbox/event.js';
@@ -378,7 +378,7 @@ export class Worker {
         rows.push(result.row);
       }
       // Last, right before the commit: the counter's lock orders commits (history/store.ts).
-      const history = await appendHistory(tx, rows);
+      const history = await appendHistoryAndCommit(tx, rows);
       handled.forEach(({ index, appended }, i) => {
         decisions[index] = { kind: 'handled', appended, history: [history[i] as HistoryRow] };
       });

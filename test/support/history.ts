@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { CUSTOMER_AGGREGATE } from '../../src/customers/events.js';
 import type { Database } from '../../src/db/client.js';
-import { appendHistory, type NewHistoryRow } from '../../src/history/store.js';
+import { appendHistoryAndCommit, type NewHistoryRow } from '../../src/history/store.js';
 import type { TestDatabase } from './database.js';
 
 /** A handled CustomerUpdated of `customerId`, as the worker would append it to the history. */
@@ -22,7 +22,7 @@ export function handledRow(customerId: string, sequence: number): NewHistoryRow 
 
 /** Appends rows to the history in one transaction, as one handling transaction would. */
 export async function appendRows(db: Database, rows: readonly NewHistoryRow[]): Promise<void> {
-  await db.transaction((tx) => appendHistory(tx, rows));
+  await db.transaction((tx) => appendHistoryAndCommit(tx, rows));
 }
 
 /**

@@ -152,7 +152,14 @@ const committedByBody = new WeakSet<Transaction>();
  * Outside transaction() (Drizzle's own transaction object), it runs the statements one by one
  * and leaves the COMMIT to that transaction.
  */
-export async function commitWith(tx: Transaction, statements: readonly SQL[]): Promise<ResultSetHeader[]> {
+export async function commitWith(
+  tx: Transaction,
+  statements: readonly SQL[],
+  options?: {
+    /** Set for this transaction in the same round trip: only when `statements` are all of it. */
+    readonly isolationLevel: 'read committed';
+  },
+): Promise<ResultSetHeader[]> {
   if (!onTransactionPool.has(tx)) {
     const results: ResultSetHeader[] = [];
     for (const statement of statements) {
@@ -161,9 +168,10 @@ export async function commitWith(tx: Transaction, statements: readonly SQL[]): P
     }
     return results;
   }
-  const [results] = await tx.execute(sql.join([...statements, sql`COMMIT`], sql`; `));
+  const head = options ? [sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`] : [];
+  const [results] = await tx.execute(sql.join([...head, ...statements, sql`COMMIT`], sql`; `));
   committedByBody.add(tx);
-  return (results as unknown as ResultSetHeader[]).slice(0, statements.length);
+  return (results as unknown as ResultSetHeader[]).slice(head.length, head.length + statements.length);
 }
 
 /**

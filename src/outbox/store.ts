@@ -7,7 +7,7 @@
  * machines with skewed clocks still agree on when a lease has expired.
  */
 import { and, asc, count, eq, inArray, isNotNull, isNull, lte, min, or, type SQL, sql } from 'drizzle-orm';
-import { type Database, type Executor, transaction } from '../db/client.js';
+import { commitWith, type Database, type Executor, transaction } from '../db/client.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope, EventHeaders, NewEvent } from './event.js';
 
@@ -231,31 +231,39 @@ export interface MarkResult {
  * settles them. Then releases the held successor of each event: the broker has confirmed them
  * all, so each aggregate's next event may follow, even when the mark itself was fenced out.
  *
- * Two autocommit statements, not a transaction (which would cost a SET TRANSACTION, a BEGIN and
- * a COMMIT per batch). The order matters: the mark waits for a writer that holds the
- * predecessor's row (predecessorUnpublished) and so commits before it, and the release, a new
- * statement, then sees the writer's held row. A crash between the two leaves a successor held
- * behind a published event; releaseStranded finds and releases it.
+ * One transaction, sent as one round trip (commitWith): READ COMMITTED (no gap locks held
+ * against writers), the mark, the release, the COMMIT. The order matters: the mark waits for
+ * a writer that holds the predecessor's row (predecessorUnpublished) and so commits before
+ * it; the release, a locking read, then sees the writer's held row.
  */
 export async function markPublished(
-  db: Executor,
+  db: Database,
   events: readonly Publishable[],
   leaseToken: string,
 ): Promise<MarkResult> {
   if (events.length === 0) return { marked: 0, released: 0 };
-  // Only published_at changes: the lease columns stay as a record of which relay published the
-  // row, and an update that keeps the row's size is measurably cheaper for InnoDB.
-  const [result] = await db
-    .update(outbox)
-    .set({ publishedAt: now })
-    .where(and(idIn(events.map((e) => e.id)), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)));
-  const released = await releaseSuccessors(db, events);
-  return { marked: result.affectedRows, released };
+  return transaction(db, async (tx) => {
+    // Only published_at changes: the lease columns stay as a record of which relay published
+    // the row, and an update that keeps the row's size is measurably cheaper for InnoDB.
+    const mark = tx
+      .update(outbox)
+      .set({ publishedAt: now })
+      .where(
+        and(idIn(events.map((e) => e.id)), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)),
+      )
+      .getSQL();
+    const [marked, released] = await commitWith(tx, [mark, releaseSuccessorsStatement(tx, events)], {
+      isolationLevel: 'read committed',
+    });
+    return { marked: marked?.affectedRows ?? 0, released: released?.affectedRows ?? 0 };
+  });
 }
 
 /**
- * Releases held rows whose predecessor is published (or pruned): what a relay that died between
- * marking and releasing left behind. Returns how many it released; the relays run it now and then.
+ * Releases held rows whose predecessor is published (or pruned). markPublished marks and
+ * releases in one transaction, so this finds nothing unless something else left a row held: a
+ * relay of an earlier version that marked and released in two statements and died between
+ * them, or a row changed by hand. A safety net; the relays run it now and then.
  */
 export async function releaseStranded(db: Executor, limit: number): Promise<number> {
   const [rows] = await db.execute(sql`
@@ -279,15 +287,20 @@ export async function releaseStranded(db: Executor, limit: number): Promise<numb
  */
 async function releaseSuccessors(tx: Executor, events: readonly Publishable[]): Promise<number> {
   if (events.length === 0) return 0;
+  const [result] = await tx.execute(releaseSuccessorsStatement(tx, events));
+  return (result as unknown as { affectedRows: number }).affectedRows;
+}
+
+function releaseSuccessorsStatement(tx: Executor, events: readonly Publishable[]): SQL {
   const successors: SQL[] = events.map(
     ({ envelope: e }) =>
       sql`(${outbox.aggregateType} = ${e.aggregateType} AND ${outbox.aggregateId} = ${e.aggregateId} AND ${outbox.sequence} = ${e.sequence + 1})`,
   );
-  const [result] = await tx
+  return tx
     .update(outbox)
     .set({ held: false, nextAttemptAt: now })
-    .where(and(eq(outbox.held, true), or(...successors)));
-  return result.affectedRows;
+    .where(and(eq(outbox.held, true), or(...successors)))
+    .getSQL();
 }
 
 /**

@@ -39,7 +39,7 @@ const DB_RETRY_MAX_MS = 5000;
 const SETTLE_ATTEMPTS = 5;
 /** How long published marks of handed-over events are gathered before one statement writes them. */
 const MARK_DELAY_MS = 25;
-/** How often a relay looks for held rows stranded by a crash between mark and release. */
+/** How often a relay looks for held rows stranded behind a published one (releaseStranded). */
 const SWEEP_INTERVAL_MS = 30_000;
 
 /** Where a batch came from: a lane's claim, or writers in this process (handoff). */
@@ -76,7 +76,7 @@ export class Relay implements Handoff {
   private toMark: ClaimedEvent[] = [];
   private markTimer: NodeJS.Timeout | undefined;
   private readonly lanes: Loop[] = [];
-  /** Now and then releases successors stranded by a relay that died between mark and release. */
+  /** Now and then releases successors left held behind published events (releaseStranded). */
   private readonly sweeper: Loop;
   private readonly stopController = new AbortController();
   private stopping: Promise<void> | undefined;

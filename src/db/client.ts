@@ -144,6 +144,27 @@ const onTransactionPool = new WeakSet<Transaction>();
 const committedByBody = new WeakSet<Transaction>();
 
 /**
+ * Runs statements of a transaction in one round trip (a multi-statement query) and returns each
+ * one's result. If one fails, the ones after it do not run, and the error does not say which
+ * failed: callers use it where any failure sends them down the slow path (one statement at a
+ * time) or fails the transaction. Outside transaction(), runs them one by one.
+ */
+export async function executeAll(tx: Transaction, statements: readonly SQL[]): Promise<ResultSetHeader[]> {
+  if (!onTransactionPool.has(tx)) return executeEach(tx, statements);
+  const [results] = await tx.execute(sql.join([...statements], sql`; `));
+  return results as unknown as ResultSetHeader[];
+}
+
+async function executeEach(tx: Transaction, statements: readonly SQL[]): Promise<ResultSetHeader[]> {
+  const results: ResultSetHeader[] = [];
+  for (const statement of statements) {
+    const [result] = await tx.execute(statement);
+    results.push(result as unknown as ResultSetHeader);
+  }
+  return results;
+}
+
+/**
  * Runs a transaction's last statements and its COMMIT in one round trip (a multi-statement
  * query), and returns each statement's result. The body must return right after: the
  * transaction is over. If a statement fails, the ones after it and the COMMIT do not run, and
@@ -160,14 +181,7 @@ export async function commitWith(
     readonly isolationLevel: 'read committed';
   },
 ): Promise<ResultSetHeader[]> {
-  if (!onTransactionPool.has(tx)) {
-    const results: ResultSetHeader[] = [];
-    for (const statement of statements) {
-      const [result] = await tx.execute(statement);
-      results.push(result as unknown as ResultSetHeader);
-    }
-    return results;
-  }
+  if (!onTransactionPool.has(tx)) return executeEach(tx, statements);
   const head = options ? [sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`] : [];
   const [results] = await tx.execute(sql.join([...head, ...statements, sql`COMMIT`], sql`; `));
   committedByBody.add(tx);

@@ -4,7 +4,7 @@
  * runs in.
  */
 import { and, eq, sql } from 'drizzle-orm';
-import type { Executor } from '../db/client.js';
+import { type Executor, executeAll, type Transaction } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
 import { inbox, workerProgress } from '../db/schema.js';
 
@@ -23,6 +23,35 @@ export async function recordInbox(
 ): Promise<boolean> {
   try {
     await tx.insert(inbox).values({ consumer, messageId, handledAt });
+    return true;
+  } catch (error) {
+    if (isDuplicateKey(error)) return false;
+    throw error;
+  }
+}
+
+/**
+ * The usual first event of an aggregate, in one round trip: its progress row, created saying
+ * `1`, and its inbox row. True when both were written: the caller then holds the progress row
+ * (as takeProgress would have returned `{ last: 0, written: true }`) and has recorded the inbox.
+ * False when either was already there (a waiting successor created the progress row, or this is
+ * a redelivery): nothing is decided then, and the caller takes the usual path, takeProgress and
+ * recordInbox, which sees whatever this wrote and answers as it would have.
+ */
+export async function recordFirstEvent(
+  tx: Transaction,
+  key: AggregateKey,
+  messageId: string,
+  handledAt: Date,
+): Promise<boolean> {
+  try {
+    await executeAll(tx, [
+      tx
+        .insert(workerProgress)
+        .values({ ...key, lastSequence: 1 })
+        .getSQL(),
+      tx.insert(inbox).values({ consumer: key.consumer, messageId, handledAt }).getSQL(),
+    ]);
     return true;
   } catch (error) {
     if (isDuplicateKey(error)) return false;

@@ -16,7 +16,9 @@ import { canonicalJson } from '../support/json.js';
 import { parseEnvelope } from './envelope.js';
 import {
   type AggregateKey,
+  type Progress,
   passParked,
+  recordFirstEvent,
   recordInbox,
   setProgress,
   takeProgress,
@@ -402,7 +404,11 @@ export class Worker {
       aggregateType: event.aggregateType,
       aggregateId: event.aggregateId,
     };
-    const progress = await takeProgress(tx, key, event.sequence);
+    // The common case, an aggregate's first event seen for the first time: one round trip.
+    const first = event.sequence === 1 && (await recordFirstEvent(tx, key, event.eventId, handledAt));
+    const progress: Progress | 'handled' = first
+      ? { last: 0, written: true }
+      : await takeProgress(tx, key, event.sequence);
     if (progress === 'handled') return { kind: 'duplicate' };
     const last = progress.last;
     if (event.sequence > last + 1) {
@@ -416,7 +422,9 @@ export class Worker {
       );
       if (missing > 0) return { kind: 'waiting', missing };
     }
-    if (!(await recordInbox(tx, this.consumer, event.eventId, handledAt))) return { kind: 'duplicate' };
+    if (!first && !(await recordInbox(tx, this.consumer, event.eventId, handledAt))) {
+      return { kind: 'duplicate' };
+    }
     const appended: AppendedEvent[] = [];
     await handler.handle(tx, event, {
       handledAt,

@@ -10,7 +10,7 @@ import { declareWorkerQueues, topologyFor } from '../src/broker/topology.js';
 import { CUSTOMER_CREATED } from '../src/customers/events.js';
 import { outbox } from '../src/db/schema.js';
 import { routingKeyOf } from '../src/outbox/event.js';
-import { claimBatch, markPublished } from '../src/outbox/store.js';
+import { claimAndSettle } from '../src/outbox/store.js';
 import {
   BENCH_AMQP_URL,
   type BenchDatabase,
@@ -97,21 +97,27 @@ async function brokerCeiling(exchange: string, count: number): Promise<number> {
   return count / seconds;
 }
 
-/** Claims and marks every event the way a relay does, publishing nothing. */
+/** Claims and marks every event the way a relay lane does, publishing nothing. */
 async function claimAndMarkOnly(
   db: BenchDatabase,
   count: number,
   batchSize: number,
   lanes: number,
 ): Promise<number> {
+  const retry = { maxAttempts: 10, backoffBaseMs: 1000, backoffMaxMs: 60_000 };
   const started = performance.now();
   await Promise.all(
     Array.from({ length: lanes }, async () => {
       for (;;) {
-        const token = randomUUID();
-        const batch = await claimBatch(db.db, { owner: 'bench', token, durationMs: 60_000 }, batchSize);
-        if (batch.length === 0) return;
-        await markPublished(db.db, batch, token);
+        const outcome = await claimAndSettle(
+          db.db,
+          { limit: batchSize, holdSeconds: 60, retry },
+          async (batch) => ({
+            published: batch,
+            failed: new Map(),
+          }),
+        );
+        if (outcome === undefined) return;
       }
     }),
   );

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { OutgoingMessage, Publisher, PublishOutcome } from '../src/broker/publisher.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics/index.js';
-import { type ClaimedEvent, claimBatch, markPublished } from '../src/outbox/store.js';
+import { type ClaimedEvent, claimAndSettle, markPublished } from '../src/outbox/store.js';
 import { Relay } from '../src/relay/relay.js';
 import { type RunningService, startService } from '../src/service.js';
 import {
@@ -114,38 +114,42 @@ describe('relay', () => {
     });
   });
 
-  it('fencing: a relay whose lease expired and was taken over cannot mark those events', async () => {
+  it('fencing: a relay whose hand-off lease expired and was taken over cannot mark those events', async () => {
     const [eventId] = await seedEvents(db.db, 1);
-    const first = await claimBatch(db.db, { owner: 'relay-a', token: randomUUID(), durationMs: 200 }, 10);
-    expect(first).toHaveLength(1);
-    const staleToken = (await db.query<{ lease_token: string }>('SELECT lease_token FROM outbox'))[0]
-      ?.lease_token;
-    expect(staleToken).toBeTruthy();
+    // The row as a writer hands it to relay A in its process: leased to A, for 200 ms.
+    const staleToken = randomUUID();
+    await db.query(
+      `UPDATE outbox SET lease_owner = 'relay-a', lease_token = ?,
+         lease_expires_at = NOW(3) + INTERVAL 200000 MICROSECOND, next_attempt_at = NOW(3) + INTERVAL 200000 MICROSECOND`,
+      [staleToken],
+    );
+    const [leased] = await db.query<{ id: number }>('SELECT id FROM outbox');
+    const handedToA = {
+      id: Number(leased?.id),
+      envelope: { aggregateType: 'Test', aggregateId: eventId as string, sequence: 1 },
+    };
+    const retry = { maxAttempts: 10, backoffBaseMs: 1000, backoffMaxMs: 1000 };
+    const publishAll = async (batch: readonly ClaimedEvent[]) => ({ published: batch, failed: new Map() });
 
     // Not claimable while the lease runs; claimable (a takeover) once the database clock passes it.
-    expect(
-      await claimBatch(db.db, { owner: 'relay-b', token: randomUUID(), durationMs: 60_000 }, 10),
-    ).toHaveLength(0);
-    const newToken = randomUUID();
-    const second = await waitFor('the lease to expire and relay B to take over', async () => {
-      const batch = await claimBatch(db.db, { owner: 'relay-b', token: newToken, durationMs: 60_000 }, 10);
-      return batch.length > 0 ? batch : undefined;
-    });
-    expect(second[0]?.envelope.eventId).toBe(eventId);
-    expect(second[0]?.takenOver).toBe(true);
-
-    expect(await markPublished(db.db, [first[0] as ClaimedEvent], staleToken as string)).toEqual({
-      marked: 0,
-      released: 0,
-    });
-    const [row] = await db.query<{ published_at: Date | null; lease_owner: string }>(
-      'SELECT published_at, lease_owner FROM outbox',
+    expect(await claimAndSettle(db.db, { limit: 10, holdSeconds: 30, retry }, publishAll)).toBeUndefined();
+    let taken: readonly ClaimedEvent[] = [];
+    const outcome = await waitFor('the lease to expire and relay B to take over', () =>
+      claimAndSettle(db.db, { limit: 10, holdSeconds: 30, retry }, async (batch) => {
+        taken = batch;
+        return publishAll(batch);
+      }),
     );
-    expect(row).toEqual({ published_at: null, lease_owner: 'relay-b' });
-    expect(await markPublished(db.db, [second[0] as ClaimedEvent], newToken)).toEqual({
-      marked: 1,
-      released: 0,
-    });
+    expect(taken.map((e) => e.envelope.eventId)).toEqual([eventId]);
+    expect(taken[0]?.takenOver).toBe(true);
+    expect(outcome).toMatchObject({ claimed: 1, takenOver: 1, marked: 1 });
+
+    // A's late mark changes nothing.
+    expect(await markPublished(db.db, [handedToA], staleToken)).toEqual({ marked: 0, released: 0 });
+    const [row] = await db.query<{ published: number }>(
+      'SELECT published_at IS NOT NULL AS published FROM outbox',
+    );
+    expect(Number(row?.published)).toBe(1);
   });
 
   it('an unroutable publish (no queue bound for its routing key) is not marked published', async () => {
@@ -239,15 +243,17 @@ describe('relay', () => {
     await waitFor('the revived event to be marked published', async () => (await pendingCount()) === 0);
   });
 
-  it('a graceful stop hands its leases back: a second relay publishes them without waiting for expiry', async () => {
+  it('a graceful stop leaves its unconfirmed batch due: a second relay publishes it without waiting for any timeout', async () => {
     const queue = await testQueue();
     const ids = await seedEvents(db.db, 30);
     // One fault injected: a broker that never confirms, so relay A is stuck holding its batch.
+    let holding = 0;
     const stalled: Publisher = {
       isReady: true,
       ready: async () => {},
       publishAll: (messages: readonly OutgoingMessage[], signal?: AbortSignal) =>
         new Promise<PublishOutcome[]>((resolve) => {
+          holding = messages.length;
           const fail = () =>
             resolve(messages.map(() => ({ ok: false, reason: 'timeout', error: 'no confirm before stop' })));
           signal?.addEventListener('abort', fail, { once: true });
@@ -267,12 +273,7 @@ describe('relay', () => {
       retry: { maxAttempts: 10, backoffBaseMs: 60_000, backoffMaxMs: 60_000 },
     });
     relayA.start();
-    await waitFor('relay A to hold the batch', async () => {
-      const [r] = await db.query<{ n: number }>(
-        "SELECT COUNT(*) AS n FROM outbox WHERE lease_owner = 'relay-a'",
-      );
-      return Number(r?.n) === 30;
-    });
+    await waitFor('relay A to hold the batch', () => holding === 30);
     await relayA.stop();
     const [after] = await db.query<{ leased: number; attempts: number }>(
       'SELECT SUM(lease_token IS NOT NULL) AS leased, SUM(attempts) AS attempts FROM outbox',
@@ -280,7 +281,7 @@ describe('relay', () => {
     expect(Number(after?.leased)).toBe(0);
     expect(Number(after?.attempts)).toBe(0);
 
-    // Relay B's lease would be 10 minutes: only the hand-back lets it publish within the wait.
+    // Relay A's claim would be held for 10 minutes: only the stop's hand-back lets B publish now.
     await startRelay();
     await waitFor('relay B to publish all 30', () => queue.counts().size === 30, { timeoutMs: 10_000 });
     expect(new Set(queue.counts().keys())).toEqual(new Set(ids));

@@ -72,7 +72,7 @@ const schema = z.object({
   CHAOS_WORKERS: int(1, 16).default(2),
   CHAOS_SUBSCRIBERS_PER_APP: int(0, 100).default(1),
   CHAOS_RECOVERY_LIMIT_SECONDS: int(1, 3_600).default(60),
-  // Short, so a relay frozen past its lease is taken over within seconds, not half a minute.
+  // Short, so the claim of a relay frozen past it is ended within seconds, not half a minute.
   CHAOS_LEASE_MS: int(2_000, 600_000).default(5_000),
   CHAOS_REPLAYS: int(0, 100_000).default(50),
   CHAOS_KEEP: z.enum(['0', '1']).default('0'),

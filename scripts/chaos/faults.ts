@@ -1,5 +1,5 @@
+import { type Claim, claimOf, stillConnected } from './claims.js';
 import type { HarnessDb } from './harness-db.js';
-import { liveLeasesOf, takenOver } from './leases.js';
 import type { PrivateMariaDb } from './mariadb.js';
 import type { PrivateRabbitMq } from './rabbitmq.js';
 import type { RecoveryTracker } from './recovery.js';
@@ -15,16 +15,16 @@ export interface FaultRun {
   endedAt: number | undefined;
   /** Why it did not happen as scheduled (e.g. the victim was between incarnations). */
   skipped: string | undefined;
-  /** What else was seen, e.g. other relays taking over a frozen relay's leases. */
+  /** What else was seen, e.g. the server ending a frozen relay's claim. */
   note: string | undefined;
 }
 
 /**
- * How long a freeze tries to catch its relay holding a lease before freezing it anyway. A batch
- * is leased for only tens of milliseconds when the relay keeps up, so it takes many quick tries.
+ * How long a freeze tries to catch its relay holding a claim before freezing it anyway. A batch
+ * is held for only tens of milliseconds when the relay keeps up, so it takes many quick tries.
  */
-const LEASE_WAIT_MS = 20_000;
-const LEASE_TRY_EVERY_MS = 50;
+const CLAIM_WAIT_MS = 20_000;
+const CLAIM_TRY_EVERY_MS = 50;
 const SERVER_RECOVERY_WAIT_MS = 30_000;
 
 export interface FaultTargets {
@@ -105,24 +105,24 @@ export class FaultPlayer {
   }
 
   /**
-   * Freezes the relay at a moment it holds leases, so the freeze tests the hand-off: freezes,
-   * looks at what it holds, and if nothing, lets it go and tries again a little later (until
-   * LEASE_WAIT_MS, then it stays frozen with nothing). Freezing first and looking second is the
-   * only order without a race: a running relay may settle its batch between a look and a freeze.
+   * Freezes the relay at a moment it holds a claim (row locks in an open transaction), so the
+   * freeze tests what bounds a frozen claim: freezes, looks at what it holds, and if nothing,
+   * lets it go and tries again a little later (until CLAIM_WAIT_MS, then it stays frozen with
+   * nothing). Freezing first and looking second is the only order without a race: a running
+   * relay may settle its batch between a look and a freeze.
    */
-  private async freezeHoldingLeases(
+  private async freezeHoldingClaim(
     proc: SupervisedProcess,
-  ): Promise<{ incarnation: number; pid: number; leased: string[] } | undefined> {
-    const until = Date.now() + LEASE_WAIT_MS;
+  ): Promise<{ incarnation: number; pid: number; claim: Claim } | undefined> {
+    const until = Date.now() + CLAIM_WAIT_MS;
     for (;;) {
       const pid = proc.pid;
       const incarnation = proc.freeze();
       if (incarnation === undefined || pid === undefined) return undefined;
-      const leased = await liveLeasesOf(this.targets.db, pid).catch(() => []);
-      if (leased.length > 0 || Date.now() >= until || this.signal.aborted)
-        return { incarnation, pid, leased };
+      const claim = await claimOf(this.targets.db, pid).catch(() => ({ rows: 0, threads: [] }));
+      if (claim.rows > 0 || Date.now() >= until || this.signal.aborted) return { incarnation, pid, claim };
       proc.thaw(incarnation);
-      await delay(LEASE_TRY_EVERY_MS, this.signal);
+      await delay(CLAIM_TRY_EVERY_MS, this.signal);
     }
   }
 
@@ -154,20 +154,25 @@ export class FaultPlayer {
           break;
         }
         const baseline = await recovery.baselineOf(proc);
-        const frozen = await this.freezeHoldingLeases(proc);
+        const frozen = await this.freezeHoldingClaim(proc);
         if (!frozen) {
           run.skipped = `${proc.name} was not running (between restarts)`;
           break;
         }
         recovery.faultStarted(run.id, proc);
         await delay(fault.holdMs, this.signal);
+        // Still frozen: has the server ended the claim (closed its connections) by now?
+        const left = await stillConnected(this.targets.db, frozen.claim.threads).catch(
+          (error: unknown) => `? (${error instanceof Error ? error.message : String(error)})`,
+        );
         const thawed = proc.thaw(frozen.incarnation);
         run.endedAt = Date.now();
-        const taken = await takenOver(this.targets.db, frozen.pid, frozen.leased).catch(() => undefined);
         run.note = [
-          frozen.leased.length === 0
-            ? 'it held no lease when frozen'
-            : `${taken ?? '?'} of the ${frozen.leased.length} events it had leased were taken over by another relay`,
+          frozen.claim.rows === 0
+            ? 'it held no claim when frozen'
+            : left === 0
+              ? `it held a claim of ${frozen.claim.rows} rows; the server ended it (wait_timeout) before the thaw`
+              : `it held a claim of ${frozen.claim.rows} rows; ${left} of its ${frozen.claim.threads.length} claiming connections were still open at the thaw`,
           thawed ? '' : 'killed by a later fault while frozen',
         ]
           .filter(Boolean)

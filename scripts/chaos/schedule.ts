@@ -23,7 +23,7 @@ export function describe(fault: Fault): string {
     case 'kill':
       return `kill -9 ${fault.target}`;
     case 'freeze':
-      return `SIGSTOP ${fault.target} for ${s(fault.holdMs)} (past its lease), then SIGCONT`;
+      return `SIGSTOP ${fault.target} for ${s(fault.holdMs)} (past RELAY_LEASE_MS, the bound on its claim), then SIGCONT`;
     case 'broker-restart':
       return `RabbitMQ stop (rabbitmqctl stop), down ${s(fault.downMs)}, start`;
     case 'broker-kill':

@@ -142,6 +142,19 @@ const overConnection = new WeakMap<object, Transaction>();
 const onTransactionPool = new WeakSet<Transaction>();
 /** Of those, the ones whose body has committed them with commitWith. */
 const committedByBody = new WeakSet<Transaction>();
+/** Statements to send with the end (COMMIT or ROLLBACK) of a transaction, in the same round trip. */
+const endStatements = new WeakMap<Transaction, string>();
+
+export interface TransactionConfig {
+  readonly isolationLevel?: 'read committed';
+  /**
+   * A bound on how long the server keeps the transaction if this process stops answering
+   * (frozen, or cut off) while it holds it open: the session's wait_timeout, in seconds, for the
+   * transaction's life; the server then closes the connection and rolls back. For a transaction
+   * held open across a call to something else (the relay's claim, across the broker's confirms).
+   */
+  readonly idleTimeoutSeconds?: number;
+}
 
 /**
  * Runs statements of a transaction in one round trip (a multi-statement query) and returns each
@@ -183,7 +196,9 @@ export async function commitWith(
 ): Promise<ResultSetHeader[]> {
   if (!onTransactionPool.has(tx)) return executeEach(tx, statements);
   const head = options ? [sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`] : [];
-  const [results] = await tx.execute(sql.join([...head, ...statements, sql`COMMIT`], sql`; `));
+  const end = endStatements.get(tx);
+  const tail = end ? [sql.raw(end), sql`COMMIT`] : [sql`COMMIT`];
+  const [results] = await tx.execute(sql.join([...head, ...statements, ...tail], sql`; `));
   committedByBody.add(tx);
   return (results as unknown as ResultSetHeader[]).slice(head.length, head.length + statements.length);
 }
@@ -210,7 +225,7 @@ export async function commitWith(
 export async function transaction<T>(
   db: Database,
   body: (tx: Transaction) => Promise<T>,
-  config?: { readonly isolationLevel: 'read committed' },
+  config?: TransactionConfig,
 ): Promise<T> {
   const pool = transactionPools.get(db);
   if (!pool) return drizzleTransaction(db, body, config);
@@ -222,11 +237,21 @@ export async function transaction<T>(
     onTransactionPool.add(tx);
   }
   committedByBody.delete(tx);
+  // The session settings the config asks for, in one round trip; a changed timeout goes back to
+  // the server's default with the COMMIT or ROLLBACK, so the pooled session keeps no trace of it.
+  const setup: string[] = [];
+  if (config?.isolationLevel === 'read committed')
+    setup.push('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
+  const timeout = config?.idleTimeoutSeconds;
+  if (timeout !== undefined) {
+    if (!Number.isSafeInteger(timeout) || timeout < 1) throw new TypeError(`idleTimeoutSeconds: ${timeout}`);
+    setup.push(`SET SESSION wait_timeout = ${timeout}`);
+    endStatements.set(tx, 'SET SESSION wait_timeout = DEFAULT');
+  } else endStatements.delete(tx);
+  const end = endStatements.get(tx);
   let bodyError: { error: unknown } | undefined;
   try {
-    if (config?.isolationLevel === 'read committed') {
-      await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
-    }
+    if (setup.length > 0) await connection.query(setup.join('; '));
     let result: T;
     try {
       result = await body(tx);
@@ -234,12 +259,12 @@ export async function transaction<T>(
       bodyError = { error };
       throw error;
     }
-    if (!committedByBody.delete(tx)) await connection.query('COMMIT');
+    if (!committedByBody.delete(tx)) await connection.query(end ? `${end}; COMMIT` : 'COMMIT');
     connection.release();
     return result;
   } catch (error) {
     try {
-      await connection.query('ROLLBACK');
+      await connection.query(end ? `ROLLBACK; ${end}` : 'ROLLBACK');
       connection.release();
     } catch (rollbackError) {
       connection.destroy();
@@ -257,18 +282,21 @@ export async function transaction<T>(
 async function drizzleTransaction<T>(
   db: Database,
   body: (tx: Transaction) => Promise<T>,
-  config?: { readonly isolationLevel: 'read committed' },
+  config?: TransactionConfig,
 ): Promise<T> {
   let bodyError: { error: unknown } | undefined;
   try {
-    return await db.transaction(async (tx) => {
-      try {
-        return await body(tx);
-      } catch (error) {
-        bodyError = { error };
-        throw error;
-      }
-    }, config);
+    return await db.transaction(
+      async (tx) => {
+        try {
+          return await body(tx);
+        } catch (error) {
+          bodyError = { error };
+          throw error;
+        }
+      },
+      config?.isolationLevel ? { isolationLevel: config.isolationLevel } : undefined,
+    );
   } catch (error) {
     if (!bodyError) throw error;
     if (error !== bodyError.error && bodyError.error !== null && typeof bodyError.error === 'object') {

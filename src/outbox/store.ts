@@ -152,9 +152,55 @@ export async function predecessorUnpublished(
   return row !== undefined && row.publishedAt === null;
 }
 
+/** What a relay did with a claimed batch (claimAndSettle writes it). */
+export interface Settlement {
+  /** Confirmed by the broker. */
+  readonly published: readonly ClaimedEvent[];
+  /** Refused by the broker (nacked, returned, timed out, not encodable): event ids by error. */
+  readonly failed: ReadonlyMap<string, readonly number[]>;
+  // Every other event of the batch is left as it was: due now, no attempt counted (the broker
+  // went away, or the relay is stopping).
+}
+
+export interface ClaimOutcome {
+  readonly claimed: number;
+  /** Claimed rows that carried another relay's expired hand-off lease. */
+  readonly takenOver: number;
+  readonly marked: number;
+  /** Held successors made due by the marks. */
+  readonly released: number;
+  /** Ids that went dead with this attempt. */
+  readonly dead: readonly number[];
+}
+
+export interface ClaimOptions {
+  readonly limit: number;
+  /** How long the server keeps the claim of a relay that stops answering (frozen, cut off). */
+  readonly holdSeconds: number;
+  readonly retry: RetryPolicy;
+}
+
 /**
- * Claims up to `limit` due events for one relay and commits the lease before anything is
- * published, so no transaction stays open across a broker call.
+ * Claims up to `limit` due events by locking their rows, lets `publish` send them, and writes
+ * its settlement, in one transaction held open across the broker's confirms. The row locks are
+ * the claim: other relays' SKIP LOCKED reads pass over them, so each row is written once (its
+ * mark, or its failure) instead of twice (a lease, then a mark): the database's share of the
+ * relay's work halves (README, Performance). Returns undefined when nothing is due.
+ *
+ * What bounds a claim held open (docs/DESIGN: "unless the server bounds it"):
+ *   - a relay that crashes: its connection closes and the server rolls back at once, so its
+ *     batch is due again immediately;
+ *   - a relay that freezes or is cut off: the session's wait_timeout, set to `holdSeconds`
+ *     (RELAY_LEASE_MS) for the claim's life, makes the server close the connection and roll
+ *     back; the relay's settlement then fails on the dead connection and writes nothing, so
+ *     another relay publishes the batch again: a duplicate, never a loss;
+ *   - a graceful stop: the batch in hand is settled, what was not confirmed is left due.
+ * The confirm timeout is at most half of it (config), so a relay that keeps answering settles
+ * well before the server would end its claim.
+ *
+ * Rows an in-process writer handed over carry a lease instead (outbox/handoff.ts); once that
+ * lease has expired, they are due and claimed here like any other row ("taken over"), and the
+ * mark or failure written here fences the old lease holder out (markPublished, markFailed).
  *
  * The select is
  *   WHERE published_at IS NULL AND dead_at IS NULL AND next_attempt_at <= NOW(3)
@@ -162,19 +208,20 @@ export async function predecessorUnpublished(
  * on outbox_claim_idx (published_at, dead_at, next_attempt_at, id). EXPLAIN on MariaDB 10.11 and
  * MySQL 8 shows `range` on that index with no filesort: the two IS NULL parts are equalities,
  * and next_attempt_at is both the range and the sort, so the scan starts at the oldest due row,
- * stops after n rows, and never reads a published, dead, leased or backing-off row. That is why
- * the order is (next_attempt_at, id) rather than plain id: with ORDER BY id the database must
- * walk every unpublished row in id order, including the ones other relays hold leases on, and
- * each claim would slow down as the backlog grows. A fresh event's next_attempt_at is its
- * insert time, so the order is still oldest first.
- *
- * The lease is written into next_attempt_at as well as lease_expires_at: a leased row is simply
- * "not due" until its lease runs out, which is what keeps it out of the index range above.
+ * stops after n rows, and never reads a published, dead, handed-over or backing-off row. That
+ * is why the order is (next_attempt_at, id) rather than plain id: with ORDER BY id the database
+ * must walk every unpublished row in id order, and each claim would slow down as the backlog
+ * grows. A fresh event's next_attempt_at is its insert time, so the order is still oldest
+ * first. Rows other relays hold are skipped, one lock check each.
  *
  * READ COMMITTED: under REPEATABLE READ, InnoDB would keep gap locks on the scanned range and
- * make concurrent claims and inserts wait on each other.
+ * make writers' inserts wait for the claim, across the broker call.
  */
-export async function claimBatch(db: Database, lease: Lease, limit: number): Promise<ClaimedEvent[]> {
+export async function claimAndSettle(
+  db: Database,
+  options: ClaimOptions,
+  publish: (batch: readonly ClaimedEvent[]) => Promise<Settlement>,
+): Promise<ClaimOutcome | undefined> {
   return transaction(
     db,
     async (tx) => {
@@ -184,32 +231,57 @@ export async function claimBatch(db: Database, lease: Lease, limit: number): Pro
           ...eventColumns,
           headers: outbox.headers,
           leaseToken: outbox.leaseToken,
+          attempts: outbox.attempts,
         })
         .from(outbox)
         .where(and(isNull(outbox.publishedAt), isNull(outbox.deadAt), lte(outbox.nextAttemptAt, now)))
         .orderBy(asc(outbox.nextAttemptAt), asc(outbox.id))
-        .limit(limit)
+        .limit(options.limit)
         .for('update', { skipLocked: true });
-      if (rows.length === 0) return [];
-      const expiry = sql`NOW(3) + INTERVAL ${lease.durationMs * 1000} MICROSECOND`;
-      await tx
-        .update(outbox)
-        .set({
-          leaseOwner: lease.owner,
-          leaseToken: lease.token,
-          leaseExpiresAt: expiry,
-          nextAttemptAt: expiry,
-        })
-        .where(idIn(rows.map((r) => r.id)));
-      return rows.map((r) => ({
+      if (rows.length === 0) return undefined;
+      const batch: ClaimedEvent[] = rows.map((r) => ({
         id: r.id,
         takenOver: r.leaseToken !== null,
         headers: parseJson(r.headers) as EventHeaders,
         envelope: envelopeHead(r),
         payloadJson: typeof r.payload === 'string' ? r.payload : JSON.stringify(r.payload),
       }));
+      const settlement = await publish(batch);
+
+      const statements: SQL[] = [];
+      const { published } = settlement;
+      if (published.length > 0) {
+        statements.push(
+          tx
+            .update(outbox)
+            .set({ publishedAt: now })
+            .where(idIn(published.map((e) => e.id)))
+            .getSQL(),
+          releaseSuccessorsStatement(tx, published),
+        );
+      }
+      const attempts = new Map(rows.map((r) => [r.id, r.attempts]));
+      const dead: number[] = [];
+      for (const [error, ids] of settlement.failed) {
+        const failure = failureStatements(
+          tx,
+          ids.map((id) => ({ id, attempts: attempts.get(id) ?? 0 })),
+          error,
+          options.retry,
+        );
+        statements.push(...failure.statements);
+        dead.push(...failure.dying);
+      }
+      const results = await commitWith(tx, statements);
+      return {
+        claimed: batch.length,
+        takenOver: batch.filter((e) => e.takenOver).length,
+        marked: published.length > 0 ? (results[0]?.affectedRows ?? 0) : 0,
+        released: published.length > 0 ? (results[1]?.affectedRows ?? 0) : 0,
+        dead,
+      };
     },
-    { isolationLevel: 'read committed' },
+    { isolationLevel: 'read committed', idleTimeoutSeconds: options.holdSeconds },
   );
 }
 
@@ -316,10 +388,6 @@ export async function markFailed(
   policy: RetryPolicy,
 ): Promise<number[]> {
   if (ids.length === 0) return [];
-  const lastError = error.slice(0, 1000);
-  // delay = random(0.5 … 1) × min(max, base × 2^attempts), computed per row in SQL because
-  // every row has its own attempt count. Half-jitter keeps a floor so retries never bunch at 0.
-  const delayUs = sql`FLOOR(LEAST(${policy.backoffMaxMs}, ${policy.backoffBaseMs} * POW(2, ${outbox.attempts})) * (0.5 + RAND() / 2) * 1000)`;
   return transaction(
     db,
     async (tx) => {
@@ -330,31 +398,62 @@ export async function markFailed(
         .where(fenced)
         .for('update');
       if (rows.length === 0) return [];
-      const dying = rows.filter((r) => r.attempts + 1 >= policy.maxAttempts).map((r) => r.id);
-      const retrying = rows.filter((r) => r.attempts + 1 < policy.maxAttempts).map((r) => r.id);
-      const released = { ...noLease, lastError };
-      // Separate statements, each reading `attempts` before it is incremented: MySQL evaluates
-      // SET assignments left to right, so one statement would see a half-updated row.
-      if (dying.length > 0) {
-        await tx
-          .update(outbox)
-          .set({ ...released, deadAt: now })
-          .where(idIn(dying));
-      }
-      if (retrying.length > 0) {
-        await tx
-          .update(outbox)
-          .set({ ...released, nextAttemptAt: sql`NOW(3) + INTERVAL ${delayUs} MICROSECOND` })
-          .where(idIn(retrying));
-      }
-      await tx
-        .update(outbox)
-        .set({ attempts: sql`${outbox.attempts} + 1` })
-        .where(idIn([...dying, ...retrying]));
+      const { statements, dying } = failureStatements(tx, rows, error, policy);
+      await commitWith(tx, statements);
       return dying;
     },
     { isolationLevel: 'read committed' },
   );
+}
+
+/**
+ * The statements that record a failed attempt of locked rows whose attempt counts are known:
+ * the ones at the limit go dead with the error kept, the others get a retry time with
+ * exponential back-off and jitter (capped); all count the attempt and lose any lease.
+ */
+function failureStatements(
+  tx: Executor,
+  rows: readonly { readonly id: number; readonly attempts: number }[],
+  error: string,
+  policy: RetryPolicy,
+): { statements: SQL[]; dying: number[] } {
+  const released = { ...noLease, lastError: error.slice(0, 1000) };
+  // delay = random(0.5 … 1) × min(max, base × 2^attempts), computed per row in SQL because
+  // every row has its own attempt count. Half-jitter keeps a floor so retries never bunch at 0.
+  const delayUs = sql`FLOOR(LEAST(${policy.backoffMaxMs}, ${policy.backoffBaseMs} * POW(2, ${outbox.attempts})) * (0.5 + RAND() / 2) * 1000)`;
+  const dying = rows.filter((r) => r.attempts + 1 >= policy.maxAttempts).map((r) => r.id);
+  const retrying = rows.filter((r) => r.attempts + 1 < policy.maxAttempts).map((r) => r.id);
+  const statements: SQL[] = [];
+  // Separate statements, each reading `attempts` before it is incremented: MySQL evaluates
+  // SET assignments left to right, so one statement would see a half-updated row.
+  if (dying.length > 0) {
+    statements.push(
+      tx
+        .update(outbox)
+        .set({ ...released, deadAt: now })
+        .where(idIn(dying))
+        .getSQL(),
+    );
+  }
+  if (retrying.length > 0) {
+    statements.push(
+      tx
+        .update(outbox)
+        .set({ ...released, nextAttemptAt: sql`NOW(3) + INTERVAL ${delayUs} MICROSECOND` })
+        .where(idIn(retrying))
+        .getSQL(),
+    );
+  }
+  if (rows.length > 0) {
+    statements.push(
+      tx
+        .update(outbox)
+        .set({ attempts: sql`${outbox.attempts} + 1` })
+        .where(idIn(rows.map((r) => r.id)))
+        .getSQL(),
+    );
+  }
+  return { statements, dying };
 }
 
 /**

@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics/index.js';
 import type { Handoff } from '../outbox/handoff.js';
 import {
   type ClaimedEvent,
-  claimBatch,
+  claimAndSettle,
   type Lease,
   markFailed,
   markPublished,
@@ -42,29 +42,29 @@ const MARK_DELAY_MS = 25;
 /** How often a relay looks for held rows stranded behind a published one (releaseStranded). */
 const SWEEP_INTERVAL_MS = 30_000;
 
-/** Where a batch came from: a lane's claim, or writers in this process (handoff). */
-type Source = { readonly lane: number } | 'handoff';
-
 /**
  * Moves committed outbox events to the broker. It knows events, leases and the broker, and
  * nothing of what the events are about.
  *
  * Two ways in. Writers in the same process hand their committed rows over directly (publish(),
- * see outbox/handoff.ts). Everything else is claimed by the lanes: each lane is a Loop that
- * claims a batch (a short transaction that writes a lease and commits), publishes it with
- * confirms, settles it (mark published, or schedule a retry / park as dead), and goes again at
- * once while there is work. With nothing due it sleeps for the poll interval, unless wake() is
- * called: by the broker hint of wakeup.ts, by a writer in this process, or by the relay itself
- * when a mark released the held next event of an aggregate.
+ * see outbox/handoff.ts): those rows are written leased to this relay. Everything else is
+ * claimed by the lanes: each lane is a Loop that claims a batch by locking its rows, publishes
+ * it with confirms and settles it (mark published, or schedule a retry / park as dead) in the
+ * same transaction (claimAndSettle in outbox/store.ts), and goes again at once while there is
+ * work. With nothing due it sleeps for the poll interval, unless wake() is called: by the
+ * broker hint of wakeup.ts, by a writer in this process, or by the relay itself when a mark
+ * released the held next event of an aggregate.
  *
  * Order: an aggregate has at most one event that is due or in flight; its successors are held
  * in the table until it is marked published (outbox/store.ts), so lanes, relays and the
  * hand-off may publish in any interleaving and each aggregate's events still reach the exchange
  * in sequence order. A failing event holds back only its own aggregate.
  *
- * Crash safety comes from the lease: when a relay dies holding rows, they become due when the
- * lease expires and any relay claims them. Correctness under takeover comes from fencing:
- * settlements only touch rows whose lease token is still ours.
+ * Crash safety: a lane's claim is its open transaction, so a relay that dies frees its batch at
+ * once (the server rolls back when the connection closes), and one that freezes frees it after
+ * RELAY_LEASE_MS (the session's wait_timeout); its settlement then fails on the closed
+ * connection and writes nothing. Handed-over rows carry a lease instead: they become due when
+ * it expires, and settlements of them only touch rows whose lease token is still ours (fencing).
  */
 export class Relay implements Handoff {
   readonly owner: string;
@@ -131,7 +131,7 @@ export class Relay implements Handoff {
     setImmediate(() => {
       this.flushScheduled = false;
       const batch = this.handedOver.splice(0);
-      if (batch.length > 0) this.track(this.publishAndSettle(batch, this.lease.token, 'handoff'));
+      if (batch.length > 0) this.track(this.publishHandedOver(batch));
     });
   }
 
@@ -168,54 +168,73 @@ export class Relay implements Handoff {
     return this.stopping;
   }
 
-  /** One turn of a lane: claim, publish, settle. Throws (the Loop backs off) when it cannot claim. */
+  /**
+   * One turn of a lane: claim a batch (its row locks held until it is settled), publish it,
+   * settle it, in one transaction (claimAndSettle). Throws (the Loop backs off) when the
+   * database fails; whatever was claimed is then due again, and a batch already published is
+   * published again: a duplicate, never a loss.
+   */
   private async runBatch(lane: number, signal: AbortSignal): Promise<'busy' | 'idle'> {
-    const { db, log, batchSize, leaseMs, metrics } = this.options;
-    // Claim only what can be published now. During a broker outage the rows stay unleased and
-    // untouched, so an outage does not push events towards dead.
+    const { db, log, batchSize, leaseMs, metrics, retry } = this.options;
+    // Claim only what can be published now. During a broker outage the rows stay untouched,
+    // so an outage does not push events towards dead.
     await this.options.publisher.ready(signal);
     if (signal.aborted) return 'idle';
-    const token = randomUUID();
     const startedAt = performance.now();
-    const batch = await claimBatch(db, { owner: this.owner, token, durationMs: leaseMs }, batchSize);
-    if (batch.length === 0) return 'idle';
-    const takeovers = batch.filter((e) => e.takenOver).length;
-    if (takeovers > 0) {
-      metrics.leaseTakeovers.inc(takeovers);
-      log.info({ lane, takeovers }, 'took over events whose lease had expired');
+    let claimedAt = startedAt;
+    const outcome = await claimAndSettle(
+      db,
+      { limit: batchSize, holdSeconds: Math.ceil(leaseMs / 1000), retry },
+      async (batch) => {
+        claimedAt = performance.now();
+        // Claimed just as the stop came: leave it all due for the next relay.
+        if (this.stopped) return { published: [], failed: new Map() };
+        const { published, failed } = await this.publishBatch(batch);
+        return { published, failed };
+      },
+    );
+    if (outcome === undefined) return 'idle';
+    if (outcome.takenOver > 0) {
+      metrics.leaseTakeovers.inc(outcome.takenOver);
+      log.info({ lane, takeovers: outcome.takenOver }, 'took over events whose hand-off lease had expired');
     }
-    const claimedAt = performance.now();
-    await this.publishAndSettle(batch, token, { lane });
+    metrics.published.inc(outcome.marked);
+    if (outcome.dead.length > 0) {
+      metrics.deadEvents.inc(outcome.dead.length);
+      log.error({ lane, ids: outcome.dead }, 'events parked as dead after their last attempt');
+    }
+    // The held next events of these aggregates are due now: claim them without waiting a poll.
+    if (outcome.released > 0) this.wake();
     const seconds = (performance.now() - startedAt) / 1000;
     metrics.batchDuration.observe(seconds);
     log.debug(
-      { lane, events: batch.length, claimMs: round(claimedAt - startedAt), totalMs: round(seconds * 1000) },
+      {
+        lane,
+        events: outcome.claimed,
+        claimMs: round(claimedAt - startedAt),
+        totalMs: round(seconds * 1000),
+      },
       'batch settled',
     );
     return 'busy';
   }
 
-  private async publishAndSettle(
-    batch: readonly ClaimedEvent[],
-    token: string,
-    source: Source,
-  ): Promise<void> {
-    const { db, log, metrics, retry } = this.options;
-    const ids = batch.map((e) => e.id);
-    if (this.stopped || (source === 'handoff' && !this.options.publisher.isReady)) {
-      // Claimed just as the stop came, or handed over while the broker is away: give it
-      // straight back (due now, no attempt counted) rather than start publishing.
-      await this.settle('release', () => releaseLeases(db, ids, token));
-      return;
-    }
+  /**
+   * Publishes a batch with confirms and sorts the outcomes: confirmed; refused by the broker
+   * (nacked, returned, timed out, not encodable: the event's attempt counts), by error; and
+   * handed back as they are (never sent for want of a channel, lost with a closing channel, or
+   * unconfirmed at a stop: not the events' fault, no attempt counted).
+   */
+  private async publishBatch(batch: readonly ClaimedEvent[]): Promise<{
+    published: ClaimedEvent[];
+    failed: Map<string, number[]>;
+    handBack: number[];
+  }> {
     const outcomes = await this.options.publisher.publishAll(
       batch.map(toMessage),
       this.stopController.signal,
     );
-
     const published: ClaimedEvent[] = [];
-    // Handed back as they are (no attempt counted, due now): never sent for want of a channel,
-    // lost with a closing channel, or still unconfirmed at a stop. Not the events' fault.
     const handBack: number[] = [];
     const failed = new Map<string, number[]>();
     outcomes.forEach((outcome, i) => {
@@ -224,7 +243,7 @@ export class Relay implements Handoff {
         published.push(event);
         return;
       }
-      metrics.publishFailures.inc({ reason: outcome.reason });
+      this.options.metrics.publishFailures.inc({ reason: outcome.reason });
       if (isOutage(outcome) || this.stopped) handBack.push(event.id);
       else {
         const same = failed.get(outcome.error);
@@ -232,15 +251,35 @@ export class Relay implements Handoff {
         else failed.set(outcome.error, [event.id]);
       }
     });
+    for (const [error, ids] of failed) {
+      this.options.log.warn({ count: ids.length, error }, 'publish failed; will retry with back-off');
+    }
+    return { published, failed, handBack };
+  }
 
-    if (source === 'handoff') this.markLater(published);
-    else await this.markNow(published, token, source);
-
+  /** Publishes and settles rows handed over by writers in this process (leased to this relay). */
+  private async publishHandedOver(batch: readonly ClaimedEvent[]): Promise<void> {
+    const { db, log, retry } = this.options;
+    const token = this.lease.token;
+    if (this.stopped || !this.options.publisher.isReady) {
+      // Handed over while stopping or while the broker is away: give it straight back (due
+      // now, no attempt counted) rather than start publishing.
+      await this.settle('release', () =>
+        releaseLeases(
+          db,
+          batch.map((e) => e.id),
+          token,
+        ),
+      );
+      return;
+    }
+    const { published, failed, handBack } = await this.publishBatch(batch);
+    this.markLater(published);
     if (handBack.length > 0) {
       const released = await this.settle('release', () => releaseLeases(db, handBack, token));
       if (released) {
         log.info(
-          { source, released, why: this.stopped ? 'stopping' : 'broker connection lost' },
+          { released, why: this.stopped ? 'stopping' : 'broker connection lost' },
           'handed back unpublished events',
         );
       }
@@ -248,15 +287,13 @@ export class Relay implements Handoff {
     for (const [error, failedIds] of failed) {
       const dead = await this.settle('mark failed', () => markFailed(db, failedIds, token, error, retry));
       if (dead && dead.length > 0) {
-        metrics.deadEvents.inc(dead.length);
-        log.error({ source, ids: dead, error }, 'events parked as dead after their last attempt');
-      } else {
-        log.warn({ source, count: failedIds.length, error }, 'publish failed; will retry with back-off');
+        this.options.metrics.deadEvents.inc(dead.length);
+        log.error({ ids: dead, error }, 'events parked as dead after their last attempt');
       }
     }
   }
 
-  private async markNow(events: readonly ClaimedEvent[], token: string, source: Source): Promise<void> {
+  private async markNow(events: readonly ClaimedEvent[], token: string): Promise<void> {
     if (events.length === 0) return;
     const { db, log, metrics } = this.options;
     const result = await this.settle('mark published', () => markPublished(db, events, token));
@@ -267,7 +304,7 @@ export class Relay implements Handoff {
     if (result.marked < events.length) {
       metrics.fencedOut.inc(events.length - result.marked);
       log.warn(
-        { source, fenced: events.length - result.marked },
+        { fenced: events.length - result.marked },
         'lease was taken over before settling; left to the new owner',
       );
     }
@@ -293,7 +330,7 @@ export class Relay implements Handoff {
     this.markTimer = undefined;
     const events = this.toMark.splice(0);
     if (events.length === 0) return;
-    this.track(this.markNow(events, this.lease.token, 'handoff'));
+    this.track(this.markNow(events, this.lease.token));
   }
 
   private track(work: Promise<void>): void {

@@ -1,0 +1,78 @@
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import type { RowDataPacket } from 'mysql2/promise';
+import type { HarnessDb } from './harness-db.js';
+
+/**
+ * What a frozen relay held. A relay lane's claim is an open transaction holding row locks
+ * (claimAndSettle in src/outbox/store.ts), so it is read from the server: the transactions of
+ * the relay's own connections, found by their client ports, which /proc tells for a pid.
+ */
+export interface Claim {
+  /** Rows its open transactions hold locks on. */
+  readonly rows: number;
+  /** Its connections holding them (server thread ids). */
+  readonly threads: readonly number[];
+}
+
+/** Local TCP ports of a process's sockets (Linux /proc); empty when it cannot be read. */
+function localPortsOf(pid: number): Set<number> {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (link.startsWith('socket:[')) inodes.add(link.slice(8, -1));
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+  } catch {
+    return new Set();
+  }
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1];
+      const inode = fields[9];
+      if (local && inode && inodes.has(inode)) ports.add(Number.parseInt(local.split(':')[1] ?? '', 16));
+    }
+  }
+  return ports;
+}
+
+export async function claimOf(db: HarnessDb, pid: number): Promise<Claim> {
+  const ports = [...localPortsOf(pid)];
+  if (ports.length === 0) return { rows: 0, threads: [] };
+  return db.with(async (c) => {
+    const [rows] = await c.query<RowDataPacket[]>(
+      `SELECT t.trx_mysql_thread_id AS thread, t.trx_rows_locked AS locked
+         FROM information_schema.INNODB_TRX t
+         JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
+        WHERE CAST(SUBSTRING_INDEX(p.HOST, ':', -1) AS UNSIGNED) IN (?) AND t.trx_rows_locked > 0`,
+      [ports],
+    );
+    return {
+      rows: rows.reduce((sum, r) => sum + Number(r.locked), 0),
+      threads: rows.map((r) => Number(r.thread)),
+    };
+  });
+}
+
+/** Of these server threads, how many are still connected. */
+export async function stillConnected(db: HarnessDb, threads: readonly number[]): Promise<number> {
+  if (threads.length === 0) return 0;
+  return db.with(async (c) => {
+    const [rows] = await c.query<RowDataPacket[]>(
+      'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID IN (?)',
+      [threads],
+    );
+    return Number(rows[0]?.n ?? 0);
+  });
+}

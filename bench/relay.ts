@@ -124,6 +124,73 @@ async function claimAndMarkOnly(
   return count / ((performance.now() - started) / 1000);
 }
 
+/**
+ * The relay as a first version usually has it, for comparison: read unpublished rows in id
+ * order, publish each, mark each. With `confirms`, each publish waits for its confirm before the
+ * row is marked (safe, one round trip to the broker per event); without, rows are marked as soon
+ * as the message is written to the socket (fast, and loses events when the broker drops them:
+ * shown for reference only).
+ */
+async function seedStyleRelay(
+  db: BenchDatabase,
+  exchange: string,
+  count: number,
+  confirms: boolean,
+): Promise<number> {
+  const connection = await amqp.connect(BENCH_AMQP_URL);
+  const channel = confirms ? await connection.createConfirmChannel() : await connection.createChannel();
+  const routingKey = routingKeyOf(CUSTOMER_CREATED);
+  const started = performance.now();
+  let published = 0;
+  while (published < count) {
+    const [rows] = await db.pool.query(
+      'SELECT id, event_id, aggregate_id, sequence, occurred_at, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 100',
+    );
+    const batch = rows as Array<{
+      id: number;
+      event_id: string;
+      aggregate_id: string;
+      sequence: number;
+      occurred_at: Date;
+      payload: string;
+    }>;
+    if (batch.length === 0) break;
+    for (const row of batch) {
+      const body = Buffer.from(
+        JSON.stringify({
+          eventId: row.event_id,
+          type: CUSTOMER_CREATED,
+          aggregateType: 'Customer',
+          aggregateId: row.aggregate_id,
+          sequence: row.sequence,
+          occurredAt: row.occurred_at,
+          payload: JSON.parse(row.payload),
+        }),
+      );
+      const options = {
+        persistent: true,
+        messageId: row.event_id,
+        type: CUSTOMER_CREATED,
+        contentType: 'application/json',
+      };
+      if (confirms) {
+        await new Promise<void>((resolve, reject) =>
+          (channel as amqp.ConfirmChannel).publish(exchange, routingKey, body, options, (error) =>
+            error ? reject(error) : resolve(),
+          ),
+        );
+      } else {
+        channel.publish(exchange, routingKey, body, options);
+      }
+      await db.pool.query('UPDATE outbox SET published_at = NOW(3) WHERE id = ?', [row.id]);
+      published++;
+    }
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await connection.close();
+  return published / seconds;
+}
+
 export async function runRelayBenchmark(events: number): Promise<void> {
   const db = await createBenchDatabase('relay');
   const suffix = randomBytes(3).toString('hex');
@@ -150,6 +217,21 @@ export async function runRelayBenchmark(events: number): Promise<void> {
       eventsPerSecond: Math.round(databaseCeiling),
       serialBoundEventsPerSecond: Math.round(serialBound),
     });
+
+    // Two more references: the relay as a first version usually has it (one event at a time).
+    // On a share of the events: one confirm at a time is slow.
+    const seedStyleEvents = Math.min(events, 5000);
+    for (const confirms of [true, false]) {
+      await seed(db, seedStyleEvents);
+      const rate = await seedStyleRelay(db, topology.exchange, seedStyleEvents, confirms);
+      await channel.purgeQueue(topology.workerQueue);
+      report({
+        scenario: confirms ? 'seed-style-relay-confirm-each' : 'seed-style-relay-no-confirms-unsafe',
+        events: seedStyleEvents,
+        eventsPerSecond: Math.round(rate),
+        ratioToCeiling: round(rate / ceiling),
+      });
+    }
 
     let oneRelay = 0;
     // Ordering's cost: the same number of events, one relay, as 1, 2 and 5 events per customer

@@ -4,7 +4,7 @@
  * or fails; speeds are reported against a baseline measured in the same run.
  *
  *   BENCH_CREATES      createCustomer calls of the write benchmark (default 5000)
- *   BENCH_EVENTS       events the relay benchmark seeds and drains (default 50000)
+ *   BENCH_EVENTS       events the relay benchmark seeds and drains (default 100000)
  *   BENCH_E2E_RATES    end-to-end creates per second, comma-separated (default 50,100,200)
  *   BENCH_E2E_SECONDS  seconds of each end-to-end rate (default 20)
  *   BENCH_BIG_PUBLISHED published rows the big-table benchmark seeds (default 1000000)
@@ -20,7 +20,7 @@ const wanted = new Set(process.argv.slice(2));
 const all = wanted.size === 0;
 
 if (all || wanted.has('write')) await runWriteBenchmark(Number(process.env.BENCH_CREATES ?? 5000));
-if (all || wanted.has('relay')) await runRelayBenchmark(Number(process.env.BENCH_EVENTS ?? 50_000));
+if (all || wanted.has('relay')) await runRelayBenchmark(Number(process.env.BENCH_EVENTS ?? 100_000));
 if (all || wanted.has('e2e')) {
   const rates = (process.env.BENCH_E2E_RATES ?? '50,100,200').split(',').map(Number);
   await runEndToEndBenchmark(rates, Number(process.env.BENCH_E2E_SECONDS ?? 20));

@@ -164,7 +164,7 @@ async function seedStyleRelay(
           aggregateId: row.aggregate_id,
           sequence: row.sequence,
           occurredAt: row.occurred_at,
-          payload: JSON.parse(row.payload),
+          payload: typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload,
         }),
       );
       const options = {

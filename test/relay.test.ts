@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { OutgoingMessage, Publisher, PublishOutcome } from '../src/broker/publisher.js';
+import { outbox } from '../src/db/schema.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics/index.js';
 import { type ClaimedEvent, claimAndSettle, markPublished } from '../src/outbox/store.js';
@@ -150,6 +151,40 @@ describe('relay', () => {
       'SELECT published_at IS NOT NULL AS published FROM outbox',
     );
     expect(Number(row?.published)).toBe(1);
+  });
+
+  it('a mark releases the held successor of an aggregate whose id needs escaping (quotes, backslashes)', async () => {
+    const aggregateId = 'O\'Brien \\\' OR 1=1 -- "x"';
+    const event = (sequence: number, held: boolean) => ({
+      eventId: randomUUID(),
+      aggregateType: 'Test',
+      aggregateId,
+      sequence,
+      type: 'CustomerCreated',
+      payload: { n: sequence },
+      headers: { correlationId: randomUUID() },
+      occurredAt: new Date(),
+      nextAttemptAt: held ? new Date('9999-12-31T00:00:00Z') : new Date(0),
+      held,
+    });
+    // Another aggregate's held row, which the release must leave alone.
+    const other = { ...event(2, true), aggregateId: 'O' };
+    await db.db.insert(outbox).values([event(1, false), event(2, true), other]);
+    const retry = { maxAttempts: 10, backoffBaseMs: 1000, backoffMaxMs: 1000 };
+    const outcome = await claimAndSettle(db.db, { limit: 10, holdSeconds: 30, retry }, async (batch) => ({
+      published: batch,
+      failed: new Map(),
+    }));
+    expect(outcome).toMatchObject({ claimed: 1, marked: 1, released: 1 });
+    const rows = await db.query<{ aggregate_id: string; sequence: number; held: number }>(
+      'SELECT aggregate_id, sequence, held FROM outbox ORDER BY id',
+    );
+    expect(rows.map((r) => [r.aggregate_id, r.sequence, Number(r.held)])).toEqual([
+      [aggregateId, 1, 0],
+      [aggregateId, 2, 0],
+      ['O', 2, 1],
+    ]);
+    await db.query('DELETE FROM outbox');
   });
 
   it('an unroutable publish (no queue bound for its routing key) is not marked published', async () => {

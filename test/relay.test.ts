@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { OutgoingMessage, Publisher, PublishOutcome } from '../src/broker/publisher.js';
+import { transaction } from '../src/db/client.js';
 import { outbox } from '../src/db/schema.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics/index.js';
 import { type ClaimedEvent, claimAndSettle, markPublished } from '../src/outbox/store.js';
+import { OutboxWriter } from '../src/outbox/writer.js';
 import { Relay } from '../src/relay/relay.js';
 import { type RunningService, startService } from '../src/service.js';
 import {
@@ -184,6 +186,35 @@ describe('relay', () => {
       [aggregateId, 2, 0],
       ['O', 2, 1],
     ]);
+    await db.query('DELETE FROM outbox');
+  });
+
+  it('two events of one aggregate appended in one transaction: the second is written held behind the first, and both get their ids at the commit', async () => {
+    const writer = new OutboxWriter({ maxPayloadBytes: 65_536 });
+    const aggregateId = randomUUID();
+    const event = (sequence: number) => ({
+      eventId: randomUUID(),
+      type: 'CustomerCreated',
+      aggregateType: 'Test',
+      aggregateId,
+      sequence,
+      occurredAt: new Date(),
+      payload: { sequence },
+      headers: { correlationId: randomUUID() },
+    });
+    const appended = await transaction(db.db, async (tx) => [
+      await writer.append(tx, event(1)),
+      await writer.append(tx, event(2)),
+    ]);
+    const rows = await db.query<{ id: number; sequence: number; held: number }>(
+      'SELECT id, sequence, held FROM outbox WHERE aggregate_id = ? ORDER BY sequence',
+      [aggregateId],
+    );
+    expect(rows.map((r) => [r.sequence, Number(r.held)])).toEqual([
+      [1, 0],
+      [2, 1],
+    ]);
+    expect(appended.map((e) => e.id)).toEqual(rows.map((r) => Number(r.id)));
     await db.query('DELETE FROM outbox');
   });
 

@@ -144,6 +144,64 @@ const onTransactionPool = new WeakSet<Transaction>();
 const committedByBody = new WeakSet<Transaction>();
 /** Statements to send with the end (COMMIT or ROLLBACK) of a transaction, in the same round trip. */
 const endStatements = new WeakMap<Transaction, string>();
+/** Writes deferred to the COMMIT (writeAtCommit), in order, with where their results go. */
+const deferredWrites = new WeakMap<
+  Transaction,
+  Array<{ statement: SQL; settle: (result: ResultSetHeader) => void }>
+>();
+
+/**
+ * A write whose result the transaction does not need before it commits (an outbox row, say),
+ * sent with the COMMIT in the same round trip instead of on its own. Returns a function that
+ * gives the statement's result once the transaction has committed. If the write fails, the
+ * COMMIT does not run and the transaction fails with its error.
+ *
+ * Deferred writes are invisible to the transaction's own reads until they are sent: code that
+ * may read such a row back calls flushDeferredWrites first. Outside transaction(), the write
+ * runs at once.
+ */
+export async function writeAtCommit(tx: Transaction, statement: SQL): Promise<() => ResultSetHeader> {
+  let result: ResultSetHeader | undefined;
+  const settle = (r: ResultSetHeader) => {
+    result = r;
+  };
+  const pending = onTransactionPool.has(tx) ? deferredWrites.get(tx) : undefined;
+  if (pending) pending.push({ statement, settle });
+  else settle((await tx.execute(statement))[0] as unknown as ResultSetHeader);
+  return () => {
+    if (!result) throw new Error('the result of a write deferred to the commit, read before the commit');
+    return result;
+  };
+}
+
+/** Sends the writes deferred so far (one round trip), so the transaction's next reads see them. */
+export async function flushDeferredWrites(tx: Transaction): Promise<void> {
+  const pending = deferredWrites.get(tx);
+  if (!pending || pending.length === 0) return;
+  const writes = pending.splice(0);
+  const results = await executeAll(
+    tx,
+    writes.map((w) => w.statement),
+  );
+  writes.forEach((w, i) => {
+    w.settle(results[i] as ResultSetHeader);
+  });
+}
+
+/** Takes the deferred writes of a transaction about to commit, to send them with the COMMIT. */
+function takeDeferredWrites(tx: Transaction) {
+  return deferredWrites.get(tx)?.splice(0) ?? [];
+}
+
+/** Hands each deferred write its result from a multi-statement query that began with them. */
+function settleDeferredWrites(
+  writes: ReadonlyArray<{ settle: (result: ResultSetHeader) => void }>,
+  results: readonly ResultSetHeader[],
+): void {
+  writes.forEach((w, i) => {
+    w.settle(results[i] as ResultSetHeader);
+  });
+}
 
 export interface TransactionConfig {
   readonly isolationLevel?: 'read committed';
@@ -163,7 +221,7 @@ export interface TransactionConfig {
  * time) or fails the transaction. Outside transaction(), runs them one by one.
  */
 export async function executeAll(tx: Transaction, statements: readonly SQL[]): Promise<ResultSetHeader[]> {
-  if (!onTransactionPool.has(tx)) return executeEach(tx, statements);
+  if (!onTransactionPool.has(tx) || statements.length === 1) return executeEach(tx, statements);
   const [results] = await tx.execute(sql.join([...statements], sql`; `));
   return results as unknown as ResultSetHeader[];
 }
@@ -196,11 +254,16 @@ export async function commitWith(
 ): Promise<ResultSetHeader[]> {
   if (!onTransactionPool.has(tx)) return executeEach(tx, statements);
   const head = options ? [sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`] : [];
+  const writes = takeDeferredWrites(tx);
   const end = endStatements.get(tx);
   const tail = end ? [sql.raw(end), sql`COMMIT`] : [sql`COMMIT`];
-  const [results] = await tx.execute(sql.join([...head, ...statements, ...tail], sql`; `));
+  const [raw] = await tx.execute(
+    sql.join([...head, ...writes.map((w) => w.statement), ...statements, ...tail], sql`; `),
+  );
   committedByBody.add(tx);
-  return (results as unknown as ResultSetHeader[]).slice(head.length, head.length + statements.length);
+  const results = (raw as unknown as ResultSetHeader[]).slice(head.length);
+  settleDeferredWrites(writes, results);
+  return results.slice(writes.length, writes.length + statements.length);
 }
 
 /**
@@ -237,6 +300,7 @@ export async function transaction<T>(
     onTransactionPool.add(tx);
   }
   committedByBody.delete(tx);
+  deferredWrites.set(tx, []);
   // The session settings the config asks for, in one round trip; a changed timeout goes back to
   // the server's default with the COMMIT or ROLLBACK, so the pooled session keeps no trace of it.
   const setup: string[] = [];
@@ -259,7 +323,16 @@ export async function transaction<T>(
       bodyError = { error };
       throw error;
     }
-    if (!committedByBody.delete(tx)) await connection.query(end ? `${end}; COMMIT` : 'COMMIT');
+    if (!committedByBody.delete(tx)) {
+      const writes = takeDeferredWrites(tx);
+      if (writes.length === 0) await connection.query(end ? `${end}; COMMIT` : 'COMMIT');
+      else {
+        const [results] = await tx.execute(
+          sql.join([...writes.map((w) => w.statement), ...(end ? [sql.raw(end)] : []), sql`COMMIT`], sql`; `),
+        );
+        settleDeferredWrites(writes, results as unknown as ResultSetHeader[]);
+      }
+    }
     connection.release();
     return result;
   } catch (error) {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
-import { type Database, type Executor, type Transaction, transaction } from '../db/client.js';
+import { type Database, type Executor, type Transaction, transaction, writeAtCommit } from '../db/client.js';
 import { isDuplicateKey, MysqlErrno, mysqlErrno } from '../db/errors.js';
 import { idempotencyKeys } from '../db/schema.js';
 import { ConflictError } from '../errors.js';
@@ -49,10 +49,15 @@ export async function runOnce<T>(
         }
         const result = await body(tx);
         if (key !== undefined) {
-          await tx
-            .update(idempotencyKeys)
-            .set({ response: sql`${JSON.stringify(replay.encode(result))}` })
-            .where(eq(idempotencyKeys.key, key));
+          // With the COMMIT, in the same round trip: nothing reads it before.
+          await writeAtCommit(
+            tx,
+            tx
+              .update(idempotencyKeys)
+              .set({ response: sql`${JSON.stringify(replay.encode(result))}` })
+              .where(eq(idempotencyKeys.key, key))
+              .getSQL(),
+          );
         }
         return result;
       });

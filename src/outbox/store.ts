@@ -8,7 +8,14 @@
  */
 import { and, asc, count, eq, inArray, isNotNull, isNull, lte, min, type SQL, sql } from 'drizzle-orm';
 import { escape as escapeLiteral } from 'mysql2';
-import { commitWith, type Database, type Executor, transaction } from '../db/client.js';
+import {
+  commitWith,
+  type Database,
+  type Executor,
+  flushDeferredWrites,
+  transaction,
+  writeAtCommit,
+} from '../db/client.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope, EventHeaders, NewEvent } from './event.js';
 
@@ -100,27 +107,33 @@ export async function appendEvent(
 ): Promise<AppendedEvent> {
   const lease = typeof mode === 'object' ? mode : undefined;
   const expiry = lease ? sql`NOW(3) + INTERVAL ${lease.durationMs * 1000} MICROSECOND` : undefined;
-  const [inserted] = await tx
-    .insert(outbox)
-    .values({
-      eventId: event.eventId,
-      aggregateType: event.aggregateType,
-      aggregateId: event.aggregateId,
-      sequence: event.sequence,
-      type: event.type,
-      payload: sql`${payloadJson}`,
-      headers: event.headers,
-      occurredAt: event.occurredAt,
-      nextAttemptAt: mode === 'held' ? HELD_UNTIL : (expiry ?? now),
-      held: mode === 'held',
-      leaseOwner: lease?.owner,
-      leaseToken: lease?.token,
-      leaseExpiresAt: expiry,
-    })
-    .$returningId();
-  if (!inserted) throw new Error('INSERT into outbox returned no id');
+  // Nothing in the transaction needs the row before it commits, so it goes with the COMMIT.
+  const inserted = await writeAtCommit(
+    tx,
+    tx
+      .insert(outbox)
+      .values({
+        eventId: event.eventId,
+        aggregateType: event.aggregateType,
+        aggregateId: event.aggregateId,
+        sequence: event.sequence,
+        type: event.type,
+        payload: sql`${payloadJson}`,
+        headers: event.headers,
+        occurredAt: event.occurredAt,
+        nextAttemptAt: mode === 'held' ? HELD_UNTIL : (expiry ?? now),
+        held: mode === 'held',
+        leaseOwner: lease?.owner,
+        leaseToken: lease?.token,
+        leaseExpiresAt: expiry,
+      })
+      .getSQL(),
+  );
   return {
-    id: inserted.id,
+    // Known once the transaction has committed: the relay is handed the event only then.
+    get id() {
+      return Number(inserted().insertId);
+    },
     takenOver: false,
     leased: lease !== undefined,
     headers: event.headers,
@@ -139,6 +152,8 @@ export async function predecessorUnpublished(
   tx: Executor,
   event: Pick<NewEvent, 'aggregateType' | 'aggregateId' | 'sequence'>,
 ): Promise<boolean> {
+  // The predecessor may have been appended in this same transaction, its row deferred to the commit.
+  await flushDeferredWrites(tx);
   const [row] = await tx
     .select({ publishedAt: outbox.publishedAt })
     .from(outbox)

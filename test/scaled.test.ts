@@ -15,7 +15,7 @@ import {
   subscribeCustomerEvents,
   type WsClient,
 } from './support/subscriptions.js';
-import { waitFor } from './support/wait.js';
+import { untilLive, waitFor } from './support/wait.js';
 
 const CUSTOMERS = 20;
 
@@ -162,16 +162,13 @@ describe('scaled out: two apps, a standalone relay and two standalone workers as
   it('a subscriber whose instance is SIGKILLed mid-stream resumes on the other instance from its last cursor: exactly the missed events, in order, none twice', async () => {
     const onA = connectWs(appA);
     const before = subscribeCustomerEvents(onA);
-    // A subscription without a cursor starts at the end of the history when the server takes
-    // it, which the protocol does not acknowledge: a first customer seen on A shows it is live.
-    const created: CreatedCustomer[] = [await createCustomer(appB, 'first')];
-    await waitFor(
-      'the first customer on A',
-      () => before.count((created[0] as CreatedCustomer).eventId) === 1,
-      {
-        timeoutMs: 30_000,
-      },
-    );
+    const created: CreatedCustomer[] = [
+      await untilLive(
+        'a customer created through B on A',
+        () => createCustomer(appB, 'first'),
+        (eventId) => before.count(eventId) === 1,
+      ),
+    ];
     // A steady stream of customers through B, before, during and after the kill.
     let streaming = true;
     const stream = (async () => {

@@ -119,8 +119,13 @@ function createPool(url: string, poolSize: number, inTransaction: boolean): mysq
 /** The pool of connections with autocommit off that transaction() runs on, by database. */
 const transactionPools = new WeakMap<Database, mysql.Pool>();
 
+/**
+ * `poolSize` connections for transactions, where nearly all of the service's database work
+ * runs, and half as many for single statements (reads, health checks, the pruner): at most
+ * 1.5 × `poolSize` connections per process, opened as they are needed.
+ */
 export function connectDatabase(url: string, poolSize: number): DatabaseHandle {
-  const pool = createPool(url, poolSize, false);
+  const pool = createPool(url, Math.max(2, Math.ceil(poolSize / 2)), false);
   const transactionPool = createPool(url, poolSize, true);
   const db = drizzle(pool, { schema, mode: 'default' });
   transactionPools.set(db, transactionPool);

@@ -27,12 +27,12 @@ export class Metrics {
   });
   readonly leaseTakeovers = new Counter({
     name: 'outbox_lease_takeovers_total',
-    help: "Events claimed after another relay's lease on them expired.",
+    help: "Events a relay claimed after the hand-off lease another relay held on them expired.",
     registers: [this.registry],
   });
   readonly fencedOut = new Counter({
     name: 'outbox_fenced_settlements_total',
-    help: 'Published events this relay could not mark because its lease had been taken over.',
+    help: 'Handed-over events this relay published but could not mark: its lease had been taken over.',
     registers: [this.registry],
   });
   readonly batchDuration = new Histogram({

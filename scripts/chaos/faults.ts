@@ -171,8 +171,8 @@ export class FaultPlayer {
           frozen.claim.rows === 0
             ? 'it held no claim when frozen'
             : left === 0
-              ? `it held a claim of ${frozen.claim.rows} rows; the server ended it (wait_timeout) before the thaw`
-              : `it held a claim of ${frozen.claim.rows} rows; ${left} of its ${frozen.claim.threads.length} claiming connections were still open at the thaw`,
+              ? `it held a claim (${frozen.claim.rows} row locks); the server ended it (wait_timeout) before the thaw`
+              : `it held a claim (${frozen.claim.rows} row locks); ${left} of its ${frozen.claim.threads.length} claiming connections were still open at the thaw`,
           thawed ? '' : 'killed by a later fault while frozen',
         ]
           .filter(Boolean)

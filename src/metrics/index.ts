@@ -27,7 +27,7 @@ export class Metrics {
   });
   readonly leaseTakeovers = new Counter({
     name: 'outbox_lease_takeovers_total',
-    help: "Events a relay claimed after the hand-off lease another relay held on them expired.",
+    help: 'Events a relay claimed after the hand-off lease another relay held on them expired.',
     registers: [this.registry],
   });
   readonly fencedOut = new Counter({

@@ -188,8 +188,18 @@ export class ConfirmPublisher implements Publisher {
     channel.close().catch(() => {});
   }
 
+  /**
+   * The channel, opened once for all callers; each caller's wait is bounded by its own signal.
+   * (The opening is shared: without the race below, a caller whose deadline passed would still
+   * wait for an opening another caller started, with no deadline, as long as the broker is away,
+   * and a relay lane holds its claim meanwhile.)
+   */
   private async openChannel(signal?: AbortSignal): Promise<ConfirmChannel> {
     if (this.channel) return this.channel;
+    return untilAborted(this.startOpening(signal), signal);
+  }
+
+  private startOpening(signal?: AbortSignal): Promise<ConfirmChannel> {
     this.opening ??= (async () => {
       try {
         const connection = await this.options.broker.connection(signal);
@@ -214,4 +224,24 @@ export class ConfirmPublisher implements Publisher {
     })();
     return this.opening;
   }
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts (the promise itself goes on). */
+function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(new Error('aborted'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }

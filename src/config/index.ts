@@ -158,6 +158,9 @@ const name = z
   .regex(/^[A-Za-z0-9_.:-]+$/, 'may hold only letters, digits and _ . : -');
 
 /** Environment variable → parser. The keys are the documented variable names. */
+/** The longest RELAY_LEASE_MS: below InnoDB's default lock wait timeout (see loadConfig). */
+const MAX_CLAIM_HOLD_MS = 45_000;
+
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -246,6 +249,14 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   if (e.RELAY_LEASE_MS < 2 * e.RELAY_CONFIRM_TIMEOUT_MS) {
     throw new ConfigError(
       `Invalid configuration:\n  RELAY_LEASE_MS=${e.RELAY_LEASE_MS}: must be at least twice RELAY_CONFIRM_TIMEOUT_MS (${e.RELAY_CONFIRM_TIMEOUT_MS})`,
+    );
+  }
+  // A relay lane holds its claim's row locks across a publish, and a writer appending the next
+  // event of a customer in that batch waits for them (its predecessor check): were a frozen
+  // relay's claim held past InnoDB's default lock wait (50 s), that writer would fail instead.
+  if (e.RELAY_LEASE_MS > MAX_CLAIM_HOLD_MS) {
+    throw new ConfigError(
+      `Invalid configuration:\n  RELAY_LEASE_MS=${e.RELAY_LEASE_MS}: must not be above ${MAX_CLAIM_HOLD_MS} (a frozen relay's claim is held that long, and writers waiting for it give up after innodb_lock_wait_timeout, 50 s by default)`,
     );
   }
   // The worker trusts only messages whose event is still in the outbox, and its inbox is what

@@ -262,11 +262,13 @@ export async function commitWith(
   const writes = takeDeferredWrites(tx);
   const end = endStatements.get(tx);
   const tail = end ? [sql.raw(end), sql`COMMIT`] : [sql`COMMIT`];
-  const [raw] = await tx.execute(
-    sql.join([...head, ...writes.map((w) => w.statement), ...statements, ...tail], sql`; `),
-  );
+  const all = [...head, ...writes.map((w) => w.statement), ...statements, ...tail];
+  const [raw] = await tx.execute(sql.join(all, sql`; `));
   committedByBody.add(tx);
-  const results = (raw as unknown as ResultSetHeader[]).slice(head.length);
+  // One statement (a bare COMMIT) answers with one result, not a list.
+  const results = (all.length === 1 ? [raw] : (raw as unknown as ResultSetHeader[])).slice(
+    head.length,
+  ) as ResultSetHeader[];
   settleDeferredWrites(writes, results);
   return results.slice(writes.length, writes.length + statements.length);
 }
@@ -295,6 +297,10 @@ export async function transaction<T>(
   body: (tx: Transaction) => Promise<T>,
   config?: TransactionConfig,
 ): Promise<T> {
+  const timeout = config?.idleTimeoutSeconds;
+  if (timeout !== undefined && (!Number.isSafeInteger(timeout) || timeout < 1)) {
+    throw new TypeError(`idleTimeoutSeconds: ${timeout}`);
+  }
   const pool = transactionPools.get(db);
   if (!pool) return drizzleTransaction(db, body, config);
   const connection = await pool.getConnection();
@@ -311,9 +317,7 @@ export async function transaction<T>(
   const setup: string[] = [];
   if (config?.isolationLevel === 'read committed')
     setup.push('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
-  const timeout = config?.idleTimeoutSeconds;
   if (timeout !== undefined) {
-    if (!Number.isSafeInteger(timeout) || timeout < 1) throw new TypeError(`idleTimeoutSeconds: ${timeout}`);
     setup.push(`SET SESSION wait_timeout = ${timeout}`);
     endStatements.set(tx, 'SET SESSION wait_timeout = DEFAULT');
   } else endStatements.delete(tx);

@@ -316,7 +316,11 @@ export class Worker {
   private runGroups(): void {
     if (this.groupRunning || this.waiting.length === 0) return;
     this.groupRunning = true;
-    const group = this.waiting.splice(0, this.options.prefetch);
+    // In the order the group is handled in (handleGroup), so that members report their history
+    // rows in position order and the live feed beside takes them without a read.
+    const group = this.waiting
+      .splice(0, this.options.prefetch)
+      .sort((a, b) => compareClaims(a.claim, b.claim));
     void this.runGroup(group).finally(() => {
       this.groupRunning = false;
       this.runGroups();

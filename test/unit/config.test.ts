@@ -192,6 +192,12 @@ describe('cross-checks between variables', () => {
     expect(error.message).toMatch(/^\s*RELAY_BACKOFF_MAX_MS=4999:.*RELAY_BACKOFF_BASE_MS \(5000\)/m);
   });
 
+  it('refuses a RELAY_LEASE_MS above 45 s: writers waiting on a frozen claim would hit the lock wait timeout', () => {
+    const error = configErrorOf({ RELAY_LEASE_MS: '45001' });
+    expect(error.message).toMatch(/^\s*RELAY_LEASE_MS=45001:.*innodb_lock_wait_timeout/m);
+    expect(loadConfig({ RELAY_LEASE_MS: '45000' }).relay.leaseMs).toBe(45_000);
+  });
+
   it('refuses a RELAY_LEASE_MS shorter than twice RELAY_CONFIRM_TIMEOUT_MS, and takes exactly twice', () => {
     const error = configErrorOf({ RELAY_LEASE_MS: '19999', RELAY_CONFIRM_TIMEOUT_MS: '10000' });
     expect(error.message).toMatch(/^\s*RELAY_LEASE_MS=19999:.*RELAY_CONFIRM_TIMEOUT_MS \(10000\)/m);

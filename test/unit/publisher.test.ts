@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isOutage, type PublishFailure } from '../../src/broker/publisher.js';
+import type { BrokerConnection } from '../../src/broker/connection.js';
+import { ConfirmPublisher, isOutage, type PublishFailure } from '../../src/broker/publisher.js';
+import { createLogger } from '../../src/log.js';
 
 describe('isOutage', () => {
   it.each<[PublishFailure, boolean]>([
@@ -15,5 +17,35 @@ describe('isOutage', () => {
 
   it('is false for a success', () => {
     expect(isOutage({ ok: true })).toBe(false);
+  });
+});
+
+describe('ConfirmPublisher with the broker away', () => {
+  it('publishAll gives up at its own deadline even when another caller started the wait for a channel', async () => {
+    // A broker that never connects (the wait ends only when the caller's signal aborts).
+    const broker = {
+      connection: (signal?: AbortSignal) =>
+        new Promise<never>((_, reject) =>
+          signal?.addEventListener('abort', () => reject(new Error('aborted'))),
+        ),
+    } as unknown as BrokerConnection;
+    const publisher = new ConfirmPublisher({
+      broker,
+      exchange: 'x',
+      confirmTimeoutMs: 100,
+      log: createLogger('silent'),
+      setup: async () => {},
+    });
+    // An idle relay lane waits for the broker with a signal that aborts only at stop.
+    const stop = new AbortController();
+    const idle = publisher.ready(stop.signal).catch(() => {});
+    const started = performance.now();
+    const outcomes = await publisher.publishAll([
+      { routingKey: 'k', body: Buffer.from('{}'), properties: { messageId: 'm' } },
+    ]);
+    expect(outcomes).toEqual([expect.objectContaining({ ok: false, reason: 'no_channel' })]);
+    expect(performance.now() - started).toBeLessThan(1000);
+    stop.abort();
+    await idle;
   });
 });

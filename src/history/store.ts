@@ -12,8 +12,9 @@
  * a position waits until this one has committed: positions are handed out in commit order.
  * Once a reader sees position p, every position below p belongs to a transaction that
  * committed before p's did, and is visible to the same read. The cost is that the tails of
- * concurrent handling transactions (one UPDATE, one INSERT, the COMMIT) run one at a time; the
- * worker handles its messages in groups per transaction, so that is one turn per group.
+ * concurrent handling transactions (the counter, the rows, the COMMIT: one round trip, see
+ * appendHistoryAndCommit) run one at a time; the worker handles its messages in groups per
+ * transaction, so that is one turn per group.
  */
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import { commitWith, type Executor, type Transaction } from '../db/client.js';

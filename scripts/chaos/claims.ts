@@ -55,7 +55,9 @@ export async function claimOf(db: HarnessDb, pid: number): Promise<Claim> {
       `SELECT t.trx_mysql_thread_id AS thread, t.trx_rows_locked AS locked
          FROM information_schema.INNODB_TRX t
          JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
-        WHERE CAST(SUBSTRING_INDEX(p.HOST, ':', -1) AS UNSIGNED) IN (?) AND t.trx_rows_locked > 0`,
+        WHERE CAST(SUBSTRING_INDEX(p.HOST, ':', -1) AS UNSIGNED) IN (?) AND t.trx_rows_locked > 0
+          -- Idle: a settlement and COMMIT sent just before the freeze may still be running.
+          AND p.COMMAND = 'Sleep'`,
       [ports],
     );
     return {

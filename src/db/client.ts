@@ -184,13 +184,13 @@ export async function flushDeferredWrites(tx: Transaction): Promise<void> {
   const pending = deferredWrites.get(tx);
   if (!pending || pending.length === 0) return;
   const writes = pending.splice(0);
-  const results = await executeAll(
-    tx,
-    writes.map((w) => w.statement),
+  settleDeferredWrites(
+    writes,
+    await executeAll(
+      tx,
+      writes.map((w) => w.statement),
+    ),
   );
-  writes.forEach((w, i) => {
-    w.settle(results[i] as ResultSetHeader);
-  });
 }
 
 /** Takes the deferred writes of a transaction about to commit, to send them with the COMMIT. */
@@ -198,7 +198,7 @@ function takeDeferredWrites(tx: Transaction) {
   return deferredWrites.get(tx)?.splice(0) ?? [];
 }
 
-/** Hands each deferred write its result from a multi-statement query that began with them. */
+/** Hands each deferred write its result, from a query that began with them. */
 function settleDeferredWrites(
   writes: ReadonlyArray<{ settle: (result: ResultSetHeader) => void }>,
   results: readonly ResultSetHeader[],
@@ -332,16 +332,9 @@ export async function transaction<T>(
       bodyError = { error };
       throw error;
     }
-    if (!committedByBody.delete(tx)) {
-      const writes = takeDeferredWrites(tx);
-      if (writes.length === 0) await connection.query(end ? `${end}; COMMIT` : 'COMMIT');
-      else {
-        const [results] = await tx.execute(
-          sql.join([...writes.map((w) => w.statement), ...(end ? [sql.raw(end)] : []), sql`COMMIT`], sql`; `),
-        );
-        settleDeferredWrites(writes, results as unknown as ResultSetHeader[]);
-      }
-    }
+    // Deferred writes and the session's end statements go with it (commitWith).
+    if (!committedByBody.has(tx)) await commitWith(tx, []);
+    committedByBody.delete(tx);
     connection.release();
     return result;
   } catch (error) {

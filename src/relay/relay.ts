@@ -199,10 +199,7 @@ export class Relay implements Handoff {
       log.info({ lane, takeovers: outcome.takenOver }, 'took over events whose hand-off lease had expired');
     }
     metrics.published.inc(outcome.marked);
-    if (outcome.dead.length > 0) {
-      metrics.deadEvents.inc(outcome.dead.length);
-      log.error({ lane, ids: outcome.dead }, 'events parked as dead after their last attempt');
-    }
+    this.reportDead(outcome.dead, { lane });
     // The held next events of these aggregates are due now: claim them without waiting a poll.
     if (outcome.released > 0) this.wake();
     const seconds = (performance.now() - startedAt) / 1000;
@@ -286,11 +283,14 @@ export class Relay implements Handoff {
     }
     for (const [error, failedIds] of failed) {
       const dead = await this.settle('mark failed', () => markFailed(db, failedIds, token, error, retry));
-      if (dead && dead.length > 0) {
-        this.options.metrics.deadEvents.inc(dead.length);
-        log.error({ ids: dead, error }, 'events parked as dead after their last attempt');
-      }
+      this.reportDead(dead ?? [], { error });
     }
+  }
+
+  private reportDead(ids: readonly number[], context: Record<string, unknown>): void {
+    if (ids.length === 0) return;
+    this.options.metrics.deadEvents.inc(ids.length);
+    this.options.log.error({ ...context, ids }, 'events parked as dead after their last attempt');
   }
 
   private async markNow(events: readonly ClaimedEvent[], token: string): Promise<void> {

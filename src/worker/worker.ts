@@ -295,8 +295,8 @@ export class Worker {
 
   /**
    * Group commit. Messages that arrive while a handling transaction runs wait for it and are
-   * then handled together, in one transaction: one BEGIN, one read of their stored events, one
-   * history append and one COMMIT for the group instead of for each message. Under light load a
+   * then handled together, in one transaction: one read of their stored events, one history
+   * append and one COMMIT for the group instead of for each message. Under light load a
    * group is one message and nothing waits that would not have; as load grows, groups grow and
    * the database work per message shrinks, instead of the queue growing. No message waits for a
    * group to fill.
@@ -354,17 +354,15 @@ export class Worker {
   }
 
   /**
-   * One transaction for a group of messages: each decided as if alone, in the order of their
-   * aggregates and sequences (so the progress rows are locked in one order by every worker, and
-   * a group holding an aggregate's next events handles them in turn), the history appended once.
+   * One transaction for a group of messages, given in compareClaims order (runGroup sorts it):
+   * each decided as if alone, in the order of their aggregates and sequences (so the progress
+   * rows are locked in one order by every worker, and a group holding an aggregate's next events
+   * handles them in turn), the history appended once.
    */
   private async handleGroup(
     group: readonly Pick<Member, 'claim' | 'handler'>[],
   ): Promise<readonly Decision[]> {
     const handledAt = new Date();
-    const order = group
-      .map((_, i) => i)
-      .sort((a, b) => compareClaims((group[a] as Member).claim, (group[b] as Member).claim));
     const outcome = await transaction(this.options.db, async (tx) => {
       const stored = await findEvents(
         tx,
@@ -373,8 +371,7 @@ export class Worker {
       const decisions: Decision[] = new Array(group.length);
       const handled: Array<{ index: number; appended: AppendedEvent[] }> = [];
       const rows: NewHistoryRow[] = [];
-      for (const index of order) {
-        const { claim, handler } = group[index] as Member;
+      for (const [index, { claim, handler }] of group.entries()) {
         const result = await this.handleOne(tx, claim, handler, stored.get(claim.eventId), handledAt);
         if ('kind' in result) {
           decisions[index] = result;

@@ -1,4 +1,5 @@
 import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -231,6 +232,60 @@ const cases: Case[] = [
     send: () => create({ email: email('huge'), name: 'x'.repeat(200_000) }),
     status: 413,
     code: 'PAYLOAD_TOO_LARGE',
+  },
+  {
+    name: 'a huge body sent chunked, with no Content-Length to refuse it by',
+    input: '200 KB of variables in 1 KB chunks, Transfer-Encoding: chunked',
+    send: () => {
+      const text = JSON.stringify({
+        query: CREATE,
+        variables: { input: { email: email('chunked'), name: 'x'.repeat(200_000) } },
+      });
+      const bytes = new TextEncoder().encode(text);
+      let offset = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (offset >= bytes.length) return controller.close();
+          controller.enqueue(bytes.subarray(offset, offset + 1024));
+          offset += 1024;
+        },
+      });
+      return http({
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+        duplex: 'half',
+      } as RequestInit);
+    },
+    status: 413,
+    code: 'PAYLOAD_TOO_LARGE',
+  },
+  {
+    name: 'a JSON body that is a string, not an object',
+    input: '"{ __typename }"',
+    send: () => post('"{ __typename }"'),
+    status: 400,
+    code: 'BAD_REQUEST',
+  },
+  {
+    name: 'a JSON body in a charset other than UTF-8',
+    input: 'content-type application/json; charset=latin1',
+    send: () => post({ query: '{ __typename }' }, { 'content-type': 'application/json; charset=latin1' }),
+    status: 415,
+    code: 'BAD_REQUEST',
+  },
+  {
+    name: 'a gzip-compressed JSON body (served, through Express)',
+    input: 'Content-Encoding: gzip, { __typename }',
+    send: () =>
+      http({
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        body: gzipSync(JSON.stringify({ query: '{ __typename }' })),
+      }),
+    status: 200,
+    code: undefined,
+    check: ({ body }) => expect(body).toEqual({ data: { __typename: 'Query' } }),
   },
   {
     name: 'a batch array',
@@ -662,6 +717,18 @@ const cases: Case[] = [
     status: 200,
     code: undefined,
     check: ({ headers }) => expect(headers?.get('access-control-allow-origin')).toBeNull(),
+  },
+
+  {
+    name: 'a cross-origin POST from an origin in CORS_ORIGINS',
+    input: `POST { __typename }, Origin: ${CORS_ORIGIN}`,
+    send: () => post({ query: '{ __typename }' }, { origin: CORS_ORIGIN }),
+    status: 200,
+    code: undefined,
+    check: ({ headers }) => {
+      expect(headers?.get('access-control-allow-origin')).toBe(CORS_ORIGIN);
+      expect(headers?.get('vary')).toMatch(/\bOrigin\b/);
+    },
   },
 
   // WebSocket

@@ -109,6 +109,28 @@ describe('per-field cost', () => {
     }
   });
 
+  it('prices one parsed document again whenever a variable its price depends on changes', () => {
+    // One DocumentNode for every request, as Apollo's document store hands it out.
+    const document = parse(`query($n: Int = 50, $deep: Boolean!, $id: ID!) {
+      customers(first: $n) { edges { node { id events(first: 3) @include(if: $deep) { edges { node { eventId } } } } } }
+      customer(id: $id) { id }
+    }`);
+    const limit = 100;
+    const verdict = (variables: Record<string, unknown>) =>
+      costError(schema, document, variables, undefined, limit)?.message;
+    expect(verdict({ n: 10, deep: false, id: '1' })).toBeUndefined();
+    // The same page size for another customer: the id plays no part in the price.
+    expect(verdict({ n: 10, deep: false, id: '2' })).toBeUndefined();
+    // A larger page, a directive switched on, the default taken, an explicit null: each priced anew.
+    expect(verdict({ n: 100, deep: false, id: '1' })).toMatch(/exceeds the limit of 100/);
+    expect(verdict({ n: 10, deep: true, id: '1' })).toMatch(/exceeds the limit of 100/);
+    expect(verdict({ deep: false, id: '1' })).toMatch(/exceeds the limit of 100/);
+    expect(verdict({ n: null, deep: false, id: '1' })).toBeUndefined();
+    // A variable that does not coerce is left to execution, before and after a cached price.
+    expect(verdict({ n: 'ten', deep: false, id: '1' })).toBeUndefined();
+    expect(verdict({ n: 10, deep: false, id: '1' })).toBeUndefined();
+  });
+
   it('refuses what it cannot price instead of waving it through', () => {
     // 2^14 expansions of one fragment: above graphql-query-complexity's node budget.
     const doubling = Array.from(

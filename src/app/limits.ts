@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import {
+  type ASTNode,
   type ASTVisitor,
   type DocumentNode,
   type FragmentDefinitionNode,
@@ -13,6 +14,7 @@ import {
   type SelectionSetNode,
   type ValidationContext,
   type ValidationRule,
+  visit,
 } from 'graphql';
 import type { ComplexityEstimator } from 'graphql-query-complexity';
 
@@ -234,6 +236,12 @@ export function costError(
   operationName: string | undefined | null,
   maxCost: number,
 ): GraphQLError | undefined {
+  // A cost known to be within the limit answers at once; any other case is priced again, so a
+  // refusal and the precedence of a variable error over it stay exactly as below.
+  const known = costsOf(schema, document);
+  const key = costKey(document, variables, operationName);
+  const cached = known.get(key);
+  if (cached !== undefined && cached <= maxCost) return undefined;
   const operation = document.definitions.find(
     (d): d is OperationDefinitionNode =>
       d.kind === Kind.OPERATION_DEFINITION && (!operationName || d.name?.value === operationName),
@@ -257,7 +265,70 @@ export function costError(
     // stops at 10,000 nodes, fragments expanded): refused, never waved through.
     return tooCostly('Query is too large to price');
   }
+  if (known.size >= COSTS_PER_DOCUMENT) known.clear();
+  known.set(key, cost);
   return cost <= maxCost ? undefined : tooCostly(`Query cost ${cost} exceeds the limit of ${maxCost}`);
+}
+
+/**
+ * Operations priced before, per document. Apollo hands every request of the same query text
+ * the same parsed document (its document store), so a mutation sent a thousand times with
+ * different inputs is priced once: pricing walked the whole operation and coerced its
+ * variables on every request, a few percent of the service's CPU. Only the variables the
+ * price can depend on are in the key: those given to a `first` argument (the estimator's page
+ * size) and to directives (`@skip`, `@include`, which graphql-query-complexity evaluates).
+ */
+const priced = new WeakMap<GraphQLSchema, WeakMap<DocumentNode, Map<string, number>>>();
+const pricedVariables = new WeakMap<DocumentNode, readonly string[]>();
+/** Distinct keys kept per document, so varied page sizes cannot grow the cache without end. */
+const COSTS_PER_DOCUMENT = 64;
+
+function costsOf(schema: GraphQLSchema, document: DocumentNode): Map<string, number> {
+  let bySchema = priced.get(schema);
+  if (!bySchema) {
+    bySchema = new WeakMap();
+    priced.set(schema, bySchema);
+  }
+  let costs = bySchema.get(document);
+  if (!costs) {
+    costs = new Map();
+    bySchema.set(document, costs);
+  }
+  return costs;
+}
+
+function costKey(
+  document: DocumentNode,
+  variables: Record<string, unknown> | undefined,
+  operationName: string | undefined | null,
+): string {
+  let names = pricedVariables.get(document);
+  if (!names) {
+    const found = new Set<string>();
+    const collect = (node: ASTNode) => {
+      visit(node, {
+        Variable(variable) {
+          found.add(variable.name.value);
+        },
+      });
+    };
+    visit(document, {
+      Argument(argument) {
+        if (argument.name.value === 'first') collect(argument.value);
+      },
+      Directive(directive) {
+        collect(directive);
+        return false;
+      },
+    });
+    names = [...found].sort();
+    pricedVariables.set(document, names);
+  }
+  // Absent and null differ: an absent variable takes its default, a null one does not.
+  return JSON.stringify([
+    operationName ?? null,
+    ...names.map((name) => (variables && name in variables ? [variables[name]] : [])),
+  ]);
 }
 
 const tooCostly = (message: string) =>

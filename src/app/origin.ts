@@ -1,5 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http';
-import type { RequestHandler } from 'express';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 
 /**
  * Whether a request may come from the page that sent it: no `Origin` at all (curl, servers,
@@ -32,24 +31,30 @@ const ALLOWED_METHODS = 'GET, POST, OPTIONS';
  * page sets itself. Apollo's CSRF prevention stays on behind this: a listed origin's requests
  * are preflighted `application/json` POSTs, which it accepts.
  */
-export function corsFor(allowed: readonly string[]): RequestHandler {
+export function corsFor(
+  allowed: readonly string[],
+): (req: IncomingMessage, res: ServerResponse, next: () => void) => void {
+  // Node's own request and response only: Express mounts it, and so does the plain POST path (http.ts).
   return (req, res, next) => {
-    res.vary('Origin');
+    const vary = res.getHeader('vary');
+    if (vary === undefined) res.setHeader('vary', 'Origin');
+    else if (!/\borigin\b/i.test(String(vary))) res.setHeader('vary', `${String(vary)}, Origin`);
     const origin = req.headers.origin;
     if (origin === undefined || !allowed.includes(origin)) {
       next();
       return;
     }
-    res.set('Access-Control-Allow-Origin', origin);
+    res.setHeader('access-control-allow-origin', origin);
     if (req.method !== 'OPTIONS') {
       next();
       return;
     }
     // A preflight: say what the real request may carry, and let the browser remember it.
-    res.set('Access-Control-Allow-Methods', ALLOWED_METHODS);
+    res.setHeader('access-control-allow-methods', ALLOWED_METHODS);
     const requested = req.headers['access-control-request-headers'];
-    if (requested) res.set('Access-Control-Allow-Headers', requested);
-    res.set('Access-Control-Max-Age', '600');
-    res.status(204).end();
+    if (requested) res.setHeader('access-control-allow-headers', requested);
+    res.setHeader('access-control-max-age', '600');
+    res.statusCode = 204;
+    res.end();
   };
 }

@@ -1,7 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import {
+  ApolloServerPluginCacheControlDisabled,
+  ApolloServerPluginLandingPageDisabled,
+} from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
@@ -15,6 +18,7 @@ import { listen } from '../support/listen.js';
 import { type AppContext, eventHeadersFrom, idempotencyKeyFrom, isAdmin } from './context.js';
 import { formatError } from './errors.js';
 import { requestGuard } from './guard.js';
+import { graphqlPost, refusalBody } from './http.js';
 import { limitRules } from './limits.js';
 import { corsFor } from './origin.js';
 import { mountPlayground } from './playground.js';
@@ -87,6 +91,9 @@ export class AppServer {
       plugins: [
         // The playground (app/playground.ts) replaces Apollo's CDN-loaded landing page.
         ApolloServerPluginLandingPageDisabled(),
+        // No field has a cache hint and no response is cacheable (every operation reads or writes
+        // live data); Apollo's default cache-control plugin would wrap every resolver to find that out.
+        ApolloServerPluginCacheControlDisabled(),
         // Stop accepting connections and wait for in-flight HTTP requests…
         ApolloServerPluginDrainHttpServer({ httpServer: this.httpServer }),
         // Cost, input and transport checks need the variables, which validation rules do not see.
@@ -137,25 +144,35 @@ export class AppServer {
     app.get('/', (_req, res) => {
       res.redirect('/graphql');
     });
-    if (config.http.corsOrigins.length > 0) app.use('/graphql', corsFor(config.http.corsOrigins));
+    const cors = config.http.corsOrigins.length > 0 ? corsFor(config.http.corsOrigins) : undefined;
+    const context = async (req: IncomingMessage): Promise<AppContext> => ({
+      db,
+      log,
+      eventHeaders: eventHeadersFrom(req.headers),
+      admin: isAdmin(req.headers, config.http.adminToken),
+      idempotencyKey: idempotencyKeyFrom(req.headers),
+    });
+    if (cors) app.use('/graphql', cors);
     app.use(
       '/graphql',
       express.json({ limit: config.http.maxBodyBytes }),
-      expressMiddleware(this.apollo, {
-        context: async ({ req }) => ({
-          db,
-          log,
-          eventHeaders: eventHeadersFrom(req.headers),
-          admin: isAdmin(req.headers, config.http.adminToken),
-          idempotencyKey: idempotencyKeyFrom(req.headers),
-        }),
-      }),
+      expressMiddleware(this.apollo, { context: ({ req }) => context(req) }),
     );
     app.use((_req, res) => {
       res.status(404).json({ errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }] });
     });
     app.use(jsonErrors(log));
-    this.httpServer.on('request', app);
+    // JSON POSTs to /graphql skip Express (http.ts); everything else is Express's.
+    const post = graphqlPost({
+      apollo: this.apollo,
+      log,
+      maxBodyBytes: config.http.maxBodyBytes,
+      context,
+      cors,
+    });
+    this.httpServer.on('request', (req, res) => {
+      if (!post(req, res)) app(req, res);
+    });
 
     this.ws = attachWebSocketServer({
       httpServer: this.httpServer,
@@ -217,8 +234,8 @@ export class AppServer {
 
 /**
  * Errors raised before Apollo runs (body too large, malformed JSON) answer in GraphQL's error
- * shape with a code, never with Express's default HTML page, which shows a stack trace outside
- * production.
+ * shape with a code (refusalBody), never with Express's default HTML page, which shows a stack
+ * trace outside production.
  */
 function jsonErrors(log: Logger): ErrorRequestHandler {
   return (error, _req, res, next) => {
@@ -228,15 +245,7 @@ function jsonErrors(log: Logger): ErrorRequestHandler {
     }
     const status =
       typeof error?.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
-    const known: Record<number, [string, string]> = {
-      413: ['PAYLOAD_TOO_LARGE', 'Request body is too large'],
-      400: ['BAD_REQUEST', 'Request body is not valid JSON'],
-      415: ['BAD_REQUEST', 'Unsupported content type'],
-    };
-    const [code, message] =
-      known[status] ??
-      (status < 500 ? ['BAD_REQUEST', 'Bad request'] : ['INTERNAL_SERVER_ERROR', 'Internal server error']);
     if (status >= 500) log.error({ err: error }, 'HTTP request failed');
-    res.status(status).json({ errors: [{ message, extensions: { code } }] });
+    res.status(status).json(refusalBody(status));
   };
 }

@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutgoingMessage } from '../src/broker/publisher.js';
+import { reviveDead } from '../src/outbox/store.js';
 import { type RunningService, startService } from '../src/service.js';
 import { connectTestBroker, type TestBroker } from './support/amqp.js';
 import { bindTestQueue, brokerObjectsOf, deleteBrokerObjects, type TestQueue } from './support/broker.js';
@@ -201,5 +203,29 @@ describe('a dead event holds its aggregate', () => {
     expect(row?.last_error).toMatch(/^skipped by an operator/);
     expect(await stats()).toEqual({ held: 0, dead: 0 });
     expect((await db.query('SELECT 1 FROM handled_events WHERE event_id = ?', [held])).length).toBe(1);
+  });
+
+  it('reviveDead brings back many dead events in transactions of a bounded size, each once', async () => {
+    const ids = Array.from({ length: 5 }, () => randomUUID());
+    // Dead rows of customers that do not exist: once revived, the worker parks them.
+    for (const [n, id] of ids.entries()) {
+      await db.query(
+        `INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, type, payload, headers, occurred_at,
+           next_attempt_at, dead_at, attempts, last_error)
+         VALUES (?, 'Customer', ?, 1, 'CustomerCreated', '{}', '{}', NOW(3), NOW(3), NOW(3), 2, 'nacked')`,
+        [id, `revive-${n}-${id}`],
+      );
+    }
+    // Two by two: three transactions, every event revived once, the ids as given back.
+    const revived = await reviveDead(db.db, ids, 2);
+    expect([...revived].sort()).toEqual([...ids].sort());
+    const rows = await db.query<{ dead: number; attempts: number }>(
+      `SELECT dead_at IS NOT NULL AS dead, attempts FROM outbox WHERE event_id IN (${ids.map(() => '?').join(',')})`,
+      ids,
+    );
+    expect(rows).toHaveLength(5);
+    expect(rows.every((r) => Number(r.dead) === 0 && Number(r.attempts) === 0)).toBe(true);
+    // Nothing dead is left to revive.
+    expect(await reviveDead(db.db, ids, 2)).toEqual([]);
   });
 });

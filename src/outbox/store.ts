@@ -510,22 +510,47 @@ export async function releaseLeases(
   return result.affectedRows;
 }
 
+/** Dead events revived per transaction by reviveDead. */
+const REVIVE_CHUNK = 1_000;
+
 /**
  * Brings dead events back to life: attempts reset, due now. All dead events, or only those
  * with the given event ids. Returns the ids of the events revived.
  */
-export async function reviveDead(db: Database, eventIds?: readonly string[]): Promise<string[]> {
+export async function reviveDead(
+  db: Database,
+  eventIds?: readonly string[],
+  chunk = REVIVE_CHUNK,
+): Promise<string[]> {
   if (eventIds !== undefined && eventIds.length === 0) return [];
-  return transaction(db, async (tx) => {
-    const which = deadWhere(eventIds);
-    const rows = await tx.select({ eventId: outbox.eventId }).from(outbox).where(which).for('update');
-    if (rows.length === 0) return [];
-    await tx
-      .update(outbox)
-      .set({ deadAt: null, attempts: 0, nextAttemptAt: now, lastError: null })
-      .where(which);
-    return rows.map((r) => r.eventId);
-  });
+  const revived: string[] = [];
+  const seen = new Set<string>();
+  // In transactions of at most `chunk` rows: one statement over every dead row would be one
+  // transaction over possibly many thousands, whose rows the relays' claims must step over
+  // until it commits, taking lock memory from the buffer pool (README, Operating it).
+  for (;;) {
+    const batch = await transaction(db, async (tx) => {
+      const which = deadWhere(eventIds);
+      const rows = await tx
+        .select({ id: outbox.id, eventId: outbox.eventId })
+        .from(outbox)
+        .where(which)
+        .orderBy(asc(outbox.id))
+        .limit(chunk)
+        .for('update');
+      if (rows.length === 0) return [];
+      await tx
+        .update(outbox)
+        .set({ deadAt: null, attempts: 0, nextAttemptAt: now, lastError: null })
+        .where(idIn(rows.map((r) => r.id)));
+      return rows.map((r) => r.eventId);
+    });
+    // An event that went dead again while this ran is not revived twice over.
+    const fresh = batch.filter((id) => !seen.has(id));
+    for (const id of fresh) seen.add(id);
+    revived.push(...fresh);
+    if (batch.length < chunk || fresh.length === 0) return revived;
+  }
 }
 
 /**

@@ -205,27 +205,38 @@ describe('a dead event holds its aggregate', () => {
     expect((await db.query('SELECT 1 FROM handled_events WHERE event_id = ?', [held])).length).toBe(1);
   });
 
-  it('reviveDead brings back many dead events in transactions of a bounded size, each once', async () => {
-    const ids = Array.from({ length: 5 }, () => randomUUID());
-    // Dead rows of customers that do not exist: once revived, the worker parks them.
-    for (const [n, id] of ids.entries()) {
-      await db.query(
-        `INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, type, payload, headers, occurred_at,
-           next_attempt_at, dead_at, attempts, last_error)
-         VALUES (?, 'Customer', ?, 1, 'CustomerCreated', '{}', '{}', NOW(3), NOW(3), NOW(3), 2, 'nacked')`,
-        [id, `revive-${n}-${id}`],
+  it('reviveDead brings back many dead events in transactions of a bounded size, each once, in dead order', async () => {
+    // Dead rows of customers that do not exist (once revived, the worker parks them), all dead
+    // at the same millisecond, so the walk from one chunk to the next must go on by id.
+    const insertDead = async (count: number, label: string) => {
+      const ids = Array.from({ length: count }, () => randomUUID());
+      for (const [n, id] of ids.entries()) {
+        await db.query(
+          `INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, type, payload, headers, occurred_at,
+             next_attempt_at, dead_at, attempts, last_error)
+           VALUES (?, 'Customer', ?, 1, 'CustomerCreated', '{}', '{}', NOW(3), NOW(3), '2026-01-01 00:00:00.000', 2, 'nacked')`,
+          [id, `${label}-${n}-${id}`],
+        );
+      }
+      return ids;
+    };
+    const deadState = async (ids: readonly string[]) =>
+      db.query<{ dead: number; attempts: number }>(
+        `SELECT dead_at IS NOT NULL AS dead, attempts FROM outbox WHERE event_id IN (${ids.map(() => '?').join(',')})`,
+        [...ids],
       );
-    }
-    // Two by two: three transactions, every event revived once, the ids as given back.
-    const revived = await reviveDead(db.db, ids, 2);
-    expect([...revived].sort()).toEqual([...ids].sort());
-    const rows = await db.query<{ dead: number; attempts: number }>(
-      `SELECT dead_at IS NOT NULL AS dead, attempts FROM outbox WHERE event_id IN (${ids.map(() => '?').join(',')})`,
-      ids,
-    );
-    expect(rows).toHaveLength(5);
-    expect(rows.every((r) => Number(r.dead) === 0 && Number(r.attempts) === 0)).toBe(true);
-    // Nothing dead is left to revive.
-    expect(await reviveDead(db.db, ids, 2)).toEqual([]);
+
+    // Every dead event, two by two: three transactions, each event once, in id order.
+    const all = await insertDead(5, 'revive-all');
+    expect(await reviveDead(db.db, undefined, 2)).toEqual(all);
+    expect((await deadState(all)).every((r) => Number(r.dead) === 0 && Number(r.attempts) === 0)).toBe(true);
+    expect(await reviveDead(db.db, undefined, 2)).toEqual([]);
+
+    // Only the ones named, also across chunks.
+    const some = await insertDead(5, 'revive-some');
+    const named = [some[0], some[2], some[4]] as string[];
+    expect(await reviveDead(db.db, named, 2)).toEqual(named);
+    expect((await deadState(some)).map((r) => Number(r.dead))).toEqual([0, 1, 0, 1, 0]);
+    expect(await reviveDead(db.db, undefined, 2)).toEqual([some[1], some[3]]);
   });
 });

@@ -268,6 +268,14 @@ const cases: Case[] = [
     code: 'BAD_REQUEST',
   },
   {
+    name: 'a JSON body starting with a UTF-8 byte-order mark (served, as body-parser does)',
+    input: '\\uFEFF{"query": "{ __typename }"}',
+    send: () => post(`\uFEFF${JSON.stringify({ query: '{ __typename }' })}`),
+    status: 200,
+    code: undefined,
+    check: ({ body }) => expect(body).toEqual({ data: { __typename: 'Query' } }),
+  },
+  {
     name: 'a JSON body in a charset other than UTF-8',
     input: 'content-type application/json; charset=latin1',
     send: () => post({ query: '{ __typename }' }, { 'content-type': 'application/json; charset=latin1' }),

@@ -131,6 +131,18 @@ describe('per-field cost', () => {
     expect(verdict({ n: 10, deep: false, id: '1' })).toBeUndefined();
   });
 
+  it('keys a price by own variables only: `$constructor` absent is not `$constructor: null`', () => {
+    const document = parse(`query($constructor: Int = 100) {
+      customers(first: $constructor) { edges { node { id events(first: 100) { edges { node { eventId } } } } } }
+    }`);
+    const verdict = (variables: Record<string, unknown>) =>
+      costError(schema, document, variables, undefined, 5_000)?.message;
+    expect(verdict({})).toMatch(/exceeds the limit of 5000/);
+    expect(verdict({ constructor: null })).toBeUndefined();
+    // The default applies again, and so does the refusal.
+    expect(verdict({})).toMatch(/exceeds the limit of 5000/);
+  });
+
   it('refuses what it cannot price instead of waving it through', () => {
     // 2^14 expansions of one fragment: above graphql-query-complexity's node budget.
     const doubling = Array.from(

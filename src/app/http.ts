@@ -46,20 +46,18 @@ export function graphqlPost(
     res.setHeader('content-type', 'application/json; charset=utf-8');
     res.end(JSON.stringify(body));
   };
-  const refuse = (res: ServerResponse, status: number) => {
-    // The rest of a body too large is not read: the connection goes with the answer.
-    if (status === 413) res.setHeader('connection', 'close');
-    respond(res, status, refusalBody(status));
-  };
+  const refuse = (res: ServerResponse, status: number) => respond(res, status, refusalBody(status));
 
   const run = async (req: IncomingMessage, res: ServerResponse, search: string) => {
-    const text = await readBody(req, maxBodyBytes);
+    let text = await readBody(req, maxBodyBytes);
     if (typeof text === 'number') {
       refuse(res, text);
       return;
     }
     let body: unknown;
-    // As body-parser's strict mode: an empty body is {}, anything but an object or array is refused.
+    // As body-parser's strict mode: an empty body is {}, anything but an object or array is
+    // refused; a leading byte-order mark (some .NET and PowerShell clients send one) is dropped.
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     if (text.length === 0) body = {};
     else {
       const first = text.trimStart()[0];
@@ -121,7 +119,13 @@ function plainJson(req: IncomingMessage): boolean {
 /** The body as text, or the status refusing it: 413 above `limit` bytes, 400 if cut short. */
 function readBody(req: IncomingMessage, limit: number): Promise<string | number> {
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
-  if (declared > limit) return Promise.resolve(413);
+  // A body refused for its size is read and dropped, as body-parser does, so the connection
+  // stays usable and the client is not reset before it reads the 413; HTTP_REQUEST_TIMEOUT_MS
+  // bounds how long that may take.
+  if (declared > limit) {
+    req.resume();
+    return Promise.resolve(413);
+  }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -132,8 +136,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | number>
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
-        req.pause();
         done(413);
+        chunks.length = 0;
+        req.resume();
       } else chunks.push(chunk);
     };
     const onEnd = () => {

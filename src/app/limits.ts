@@ -324,10 +324,11 @@ function costKey(
     names = [...found].sort();
     pricedVariables.set(document, names);
   }
-  // Absent and null differ: an absent variable takes its default, a null one does not.
+  // Absent and null differ: an absent variable takes its default, a null one does not. Own
+  // properties only: `$constructor` must not be found on Object.prototype and read as given.
   return JSON.stringify([
     operationName ?? null,
-    ...names.map((name) => (variables && name in variables ? [variables[name]] : [])),
+    ...names.map((name) => (variables && Object.hasOwn(variables, name) ? [variables[name] ?? null] : [])),
   ]);
 }
 

@@ -6,7 +6,21 @@
  * Time is always the database's: leases and back-off compare against NOW(3), so relays on
  * machines with skewed clocks still agree on when a lease has expired.
  */
-import { and, asc, count, eq, inArray, isNotNull, isNull, lte, min, type SQL, sql } from 'drizzle-orm';
+import {
+  and,
+  asc,
+  count,
+  eq,
+  gt,
+  inArray,
+  isNotNull,
+  isNull,
+  lte,
+  min,
+  or,
+  type SQL,
+  sql,
+} from 'drizzle-orm';
 import { escape as escapeLiteral } from 'mysql2';
 import {
   commitWith,
@@ -516,6 +530,13 @@ const REVIVE_CHUNK = 1_000;
 /**
  * Brings dead events back to life: attempts reset, due now. All dead events, or only those
  * with the given event ids. Returns the ids of the events revived.
+ *
+ * In transactions of at most `chunk` rows, walking outbox_dead_idx (dead_at, then id) from
+ * where the last one stopped: one statement over every dead row would be one transaction over
+ * possibly many thousands, whose rows the relays' claims must step over until it commits,
+ * taking lock memory from the buffer pool (README, Operating it). Only events dead when the
+ * call began are revived, so one that dies again meanwhile is not revived twice. A failure
+ * part way leaves the chunks before it revived.
  */
 export async function reviveDead(
   db: Database,
@@ -523,19 +544,27 @@ export async function reviveDead(
   chunk = REVIVE_CHUNK,
 ): Promise<string[]> {
   if (eventIds !== undefined && eventIds.length === 0) return [];
+  // The database's clock, kept as the driver returns it and sent back as a bound value.
+  const [[{ at: started }]] = (await db.execute(sql`SELECT NOW(3) AS at`)) as unknown as [[{ at: unknown }]];
   const revived: string[] = [];
-  const seen = new Set<string>();
-  // In transactions of at most `chunk` rows: one statement over every dead row would be one
-  // transaction over possibly many thousands, whose rows the relays' claims must step over
-  // until it commits, taking lock memory from the buffer pool (README, Operating it).
+  let after: { deadAt: Date; id: number } | undefined;
   for (;;) {
     const batch = await transaction(db, async (tx) => {
-      const which = deadWhere(eventIds);
       const rows = await tx
-        .select({ id: outbox.id, eventId: outbox.eventId })
+        .select({ id: outbox.id, eventId: outbox.eventId, deadAt: outbox.deadAt })
         .from(outbox)
-        .where(which)
-        .orderBy(asc(outbox.id))
+        .where(
+          and(
+            deadWhere(eventIds),
+            lte(outbox.deadAt, sql`${started}`),
+            after &&
+              or(
+                gt(outbox.deadAt, after.deadAt),
+                and(eq(outbox.deadAt, after.deadAt), gt(outbox.id, after.id)),
+              ),
+          ),
+        )
+        .orderBy(asc(outbox.deadAt), asc(outbox.id))
         .limit(chunk)
         .for('update');
       if (rows.length === 0) return [];
@@ -543,13 +572,12 @@ export async function reviveDead(
         .update(outbox)
         .set({ deadAt: null, attempts: 0, nextAttemptAt: now, lastError: null })
         .where(idIn(rows.map((r) => r.id)));
-      return rows.map((r) => r.eventId);
+      return rows;
     });
-    // An event that went dead again while this ran is not revived twice over.
-    const fresh = batch.filter((id) => !seen.has(id));
-    for (const id of fresh) seen.add(id);
-    revived.push(...fresh);
-    if (batch.length < chunk || fresh.length === 0) return revived;
+    revived.push(...batch.map((r) => r.eventId));
+    const last = batch.at(-1);
+    if (batch.length < chunk || !last?.deadAt) return revived;
+    after = { deadAt: last.deadAt, id: last.id };
   }
 }
 

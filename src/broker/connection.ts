@@ -110,7 +110,10 @@ export class BrokerConnection {
     model.on('blocked', (reason: string) =>
       this.log.warn({ reason, connection: this.name }, 'broker blocked the connection'),
     );
-    writeOncePerTick(model);
+    if (!writeOncePerTick(model)) {
+      // Still correct, only slower: an amqplib that keeps its socket elsewhere.
+      this.log.warn({ connection: this.name }, 'AMQP socket not found; frames are written one by one');
+    }
     this.current = model;
     this.log.info({ connection: this.name }, 'broker connected');
     for (const waiter of this.waiters.splice(0)) waiter(model);
@@ -128,11 +131,11 @@ export class BrokerConnection {
  * first write to the end of that tick, they leave as one writev; nothing waits longer than it
  * did, since the tick's other writes were queued behind the first anyway. amqplib exposes the
  * socket as `connection.stream` (net.Socket is the Duplex it keeps as it is); without one
- * where expected, writes stay as they were.
+ * where expected, writes stay as they were and the connection says so in the log.
  */
-function writeOncePerTick(model: ChannelModel): void {
+function writeOncePerTick(model: ChannelModel): boolean {
   const socket = (model as unknown as { connection?: { stream?: unknown } }).connection?.stream;
-  if (!(socket && typeof (socket as Writable).cork === 'function')) return;
+  if (!(socket && typeof (socket as Writable).cork === 'function')) return false;
   const stream = socket as Writable;
   const write = stream.write;
   let corked = false;
@@ -148,4 +151,5 @@ function writeOncePerTick(model: ChannelModel): void {
     }
     return write.apply(this, args);
   } as Writable['write'];
+  return true;
 }

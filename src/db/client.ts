@@ -143,17 +143,22 @@ export function connectDatabase(url: string, poolSize: number): DatabaseHandle {
 
 /** A Drizzle database over one pooled connection, made once per connection. */
 const overConnection = new WeakMap<object, Transaction>();
-/** The transactions transaction() runs: on the transaction pool, where commitWith may end them. */
-const onTransactionPool = new WeakSet<Transaction>();
-/** Of those, the ones whose body has committed them with commitWith. */
-const committedByBody = new WeakSet<Transaction>();
-/** Statements to send with the end (COMMIT or ROLLBACK) of a transaction, in the same round trip. */
-const endStatements = new WeakMap<Transaction, string>();
-/** Writes deferred to the COMMIT (writeAtCommit), in order, with where their results go. */
-const deferredWrites = new WeakMap<
-  Transaction,
-  Array<{ statement: SQL; settle: (result: ResultSetHeader) => void }>
->();
+
+/** What transaction() keeps of the transaction running on one of its connections. */
+interface TransactionState {
+  /** Writes deferred to the COMMIT (writeAtCommit), in order, with where their results go. */
+  readonly deferred: Array<{ statement: SQL; settle: (result: ResultSetHeader) => void }>;
+  /** A statement to send with the end (COMMIT or ROLLBACK), in the same round trip. */
+  readonly end: string | undefined;
+  /** The body has committed it with commitWith. */
+  committed: boolean;
+}
+
+/**
+ * By connection, the state of its current transaction: only connections of the transaction pool
+ * have one, and only there may commitWith end a transaction or writeAtCommit defer a write.
+ */
+const states = new WeakMap<Transaction, TransactionState>();
 
 /**
  * A write whose result the transaction does not need before it commits (an outbox row, say),
@@ -170,8 +175,8 @@ export async function writeAtCommit(tx: Transaction, statement: SQL): Promise<()
   const settle = (r: ResultSetHeader) => {
     result = r;
   };
-  const pending = onTransactionPool.has(tx) ? deferredWrites.get(tx) : undefined;
-  if (pending) pending.push({ statement, settle });
+  const state = states.get(tx);
+  if (state) state.deferred.push({ statement, settle });
   else settle((await tx.execute(statement))[0] as unknown as ResultSetHeader);
   return () => {
     if (!result) throw new Error('the result of a write deferred to the commit, read before the commit');
@@ -181,9 +186,8 @@ export async function writeAtCommit(tx: Transaction, statement: SQL): Promise<()
 
 /** Sends the writes deferred so far (one round trip), so the transaction's next reads see them. */
 export async function flushDeferredWrites(tx: Transaction): Promise<void> {
-  const pending = deferredWrites.get(tx);
-  if (!pending || pending.length === 0) return;
-  const writes = pending.splice(0);
+  const writes = states.get(tx)?.deferred.splice(0) ?? [];
+  if (writes.length === 0) return;
   settleDeferredWrites(
     writes,
     await executeAll(
@@ -191,11 +195,6 @@ export async function flushDeferredWrites(tx: Transaction): Promise<void> {
       writes.map((w) => w.statement),
     ),
   );
-}
-
-/** Takes the deferred writes of a transaction about to commit, to send them with the COMMIT. */
-function takeDeferredWrites(tx: Transaction) {
-  return deferredWrites.get(tx)?.splice(0) ?? [];
 }
 
 /** Hands each deferred write its result, from a query that began with them. */
@@ -226,7 +225,7 @@ export interface TransactionConfig {
  * time) or fails the transaction. Outside transaction(), runs them one by one.
  */
 export async function executeAll(tx: Transaction, statements: readonly SQL[]): Promise<ResultSetHeader[]> {
-  if (!onTransactionPool.has(tx) || statements.length === 1) return executeEach(tx, statements);
+  if (!states.has(tx) || statements.length === 1) return executeEach(tx, statements);
   const [results] = await tx.execute(sql.join([...statements], sql`; `));
   return results as unknown as ResultSetHeader[];
 }
@@ -257,14 +256,14 @@ export async function commitWith(
     readonly isolationLevel: 'read committed';
   },
 ): Promise<ResultSetHeader[]> {
-  if (!onTransactionPool.has(tx)) return executeEach(tx, statements);
+  const state = states.get(tx);
+  if (!state) return executeEach(tx, statements);
   const head = options ? [sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`] : [];
-  const writes = takeDeferredWrites(tx);
-  const end = endStatements.get(tx);
-  const tail = end ? [sql.raw(end), sql`COMMIT`] : [sql`COMMIT`];
+  const writes = state.deferred.splice(0);
+  const tail = state.end ? [sql.raw(state.end), sql`COMMIT`] : [sql`COMMIT`];
   const all = [...head, ...writes.map((w) => w.statement), ...statements, ...tail];
   const [raw] = await tx.execute(sql.join(all, sql`; `));
-  committedByBody.add(tx);
+  state.committed = true;
   // One statement (a bare COMMIT) answers with one result, not a list.
   const results = (all.length === 1 ? [raw] : (raw as unknown as ResultSetHeader[])).slice(
     head.length,
@@ -308,20 +307,16 @@ export async function transaction<T>(
   if (!tx) {
     tx = drizzle(connection, { schema, mode: 'default' });
     overConnection.set(connection.connection, tx);
-    onTransactionPool.add(tx);
   }
-  committedByBody.delete(tx);
-  deferredWrites.set(tx, []);
   // The session settings the config asks for, in one round trip; a changed timeout goes back to
   // the server's default with the COMMIT or ROLLBACK, so the pooled session keeps no trace of it.
   const setup: string[] = [];
   if (config?.isolationLevel === 'read committed')
     setup.push('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
-  if (timeout !== undefined) {
-    setup.push(`SET SESSION wait_timeout = ${timeout}`);
-    endStatements.set(tx, 'SET SESSION wait_timeout = DEFAULT');
-  } else endStatements.delete(tx);
-  const end = endStatements.get(tx);
+  if (timeout !== undefined) setup.push(`SET SESSION wait_timeout = ${timeout}`);
+  const end = timeout !== undefined ? 'SET SESSION wait_timeout = DEFAULT' : undefined;
+  const state: TransactionState = { deferred: [], end, committed: false };
+  states.set(tx, state);
   let bodyError: { error: unknown } | undefined;
   try {
     if (setup.length > 0) await connection.query(setup.join('; '));
@@ -333,8 +328,7 @@ export async function transaction<T>(
       throw error;
     }
     // Deferred writes and the session's end statements go with it (commitWith).
-    if (!committedByBody.has(tx)) await commitWith(tx, []);
-    committedByBody.delete(tx);
+    if (!state.committed) await commitWith(tx, []);
     connection.release();
     return result;
   } catch (error) {

@@ -189,8 +189,8 @@ export class Relay implements Handoff {
         claimedAt = performance.now();
         // Claimed just as the stop came: leave it all due for the next relay.
         if (this.stopped) return { published: [], failed: new Map() };
-        const { published, failed } = await this.publishBatch(batch);
-        return { published, failed };
+        // What is handed back is left as it is: due again once this transaction ends.
+        return this.publishBatch(batch);
       },
     );
     if (outcome === undefined) return 'idle';

@@ -229,11 +229,12 @@ export class Worker {
   private async decide(channel: ConfirmChannel, message: ConsumeMessage): Promise<Outcome> {
     const { log, maxAttempts, retryDelayMs, topology, maxMessageBytes } = this.options;
     const attempts = attemptsSoFar(message) + 1;
-    if (redeliveries(message) >= MAX_REDELIVERIES) {
+    const redelivered = redeliveries(message);
+    if (redelivered >= MAX_REDELIVERIES) {
       await this.park(
         channel,
         message,
-        new PermanentFailure(`redelivered ${redeliveries(message)} times without being settled`),
+        new PermanentFailure(`redelivered ${redelivered} times without being settled`),
         attempts,
       );
       return 'parked';
@@ -363,7 +364,7 @@ export class Worker {
     group: readonly Pick<Member, 'claim' | 'handler'>[],
   ): Promise<readonly Decision[]> {
     const handledAt = new Date();
-    const outcome = await transaction(this.options.db, async (tx) => {
+    return transaction(this.options.db, async (tx) => {
       const stored = await findEvents(
         tx,
         group.map((m) => m.claim.eventId),
@@ -387,7 +388,6 @@ export class Worker {
       });
       return decisions;
     });
-    return outcome;
   }
 
   /** Decides one message inside the group's transaction; a handled one returns its history row. */

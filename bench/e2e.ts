@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { perUnitMs, sample, statementsSoFar, watched } from './cpu.js';
+import { BenchHttpClient } from './http.js';
 import {
   createBenchDatabase,
   deleteBrokerObjects,
@@ -33,6 +34,7 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
     webSocketImpl: WebSocket,
     lazy: false,
   });
+  const http = new BenchHttpClient(service.url);
   const received = new Map<string, number>();
   let duplicates = 0;
   try {
@@ -53,14 +55,8 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
         complete: () => {},
       },
     );
-    const post = async (body: unknown) => {
-      const response = await fetch(service.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-      return (await response.json()) as { data?: { createCustomer?: { eventId: string } }; errors?: unknown };
-    };
+    const post = async (body: unknown) =>
+      (await http.post(body)).body as { data?: { createCustomer?: { eventId: string } }; errors?: unknown };
 
     // Baseline: HTTP round trips of a trivial query, one at a time.
     const rtt: number[] = [];
@@ -154,6 +150,7 @@ export async function runEndToEndBenchmark(rates: readonly number[], seconds: nu
     }
     unsubscribe();
   } finally {
+    http.close();
     await client.dispose();
     await service.stop();
     await db.drop();

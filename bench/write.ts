@@ -6,6 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import mysql from 'mysql2/promise';
+import { BenchHttpClient } from './http.js';
 import { createBenchDatabase, deleteBrokerObjects, report, round, spawnBenchService } from './support.js';
 
 const CONCURRENCY = 32;
@@ -32,13 +33,9 @@ export async function runWriteBenchmark(total: number): Promise<void> {
     DB_POOL_SIZE: String(CONCURRENCY),
   });
   try {
+    const http = new BenchHttpClient(service.url);
     const post = async (body: unknown) => {
-      const response = await fetch(service.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-      const json = (await response.json()) as { errors?: unknown[] };
+      const json = (await http.post(body)).body as { errors?: unknown[] };
       if (json.errors) throw new Error(JSON.stringify(json.errors));
     };
     await closedLoop(200, () => post({ query: '{ __typename }' })); // warm-up
@@ -77,6 +74,7 @@ export async function runWriteBenchmark(total: number): Promise<void> {
       }
     });
     await pool.end();
+    http.close();
 
     report({
       scenario: 'write-baseline-http',

@@ -74,6 +74,31 @@ const historyRows = (customerId: string) =>
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
+/** Publishes a stored outbox event to `exchange` as a relay would, without marking it published. */
+async function publishStoredEvent(exchange: string, eventId: string): Promise<void> {
+  const [row] = await db.query<Record<string, unknown>>(
+    'SELECT event_id, type, aggregate_type, aggregate_id, sequence, occurred_at, payload FROM outbox WHERE event_id = ?',
+    [eventId],
+  );
+  if (!row) throw new Error(`no outbox row ${eventId}`);
+  const envelope = {
+    eventId: row.event_id,
+    type: row.type,
+    aggregateType: row.aggregate_type,
+    aggregateId: row.aggregate_id,
+    sequence: row.sequence,
+    occurredAt: (row.occurred_at as Date).toISOString(),
+    payload: typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload,
+  };
+  const routingKey = row.type === 'CustomerCreated' ? 'customer.created' : 'customer.updated';
+  await broker.publish(exchange, routingKey, json(envelope), {
+    messageId: eventId,
+    type: String(row.type),
+    contentType: 'application/json',
+    persistent: true,
+  });
+}
+
 /** A handler that counts its calls, fails the first `failures` of them, then does the real work. */
 function flakyHandler(name: string, failures: number, fault: () => Error = () => new Error('boom')) {
   const calls: number[] = [];
@@ -171,29 +196,7 @@ describe('worker: idempotent receiver', () => {
     const { service, url, exchange } = await start({ ROLES: 'app,worker', WORKER_ORDER_WAIT_MS: '100' });
     const customer = await createCustomer(url, 'early-second');
     const second = await renameCustomer(url, customer.customerId, 'Renamed before handled');
-    const publishStored = async (eventId: string) => {
-      const [row] = await db.query<Record<string, unknown>>(
-        'SELECT event_id, type, aggregate_type, aggregate_id, sequence, occurred_at, payload FROM outbox WHERE event_id = ?',
-        [eventId],
-      );
-      if (!row) throw new Error(`no outbox row ${eventId}`);
-      const envelope = {
-        eventId: row.event_id,
-        type: row.type,
-        aggregateType: row.aggregate_type,
-        aggregateId: row.aggregate_id,
-        sequence: row.sequence,
-        occurredAt: (row.occurred_at as Date).toISOString(),
-        payload: typeof row.payload === 'string' ? JSON.parse(row.payload) : row.payload,
-      };
-      const routingKey = row.type === 'CustomerCreated' ? 'customer.created' : 'customer.updated';
-      await broker.publish(exchange, routingKey, json(envelope), {
-        messageId: eventId,
-        type: String(row.type),
-        contentType: 'application/json',
-        persistent: true,
-      });
-    };
+    const publishStored = (eventId: string) => publishStoredEvent(exchange, eventId);
 
     await publishStored(second);
     await waitFor(
@@ -219,6 +222,37 @@ describe('worker: idempotent receiver', () => {
       customer.eventId,
       second,
     ]);
+  });
+
+  it('a stored CustomerCreated whose customer row is gone is parked with the reason, and nothing of it is written', async () => {
+    // The welcome e-mail's INSERT goes with the COMMIT; with no customer row it fails there, and
+    // the message is handled again statement by statement, where the handler parks it.
+    const { service, url, exchange, deadQueue } = await start({ ROLES: 'app,worker' });
+    const customer = await createCustomer(url, 'gone');
+    await db.query('DELETE FROM customers WHERE id = ?', [customer.customerId]);
+    await publishStoredEvent(exchange, customer.eventId);
+    // Published by hand, so marked by hand: the next test's relay must not send it again.
+    await db.query('UPDATE outbox SET published_at = NOW(3) WHERE event_id = ?', [customer.eventId]);
+
+    await waitFor('the message to be parked', async () => (await outcomes(service)).parked === 1);
+    const [parked] = await waitFor('the dead-letter queue to hold it', async () => {
+      const drained = await broker.drain(deadQueue);
+      return drained.length > 0 ? drained : undefined;
+    });
+    expect(parked?.properties.messageId).toBe(customer.eventId);
+    expect(String(parked?.properties.headers?.['x-last-error'])).toBe(
+      `PermanentFailure: CustomerCreated for unknown customer ${customer.customerId}`,
+    );
+    expect(await outcomes(service)).toEqual({ parked: 1 });
+    expect(await inboxRows(customer.eventId)).toBe(0);
+    expect(await welcomeEmails(customer.customerId)).toBe(0);
+    expect(await historyRows(customer.customerId)).toBe(0);
+    // Only the parking's own mark: the event counts as passed, so later ones are not held behind it.
+    const progress = await db.query<{ last_sequence: number }>(
+      "SELECT last_sequence FROM worker_progress WHERE aggregate_type = 'Customer' AND aggregate_id = ?",
+      [customer.customerId],
+    );
+    expect(progress).toEqual([{ last_sequence: 1 }]);
   });
 
   it('a message redelivered ten times is parked before RabbitMQ 4 would drop it at its delivery limit', async () => {

@@ -1,5 +1,6 @@
 import { eq, sql } from 'drizzle-orm';
 import type { Transaction } from '../db/client.js';
+import { MysqlErrno, mysqlErrno } from '../db/errors.js';
 import { customers, emailChangeNotices, welcomeEmails } from '../db/schema.js';
 import { type Handler, type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
 import {
@@ -41,20 +42,32 @@ async function customerOf(tx: Transaction, event: StoredEvent<{ customerId: stri
 export const welcomeEmail: Handler<CustomerCreatedPayload> = {
   name: 'welcome-email',
   payload: customerCreatedPayload,
-  async handle(tx, event, { handledAt }) {
+  async handle(_tx, event, { handledAt, write }) {
     checkAggregate(event);
-    // INSERT … SELECT FROM customers: recipient and name from the row, in one statement; no row
-    // (a customer of another database) inserts nothing and the event is parked.
+    // Recipient and name read from the row by the statement itself, so it can go with the
+    // COMMIT (helpers.write): a customer of another database reads NULL, which the NOT NULL
+    // columns refuse (a one-row INSERT … VALUES fails on NULL in any sql_mode), and the event is
+    // parked.
     const w = welcomeEmails;
-    const [result] = await tx.execute(sql`
-      INSERT INTO ${w} (${sql.identifier(w.customerId.name)}, ${sql.identifier(w.eventId.name)},
-        ${sql.identifier(w.recipient.name)}, ${sql.identifier(w.subject.name)}, ${sql.identifier(w.body.name)},
-        ${sql.identifier(w.sentAt.name)})
-      SELECT ${customers.id}, ${event.eventId}, ${customers.email}, CONCAT('Welcome, ', ${customers.name}, '!'),
-        CONCAT('Hello ', ${customers.name}, ',\n\nthank you for signing up. Your account is ready.\n'), ${handledAt}
-      FROM ${customers} WHERE ${customers.id} = ${Number(event.aggregateId)}`);
-    if ((result as unknown as { affectedRows: number }).affectedRows !== 1) {
-      throw new PermanentFailure(`${event.type} for unknown customer ${event.aggregateId}`);
+    const id = Number(event.aggregateId);
+    const ofCustomer = (column: typeof customers.email | typeof customers.name | typeof customers.id) =>
+      sql`(SELECT ${column} FROM ${customers} WHERE ${customers.id} = ${id})`;
+    try {
+      await write(sql`
+        INSERT INTO ${w} (${sql.identifier(w.customerId.name)}, ${sql.identifier(w.eventId.name)},
+          ${sql.identifier(w.recipient.name)}, ${sql.identifier(w.subject.name)}, ${sql.identifier(w.body.name)},
+          ${sql.identifier(w.sentAt.name)})
+        VALUES (${ofCustomer(customers.id)}, ${event.eventId}, ${ofCustomer(customers.email)},
+          CONCAT('Welcome, ', ${ofCustomer(customers.name)}, '!'),
+          CONCAT('Hello ', ${ofCustomer(customers.name)}, ',\n\nthank you for signing up. Your account is ready.\n'),
+          ${handledAt})`);
+    } catch (error) {
+      if (mysqlErrno(error) === MysqlErrno.BAD_NULL) {
+        throw new PermanentFailure(`${event.type} for unknown customer ${event.aggregateId}`, {
+          cause: error,
+        });
+      }
+      throw error;
     }
   },
 };

@@ -1,6 +1,8 @@
 /** MySQL/MariaDB error numbers we act on. Classified by number, never by message text. */
 export const MysqlErrno = {
   TOO_MANY_CONNECTIONS: 1040,
+  /** NULL into a NOT NULL column. */
+  BAD_NULL: 1048,
   SERVER_SHUTDOWN: 1053,
   DUPLICATE_KEY: 1062,
   LOCK_WAIT_TIMEOUT: 1205,

@@ -4,7 +4,7 @@
  * runs in.
  */
 import { and, eq, sql } from 'drizzle-orm';
-import { type Executor, executeAll, type Transaction } from '../db/client.js';
+import { type Executor, executeAll, type Transaction, writeAtCommit } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
 import { inbox, workerProgress } from '../db/schema.js';
 
@@ -57,6 +57,28 @@ export async function recordFirstEvent(
     if (isDuplicateKey(error)) return false;
     throw error;
   }
+}
+
+/**
+ * recordFirstEvent without a round trip of its own: both rows go to the server with the COMMIT
+ * (writeAtCommit). Only for a transaction that may fail at its commit and be done again the
+ * usual way: if either row is already there, the COMMIT does not run and the transaction fails
+ * with a duplicate key, where recordFirstEvent would have answered false.
+ */
+export async function recordFirstEventAtCommit(
+  tx: Transaction,
+  key: AggregateKey,
+  messageId: string,
+  handledAt: Date,
+): Promise<void> {
+  await writeAtCommit(
+    tx,
+    tx
+      .insert(workerProgress)
+      .values({ ...key, lastSequence: 1 })
+      .getSQL(),
+  );
+  await writeAtCommit(tx, tx.insert(inbox).values({ consumer: key.consumer, messageId, handledAt }).getSQL());
 }
 
 /** Whether the inbox holds this message id (it was handled and its row not yet pruned). */

@@ -3,7 +3,14 @@ import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { BrokerConnection } from '../broker/connection.js';
 import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
-import { type Database, rollbackFailureOf, type Transaction, transaction } from '../db/client.js';
+import {
+  type Database,
+  flushDeferredWrites,
+  rollbackFailureOf,
+  type Transaction,
+  transaction,
+  writeAtCommit,
+} from '../db/client.js';
 import { isTransientDatabaseError } from '../db/errors.js';
 import { appendHistoryAndCommit, type HistoryRow, type NewHistoryRow } from '../history/store.js';
 import type { Logger } from '../log.js';
@@ -19,6 +26,7 @@ import {
   type Progress,
   passParked,
   recordFirstEvent,
+  recordFirstEventAtCommit,
   recordInbox,
   setProgress,
   takeProgress,
@@ -117,6 +125,13 @@ type Decision =
  *      number of workers and any prefetch;
  *   3. records the inbox row (consumer + message id), runs the handler, moves the progress,
  *      and appends the history row last (history/store.ts explains why last).
+ *
+ * Two round trips for the usual message, an aggregate's first event seen for the first time:
+ * the read of step 1, then every write of steps 2 and 3 with the COMMIT. Nothing in between
+ * needs their results, only to know they succeeded, and a failure among them stops the COMMIT:
+ * the transaction is then done again with each statement run in its turn (handleGroup's
+ * `deferred`), which decides as before (a redelivery is a duplicate, a waiting successor's
+ * progress row is read, a handler's error is the handler's).
  *
  * Failures: a malformed message or a permanent failure is parked in the dead-letter queue at
  * once; a failing handler goes to the retry queue, and is parked after `maxAttempts`; the
@@ -303,7 +318,7 @@ export class Worker {
    * group to fill.
    *
    * If the group's transaction fails for any reason, nothing of it was written and each message
-   * is handled again on its own, so a failure (a bad event, a handler's error, a deadlock, an
+   * is handled again on its own, with no write deferred to the COMMIT, so a failure (a bad event, a handler's error, a deadlock, an
    * outage) is attributed to the message it belongs to and retried, waited or parked exactly
    * as it would have been alone.
    */
@@ -331,17 +346,23 @@ export class Worker {
   private async runGroup(group: readonly Member[]): Promise<void> {
     const alone = (member: Member) =>
       this.handleAlone(member.claim, member.handler).then(member.resolve, member.reject);
-    if (group.length === 1) {
-      await alone(group[0] as Member);
-      return;
-    }
     let decisions: readonly Decision[];
+    const attempt = { atCommit: false };
     try {
-      decisions = await this.handleGroup(group);
+      decisions = await this.handleGroup(group, { deferred: true, attempt });
     } catch (error) {
+      // A message alone is handled again only if its deferred writes may be what failed: at the
+      // commit, and not for an outage or a deadlock, which the retry queue takes care of. Anything
+      // else (its handler threw, say) is its own failure as it is, and its handler ran once.
+      const deferredWriteFailed =
+        attempt.atCommit && !isTransientDatabaseError(error, rollbackFailureOf(error));
+      if (group.length === 1 && !deferredWriteFailed) {
+        group[0]?.reject(error);
+        return;
+      }
       this.options.log.debug(
         { err: error, messages: group.length },
-        'group transaction failed; handling its messages one by one',
+        'group transaction failed; handling its messages one by one, each statement in its turn',
       );
       await Promise.all(group.map(alone));
       return;
@@ -349,9 +370,14 @@ export class Worker {
     for (const [i, member] of group.entries()) member.resolve(decisions[i] as Decision);
   }
 
-  /** One transaction for one message (see the class comment for the steps). */
+  /**
+   * One transaction for one message (see the class comment for the steps), each statement in its
+   * turn: whatever it fails with is the message's own failure.
+   */
   private handleAlone(claim: EventEnvelope, handler: AnyHandler): Promise<Decision> {
-    return this.handleGroup([{ claim, handler }]).then((decisions) => decisions[0] as Decision);
+    return this.handleGroup([{ claim, handler }], { deferred: false }).then(
+      (decisions) => decisions[0] as Decision,
+    );
   }
 
   /**
@@ -359,9 +385,15 @@ export class Worker {
    * each decided as if alone, in the order of their aggregates and sequences (so the progress
    * rows are locked in one order by every worker, and a group holding an aggregate's next events
    * handles them in turn), the history appended once.
+   *
+   * `deferred`: an aggregate's first event records its progress and inbox rows, and handlers
+   * their `write`s, with the COMMIT (see the class comment). Any other step first sends what was
+   * deferred, since it reads the progress rows those writes make. `attempt.atCommit` tells
+   * whether a failure came from the last round trip, where the deferred writes go.
    */
   private async handleGroup(
     group: readonly Pick<Member, 'claim' | 'handler'>[],
+    { deferred, attempt }: { readonly deferred: boolean; readonly attempt?: { atCommit: boolean } },
   ): Promise<readonly Decision[]> {
     const handledAt = new Date();
     return transaction(this.options.db, async (tx) => {
@@ -373,7 +405,11 @@ export class Worker {
       const handled: Array<{ index: number; appended: AppendedEvent[] }> = [];
       const rows: NewHistoryRow[] = [];
       for (const [index, { claim, handler }] of group.entries()) {
-        const result = await this.handleOne(tx, claim, handler, stored.get(claim.eventId), handledAt);
+        const result = await this.handleOne(
+          tx,
+          { claim, handler, stored: stored.get(claim.eventId), handledAt },
+          deferred,
+        );
         if ('kind' in result) {
           decisions[index] = result;
           continue;
@@ -382,6 +418,7 @@ export class Worker {
         rows.push(result.row);
       }
       // Last, right before the commit: the counter's lock orders commits (history/store.ts).
+      if (attempt) attempt.atCommit = true;
       const history = await appendHistoryAndCommit(tx, rows);
       handled.forEach(({ index, appended }, i) => {
         decisions[index] = { kind: 'handled', appended, history: [history[i] as HistoryRow] };
@@ -393,10 +430,13 @@ export class Worker {
   /** Decides one message inside the group's transaction; a handled one returns its history row. */
   private async handleOne(
     tx: Transaction,
-    claim: EventEnvelope,
-    handler: AnyHandler,
-    stored: EventEnvelope | undefined,
-    handledAt: Date,
+    {
+      claim,
+      handler,
+      stored,
+      handledAt,
+    }: { claim: EventEnvelope; handler: AnyHandler; stored: EventEnvelope | undefined; handledAt: Date },
+    deferred: boolean,
   ): Promise<Exclude<Decision, { kind: 'handled' }> | { appended: AppendedEvent[]; row: NewHistoryRow }> {
     const event = await this.storedEvent(tx, claim, handler, stored);
     if (event === 'handled before') return { kind: 'duplicate' };
@@ -405,8 +445,16 @@ export class Worker {
       aggregateType: event.aggregateType,
       aggregateId: event.aggregateId,
     };
-    // The common case, an aggregate's first event seen for the first time: one round trip.
-    const first = event.sequence === 1 && (await recordFirstEvent(tx, key, event.eventId, handledAt));
+    // The common case, an aggregate's first event seen for the first time: with the COMMIT when
+    // deferred, else one round trip of its own.
+    let first = false;
+    if (deferred && event.sequence === 1) {
+      await recordFirstEventAtCommit(tx, key, event.eventId, handledAt);
+      first = true;
+    } else {
+      await flushDeferredWrites(tx);
+      first = event.sequence === 1 && (await recordFirstEvent(tx, key, event.eventId, handledAt));
+    }
     const progress: Progress | 'handled' = first
       ? { last: 0, written: true }
       : await takeProgress(tx, key, event.sequence);
@@ -431,6 +479,10 @@ export class Worker {
       handledAt,
       append: async (next) => {
         appended.push(await this.options.writer.append(tx, next));
+      },
+      write: async (statement) => {
+        if (deferred) await writeAtCommit(tx, statement);
+        else await tx.execute(statement);
       },
     });
     await setProgress(tx, key, event.sequence, progress);

@@ -94,7 +94,24 @@ export class BenchHttpClient {
     const request =
       `POST ${this.path} HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n` +
       `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`;
-    const connection = this.idle.pop() ?? this.open();
+    let connection = this.idle.pop();
+    while (connection && !connection.usable) {
+      this.all.delete(connection);
+      connection = this.idle.pop();
+    }
+    if (connection) {
+      // A kept-alive connection the server is closing right now (its keep-alive timeout) fails
+      // the request without an answer: send it again on a new one.
+      try {
+        return await this.sendOn(connection, request);
+      } catch (error) {
+        if (connection.usable) throw error;
+      }
+    }
+    return this.sendOn(this.open(), request);
+  }
+
+  private async sendOn(connection: Connection, request: string): Promise<JsonResponse> {
     try {
       return await connection.send(request);
     } finally {

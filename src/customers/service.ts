@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { asc, eq, gt } from 'drizzle-orm';
+import { asc, eq, gt, sql } from 'drizzle-orm';
 import type { Database, Transaction } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
+import { prepared } from '../db/prepared.js';
 import { customers } from '../db/schema.js';
 import { ConflictError, EmailTakenError, InvalidInputError, NotFoundError } from '../errors.js';
 import { runOnce } from '../idempotency/keys.js';
@@ -65,6 +66,17 @@ const resultReplay = (operation: string) => ({
   },
 });
 
+const insertCustomer = prepared<{ email: string; emailNormalized: string; name: string; createdAt: Date }>(
+  (db) =>
+    db.insert(customers).values({
+      email: sql.placeholder('email'),
+      emailNormalized: sql.placeholder('emailNormalized'),
+      name: sql.placeholder('name'),
+      createdAt: sql.placeholder('createdAt'),
+      version: 1,
+    }),
+);
+
 /**
  * Writes the customer and its CustomerCreated event in one transaction: either both rows
  * commit or neither does, so a customer exists if and only if its event does.
@@ -85,18 +97,16 @@ export async function createCustomer(
       const createdAt = new Date();
       let id: number;
       try {
-        const [inserted] = await tx
-          .insert(customers)
-          .values({
+        const [inserted] = await tx.execute(
+          insertCustomer({
             email: input.email,
             emailNormalized: normalizeEmail(input.email),
             name: input.name,
             createdAt,
-            version: 1,
-          })
-          .$returningId();
-        if (!inserted) throw new Error('INSERT into customers returned no id');
-        id = inserted.id;
+          }),
+        );
+        id = Number(inserted.insertId);
+        if (!Number.isSafeInteger(id) || id < 1) throw new Error(`INSERT into customers returned id ${id}`);
       } catch (error) {
         // The only unique key a new customer can collide on is the normalized e-mail. Concurrent
         // requests with one address race here; the database decides and the losers land in this branch.

@@ -30,6 +30,7 @@ import {
   transaction,
   writeAtCommit,
 } from '../db/client.js';
+import { prepared } from '../db/prepared.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope, EventHeaders, NewEvent } from './event.js';
 
@@ -108,6 +109,50 @@ function parseJson(value: unknown): unknown {
 /** A held row's next_attempt_at: never due, so the claim's index range never reaches it. */
 const HELD_UNTIL = new Date('9999-12-31T00:00:00.000Z');
 
+/** The columns every new row sets; the payload is the JSON text as it is (not encoded again). */
+type NewRowValues = {
+  eventId: string;
+  aggregateType: string;
+  aggregateId: string;
+  sequence: number;
+  type: string;
+  payload: string;
+  headers: EventHeaders;
+  occurredAt: Date;
+};
+const newRow = {
+  eventId: sql.placeholder('eventId'),
+  aggregateType: sql.placeholder('aggregateType'),
+  aggregateId: sql.placeholder('aggregateId'),
+  sequence: sql.placeholder('sequence'),
+  type: sql.placeholder('type'),
+  payload: sql`${sql.placeholder('payload')}`,
+  headers: sql.placeholder('headers'),
+  occurredAt: sql.placeholder('occurredAt'),
+};
+/** A new row due now: a relay elsewhere claims it. */
+const insertDue = prepared<NewRowValues>((db) =>
+  db.insert(outbox).values({ ...newRow, nextAttemptAt: now, held: false }),
+);
+/** A new row waiting for its predecessor (see releaseSuccessors). */
+const insertHeld = prepared<NewRowValues>((db) =>
+  db.insert(outbox).values({ ...newRow, nextAttemptAt: sql`${HELD_UNTIL}`, held: true }),
+);
+/** A new row leased to the relay in this process (see handoff.ts), due again when the lease ends. */
+const insertLeased = prepared<
+  NewRowValues & { leaseOwner: string; leaseToken: string; leaseMicroseconds: number }
+>((db) => {
+  const expiry = sql`NOW(3) + INTERVAL ${sql.placeholder('leaseMicroseconds')} MICROSECOND`;
+  return db.insert(outbox).values({
+    ...newRow,
+    nextAttemptAt: expiry,
+    held: false,
+    leaseOwner: sql.placeholder('leaseOwner'),
+    leaseToken: sql.placeholder('leaseToken'),
+    leaseExpiresAt: expiry,
+  });
+});
+
 /**
  * Appends an event in the caller's transaction and returns it as a relay would have claimed
  * it. With a `lease`, the row is written already leased to that relay (see handoff.ts); `held`
@@ -120,29 +165,28 @@ export async function appendEvent(
   mode: Lease | 'held' | undefined,
 ): Promise<AppendedEvent> {
   const lease = typeof mode === 'object' ? mode : undefined;
-  const expiry = lease ? sql`NOW(3) + INTERVAL ${lease.durationMs * 1000} MICROSECOND` : undefined;
-  // Nothing in the transaction needs the row before it commits, so it goes with the COMMIT.
-  const inserted = await writeAtCommit(
-    tx,
-    tx
-      .insert(outbox)
-      .values({
-        eventId: event.eventId,
-        aggregateType: event.aggregateType,
-        aggregateId: event.aggregateId,
-        sequence: event.sequence,
-        type: event.type,
-        payload: sql`${payloadJson}`,
-        headers: event.headers,
-        occurredAt: event.occurredAt,
-        nextAttemptAt: mode === 'held' ? HELD_UNTIL : (expiry ?? now),
-        held: mode === 'held',
-        leaseOwner: lease?.owner,
-        leaseToken: lease?.token,
-        leaseExpiresAt: expiry,
+  const row = {
+    eventId: event.eventId,
+    aggregateType: event.aggregateType,
+    aggregateId: event.aggregateId,
+    sequence: event.sequence,
+    type: event.type,
+    payload: payloadJson,
+    headers: event.headers,
+    occurredAt: event.occurredAt,
+  };
+  const statement = lease
+    ? insertLeased({
+        ...row,
+        leaseOwner: lease.owner,
+        leaseToken: lease.token,
+        leaseMicroseconds: lease.durationMs * 1000,
       })
-      .getSQL(),
-  );
+    : mode === 'held'
+      ? insertHeld(row)
+      : insertDue(row);
+  // Nothing in the transaction needs the row before it commits, so it goes with the COMMIT.
+  const inserted = await writeAtCommit(tx, statement);
   return {
     // Known once the transaction has committed: the relay is handed the event only then.
     get id() {

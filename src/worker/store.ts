@@ -6,6 +6,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { type Executor, executeAll, type Transaction, writeAtCommit } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
+import { prepared } from '../db/prepared.js';
 import { inbox, workerProgress } from '../db/schema.js';
 
 export interface AggregateKey {
@@ -13,6 +14,23 @@ export interface AggregateKey {
   readonly aggregateType: string;
   readonly aggregateId: string;
 }
+
+/** An aggregate's progress row, created saying its first event is handled. */
+const insertFirstProgress = prepared<AggregateKey>((db) =>
+  db.insert(workerProgress).values({
+    consumer: sql.placeholder('consumer'),
+    aggregateType: sql.placeholder('aggregateType'),
+    aggregateId: sql.placeholder('aggregateId'),
+    lastSequence: 1,
+  }),
+);
+const insertInbox = prepared<{ consumer: string; messageId: string; handledAt: Date }>((db) =>
+  db.insert(inbox).values({
+    consumer: sql.placeholder('consumer'),
+    messageId: sql.placeholder('messageId'),
+    handledAt: sql.placeholder('handledAt'),
+  }),
+);
 
 /** Records a message as handled; false when it already was (a redelivery). */
 export async function recordInbox(
@@ -22,7 +40,7 @@ export async function recordInbox(
   handledAt: Date,
 ): Promise<boolean> {
   try {
-    await tx.insert(inbox).values({ consumer, messageId, handledAt });
+    await tx.execute(insertInbox({ consumer, messageId, handledAt }));
     return true;
   } catch (error) {
     if (isDuplicateKey(error)) return false;
@@ -46,11 +64,8 @@ export async function recordFirstEvent(
 ): Promise<boolean> {
   try {
     await executeAll(tx, [
-      tx
-        .insert(workerProgress)
-        .values({ ...key, lastSequence: 1 })
-        .getSQL(),
-      tx.insert(inbox).values({ consumer: key.consumer, messageId, handledAt }).getSQL(),
+      insertFirstProgress(key),
+      insertInbox({ consumer: key.consumer, messageId, handledAt }),
     ]);
     return true;
   } catch (error) {
@@ -71,14 +86,8 @@ export async function recordFirstEventAtCommit(
   messageId: string,
   handledAt: Date,
 ): Promise<void> {
-  await writeAtCommit(
-    tx,
-    tx
-      .insert(workerProgress)
-      .values({ ...key, lastSequence: 1 })
-      .getSQL(),
-  );
-  await writeAtCommit(tx, tx.insert(inbox).values({ consumer: key.consumer, messageId, handledAt }).getSQL());
+  await writeAtCommit(tx, insertFirstProgress(key));
+  await writeAtCommit(tx, insertInbox({ consumer: key.consumer, messageId, handledAt }));
 }
 
 /** Whether the inbox holds this message id (it was handled and its row not yet pruned). */

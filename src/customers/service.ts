@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { asc, eq, gt, sql } from 'drizzle-orm';
-import type { Database, Transaction } from '../db/client.js';
+import { type Database, execute, type Transaction } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
 import { prepared } from '../db/prepared.js';
 import { customers } from '../db/schema.js';
@@ -97,7 +97,8 @@ export async function createCustomer(
       const createdAt = new Date();
       let id: number;
       try {
-        const [inserted] = await tx.execute(
+        const inserted = await execute(
+          tx,
           insertCustomer({
             email: input.email,
             emailNormalized: normalizeEmail(input.email),

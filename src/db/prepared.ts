@@ -1,4 +1,4 @@
-import { fillPlaceholders, type SQL, sql } from 'drizzle-orm';
+import { is, Param, Placeholder, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/mysql2';
 import * as schema from './schema.js';
 
@@ -10,30 +10,68 @@ interface Renderable {
   toSQL(): { sql: string; params: unknown[] };
 }
 
+/** Where one `?` of a prepared statement takes its value from. */
+type Binder =
+  | { readonly constant: unknown }
+  | { readonly name: string; readonly encode?: (v: unknown) => unknown };
+
+/**
+ * A statement with its values bound: text with `?` and the values for them, ready to send as it
+ * is (transaction() in client.ts does) or as a Drizzle statement (getSQL) anywhere else.
+ */
+export class BoundStatement implements SQLWrapper {
+  constructor(
+    readonly text: string,
+    readonly values: readonly unknown[],
+    private readonly parts: TemplateStringsArray,
+  ) {}
+
+  getSQL(): SQL {
+    return sql(this.parts, ...this.values);
+  }
+}
+
 /**
  * A statement of the hot paths (a create, a worker's handling) that Drizzle renders once, from
  * the schema, with named placeholders (`sql.placeholder`) where its values go; each call binds
- * the values, each through its column's encoding (dates, JSON), and gives a statement to run or
- * defer like any other. Drizzle's query builders, run again for every statement, were about an
- * eighth of the service's CPU in profiles of the write path; binding values is a small part of
- * that. The column list stays Drizzle's, so the schema remains the one place that names them.
+ * the values, each through its column's encoding (dates, JSON). Drizzle's query builders and
+ * their rendering, run again for every statement, were about an eighth of the service's CPU in
+ * profiles of the write path. The column list stays Drizzle's, so the schema remains the one
+ * place that names the columns.
  */
 export function prepared<Values extends object>(
   build: (db: Renderer) => Renderable,
-): (values: Values) => SQL {
-  let compiled: { parts: TemplateStringsArray; params: unknown[] } | undefined;
+): (values: Values) => BoundStatement {
+  let compiled: { text: string; parts: TemplateStringsArray; binders: readonly Binder[] } | undefined;
   return (values) => {
     compiled ??= compile(build(renderer));
-    return sql(compiled.parts, ...fillPlaceholders(compiled.params, values as Record<string, unknown>));
+    const named = values as Record<string, unknown>;
+    const bound = compiled.binders.map((b) => {
+      if ('constant' in b) return b.constant;
+      if (!(b.name in named)) throw new Error(`no value for placeholder "${b.name}"`);
+      const value = named[b.name];
+      return b.encode ? b.encode(value) : value;
+    });
+    return new BoundStatement(compiled.text, bound, compiled.parts);
   };
 }
 
-function compile(statement: Renderable): { parts: TemplateStringsArray; params: unknown[] } {
+function compile(statement: Renderable) {
   const { sql: text, params } = statement.toSQL();
   const parts = text.split('?');
   // Every value is a parameter, so the only ? in the text are the parameters' own.
   if (parts.length !== params.length + 1) {
     throw new Error(`a prepared statement has ${parts.length - 1} "?" for ${params.length} values: ${text}`);
   }
-  return { parts: Object.assign(parts, { raw: parts }) as unknown as TemplateStringsArray, params };
+  const binders = params.map((p): Binder => {
+    if (is(p, Placeholder)) return { name: p.name };
+    if (is(p, Param)) {
+      const encoder = p.encoder as { mapToDriverValue(v: unknown): unknown } | undefined;
+      const encode = encoder ? (v: unknown) => encoder.mapToDriverValue(v) : undefined;
+      if (is(p.value, Placeholder)) return { name: p.value.name, encode };
+      return { constant: encode ? encode(p.value) : p.value };
+    }
+    return { constant: p };
+  });
+  return { text, parts: Object.assign(parts, { raw: parts }) as unknown as TemplateStringsArray, binders };
 }

@@ -4,7 +4,7 @@
  * runs in.
  */
 import { and, eq, sql } from 'drizzle-orm';
-import { type Executor, executeAll, type Transaction, writeAtCommit } from '../db/client.js';
+import { type Executor, execute, executeAll, type Transaction, writeAtCommit } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
 import { prepared } from '../db/prepared.js';
 import { inbox, workerProgress } from '../db/schema.js';
@@ -40,7 +40,7 @@ export async function recordInbox(
   handledAt: Date,
 ): Promise<boolean> {
   try {
-    await tx.execute(insertInbox({ consumer, messageId, handledAt }));
+    await execute(tx, insertInbox({ consumer, messageId, handledAt }));
     return true;
   } catch (error) {
     if (isDuplicateKey(error)) return false;

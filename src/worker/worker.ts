@@ -5,6 +5,7 @@ import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
 import {
   type Database,
+  execute,
   flushDeferredWrites,
   rollbackFailureOf,
   type Transaction,
@@ -482,7 +483,7 @@ export class Worker {
       },
       write: async (statement) => {
         if (deferred) await writeAtCommit(tx, statement);
-        else await tx.execute(statement);
+        else await execute(tx, statement);
       },
     });
     await setProgress(tx, key, event.sequence, progress);

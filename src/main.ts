@@ -8,6 +8,8 @@
  * The first SIGTERM/SIGINT stops gracefully and exits 0; a second one, or the shutdown
  * deadline passing, exits at once with 1.
  */
+// First: it sets what the libraries imported below read when they load.
+import './support/node-env.js';
 import { connect } from 'node:net';
 import { loadConfigOrExit } from './config/index.js';
 import { createLogger, type Logger } from './log.js';

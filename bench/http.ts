@@ -15,7 +15,12 @@ export interface JsonResponse {
   readonly body: unknown;
 }
 
+/** Node's HTTP server closes a kept-alive connection after 5 s without a request by default. */
+const IDLE_REUSE_MS = 2_000;
+
 class Connection {
+  /** When its last answer came (performance.now()). */
+  idleSince = 0;
   private readonly socket: Socket;
   private received = Buffer.alloc(0);
   private pending: { resolve: (r: JsonResponse) => void; reject: (e: Error) => void } | undefined;
@@ -66,11 +71,15 @@ class Connection {
     const end = headEnd + 4 + Number(length);
     if (this.received.length < end) return;
     const status = Number(head.slice(9, 12));
-    const body = JSON.parse(this.received.subarray(headEnd + 4, end).toString('utf8')) as unknown;
+    const text = this.received.subarray(headEnd + 4, end).toString('utf8');
     this.received = this.received.subarray(end);
-    const { resolve } = this.pending;
+    const { resolve, reject } = this.pending;
     this.pending = undefined;
-    resolve({ status, body });
+    try {
+      resolve({ status, body: JSON.parse(text) as unknown });
+    } catch (error) {
+      reject(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 }
 
@@ -95,26 +104,21 @@ export class BenchHttpClient {
       `POST ${this.path} HTTP/1.1\r\nHost: ${this.host}:${this.port}\r\n` +
       `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`;
     let connection = this.idle.pop();
-    while (connection && !connection.usable) {
+    // A connection idle for a while may be closing at the server's end right now (its
+    // keep-alive timeout), which would fail a request it may or may not have taken: not reused.
+    while (connection && (!connection.usable || performance.now() - connection.idleSince > IDLE_REUSE_MS)) {
+      connection.close();
       this.all.delete(connection);
       connection = this.idle.pop();
     }
-    if (connection) {
-      // A kept-alive connection the server is closing right now (its keep-alive timeout) fails
-      // the request without an answer: send it again on a new one.
-      try {
-        return await this.sendOn(connection, request);
-      } catch (error) {
-        if (connection.usable) throw error;
-      }
-    }
-    return this.sendOn(this.open(), request);
+    return this.sendOn(connection ?? this.open(), request);
   }
 
   private async sendOn(connection: Connection, request: string): Promise<JsonResponse> {
     try {
       return await connection.send(request);
     } finally {
+      connection.idleSince = performance.now();
       if (connection.usable) this.idle.push(connection);
       else this.all.delete(connection);
     }

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import type { Config } from '../src/config/index.js';
 import type { CustomerCreatedPayload } from '../src/customers/events.js';
-import { welcomeEmail } from '../src/customers/handlers.js';
+import { CUSTOMER_HANDLERS, welcomeEmail } from '../src/customers/handlers.js';
 import type { Handler } from '../src/outbox/handler.js';
 import { type RunningService, type ServiceOptions, startService } from '../src/service.js';
 import { connectTestBroker, sameProperties, type TestBroker } from './support/amqp.js';
@@ -227,7 +228,11 @@ describe('worker: idempotent receiver', () => {
   it('a stored CustomerCreated whose customer row is gone is parked with the reason, and nothing of it is written', async () => {
     // The welcome e-mail's INSERT goes with the COMMIT; with no customer row it fails there, and
     // the message is handled again statement by statement, where the handler parks it.
-    const { service, url, exchange, deadQueue } = await start({ ROLES: 'app,worker' });
+    const { handler, calls } = flakyHandler('welcome-email', 0);
+    const { service, url, exchange, deadQueue } = await start(
+      { ROLES: 'app,worker' },
+      { handlers: { CustomerCreated: handler } },
+    );
     const customer = await createCustomer(url, 'gone');
     await db.query('DELETE FROM customers WHERE id = ?', [customer.customerId]);
     await publishStoredEvent(exchange, customer.eventId);
@@ -244,6 +249,8 @@ describe('worker: idempotent receiver', () => {
       `PermanentFailure: CustomerCreated for unknown customer ${customer.customerId}`,
     );
     expect(await outcomes(service)).toEqual({ parked: 1 });
+    // Once with its INSERT deferred to the COMMIT, once with every statement in its turn.
+    expect(calls).toHaveLength(2);
     expect(await inboxRows(customer.eventId)).toBe(0);
     expect(await welcomeEmails(customer.customerId)).toBe(0);
     expect(await historyRows(customer.customerId)).toBe(0);
@@ -253,6 +260,104 @@ describe('worker: idempotent receiver', () => {
       [customer.customerId],
     );
     expect(progress).toEqual([{ last_sequence: 1 }]);
+  });
+
+  it('a copy of a handled first event is a duplicate even when its handler now fails', async () => {
+    // Deferring, the handler runs before anything looks for a duplicate; its failure must not
+    // turn a redelivery into a retry.
+    let calls = 0;
+    const handler: Handler<CustomerCreatedPayload> = {
+      name: 'welcome-email',
+      payload: welcomeEmail.payload,
+      async handle(tx, event, helpers) {
+        calls++;
+        if (calls > 1) throw new Error('the mail server is down now');
+        await welcomeEmail.handle(tx, event, helpers);
+      },
+    };
+    const { service, url, exchange, workerQueue, retryQueue, deadQueue } = await start(
+      {},
+      { handlers: { CustomerCreated: handler } },
+    );
+    const captured = await broker.capture(exchange, 'customer.created');
+    const customer = await createCustomer(url, 'copy-fails');
+    const original = await waitFor('the CustomerCreated message on the exchange', () =>
+      captured.find((m) => m.properties.messageId === customer.eventId),
+    );
+    await waitFor('the first delivery to be handled', async () => (await outcomes(service)).handled === 1);
+
+    await broker.publish(exchange, original.fields.routingKey, original.content, sameProperties(original));
+    await waitFor('the copy to be settled', async () => {
+      const o = await outcomes(service);
+      return o.duplicate === 1 && (await broker.messageCount(workerQueue)) === 0;
+    });
+    expect(await outcomes(service)).toEqual({ handled: 1, duplicate: 1 });
+    expect(calls).toBe(2);
+    expect(await broker.messageCount(retryQueue)).toBe(0);
+    expect(await broker.messageCount(deadQueue)).toBe(0);
+    expect(await welcomeEmails(customer.customerId)).toBe(1);
+  });
+
+  it("a first event whose handler appends a follow-up, arriving after its successor, is handled: the deferred rows' conflict sends it down the statement-by-statement path", async () => {
+    // The follow-up's append sends the deferred progress and inbox rows early (it reads the
+    // outbox); the successor already created the progress row, so they fail there, inside the
+    // handler, not at the COMMIT.
+    const notes: string[] = [];
+    const noted: Handler<{ customerId: string }> = {
+      name: 'note',
+      payload: z.object({ customerId: z.string() }),
+      async handle(_tx, event) {
+        notes.push(event.payload.customerId);
+      },
+    };
+    const appending: Handler<CustomerCreatedPayload> = {
+      name: 'welcome-email',
+      payload: welcomeEmail.payload,
+      async handle(tx, event, helpers) {
+        await welcomeEmail.handle(tx, event, helpers);
+        await helpers.append({
+          eventId: randomUUID(),
+          type: 'CustomerNoted',
+          aggregateType: 'Note',
+          aggregateId: event.aggregateId,
+          sequence: 2,
+          occurredAt: new Date(),
+          payload: { customerId: event.aggregateId },
+          headers: {},
+        });
+      },
+    };
+    const { service, url, exchange, retryQueue, deadQueue } = await start(
+      { ROLES: 'app,worker', WORKER_ORDER_WAIT_MS: '100' },
+      { handlers: { ...CUSTOMER_HANDLERS, CustomerCreated: appending, CustomerNoted: noted } },
+    );
+    const customer = await createCustomer(url, 'appends');
+    const second = await renameCustomer(url, customer.customerId, 'Renamed before handled');
+    await publishStoredEvent(exchange, second);
+    await waitFor(
+      'the second event to wait for the first',
+      async () => ((await outcomes(service)).waiting ?? 0) >= 1,
+    );
+    await publishStoredEvent(exchange, customer.eventId);
+    // Published by hand, so marked by hand (the follow-up too): no later relay sends them.
+    await db.query('UPDATE outbox SET published_at = NOW(3) WHERE event_id IN (?, ?)', [
+      customer.eventId,
+      second,
+    ]);
+
+    await waitFor('both events in the history', async () => (await historyRows(customer.customerId)) === 2);
+    const o = await outcomes(service);
+    expect(o.retried ?? 0).toBe(0);
+    expect(o.parked ?? 0).toBe(0);
+    expect(await broker.messageCount(retryQueue)).toBe(0);
+    expect(await broker.messageCount(deadQueue)).toBe(0);
+    expect(await welcomeEmails(customer.customerId)).toBe(1);
+    const [followUp] = await db.query<{ n: number | string }>(
+      "SELECT COUNT(*) AS n FROM outbox WHERE aggregate_type = 'Note' AND aggregate_id = ?",
+      [customer.customerId],
+    );
+    expect(Number(followUp?.n)).toBe(1);
+    await db.query("UPDATE outbox SET published_at = NOW(3) WHERE aggregate_type = 'Note'");
   });
 
   it('a message redelivered ten times is parked before RabbitMQ 4 would drop it at its delivery limit', async () => {

@@ -156,6 +156,11 @@ interface TransactionState {
   readonly end: string | undefined;
   /** The body has committed it with commitWith. */
   committed: boolean;
+  /**
+   * Deferred writes failed when sent early (flushDeferredWrites): the transaction must not
+   * commit without them, even if the body caught the error and went on.
+   */
+  failed?: unknown;
 }
 
 /**
@@ -190,15 +195,55 @@ export async function writeAtCommit(tx: Transaction, statement: SQLWrapper): Pro
 
 /** Sends the writes deferred so far (one round trip), so the transaction's next reads see them. */
 export async function flushDeferredWrites(tx: Transaction): Promise<void> {
-  const writes = states.get(tx)?.deferred.splice(0) ?? [];
-  if (writes.length === 0) return;
+  const state = states.get(tx);
+  const writes = state?.deferred.splice(0) ?? [];
+  if (!state || writes.length === 0) return;
   settleDeferredWrites(
     writes,
-    await executeAll(
-      tx,
+    (await sendDeferred(
+      state,
       writes.map((w) => w.statement),
-    ),
+      writes.length,
+    )) as ResultSetHeader[],
   );
+}
+
+/** Errors of round trips that carried deferred writes (see failedInDeferredWrite). */
+const deferredWriteFailures = new WeakSet<object>();
+
+/**
+ * Whether `error` (or one of its causes) failed a round trip that carried writes deferred with
+ * writeAtCommit: whoever deferred them may then do the transaction again without deferring, to
+ * learn which write failed and why.
+ */
+export function failedInDeferredWrite(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e !== null && typeof e === 'object' && depth < 8; depth++) {
+    if (deferredWriteFailures.has(e)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** Whether writeAtCommit defers writes in this transaction (one of transaction()'s own). */
+export function defersWrites(tx: Executor): boolean {
+  return states.has(tx as Transaction);
+}
+
+/** send(), remembering a failure of a round trip that carried `deferredCount` deferred writes. */
+async function sendDeferred(
+  state: TransactionState,
+  statements: readonly SQLWrapper[],
+  deferredCount: number,
+): Promise<unknown[]> {
+  try {
+    return await send(state, statements);
+  } catch (error) {
+    if (deferredCount > 0) {
+      state.failed ??= error;
+      if (error !== null && typeof error === 'object') deferredWriteFailures.add(error);
+    }
+    throw error;
+  }
 }
 
 /** Drizzle's renderer, for statements not bound already (BoundStatement). */
@@ -229,13 +274,13 @@ async function send(state: TransactionState, statements: readonly SQLWrapper[]):
 }
 
 /**
- * Runs one statement and returns its result (a write's ResultSetHeader, or a read's rows as the
- * driver gives them). Outside transaction(), through Drizzle.
+ * Runs one write and returns its result. Outside transaction(), through Drizzle. (Not for reads:
+ * in a transaction its rows would come as the driver types them, not as Drizzle does.)
  */
-export async function execute<T = ResultSetHeader>(tx: Executor, statement: SQLWrapper): Promise<T> {
+export async function execute(tx: Executor, statement: SQLWrapper): Promise<ResultSetHeader> {
   const state = states.get(tx as Transaction);
-  if (state) return (await send(state, [statement]))[0] as T;
-  return (await tx.execute(statement))[0] as unknown as T;
+  if (state) return (await send(state, [statement]))[0] as ResultSetHeader;
+  return (await tx.execute(statement))[0] as unknown as ResultSetHeader;
 }
 
 /** Hands each deferred write its result, from a query that began with them. */
@@ -299,11 +344,12 @@ export async function commitWith(
 ): Promise<ResultSetHeader[]> {
   const state = states.get(tx);
   if (!state) return executeEach(tx, statements);
+  if (state.failed !== undefined) throw state.failed;
   const head = options ? [sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`] : [];
   const writes = state.deferred.splice(0);
   const tail = state.end ? [sql.raw(state.end), sql`COMMIT`] : [sql`COMMIT`];
   const all = [...head, ...writes.map((w) => w.statement), ...statements, ...tail];
-  const results = ((await send(state, all)) as ResultSetHeader[]).slice(head.length);
+  const results = ((await sendDeferred(state, all, writes.length)) as ResultSetHeader[]).slice(head.length);
   state.committed = true;
   settleDeferredWrites(writes, results);
   return results.slice(writes.length, writes.length + statements.length);

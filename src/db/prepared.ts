@@ -50,7 +50,8 @@ export function prepared<Values extends object>(
       if ('constant' in b) return b.constant;
       if (!(b.name in named)) throw new Error(`no value for placeholder "${b.name}"`);
       const value = named[b.name];
-      return b.encode ? b.encode(value) : value;
+      // NULL stays NULL, as Drizzle binds it (a JSON column would otherwise get the text 'null').
+      return b.encode && value !== null && value !== undefined ? b.encode(value) : value;
     });
     return new BoundStatement(compiled.text, bound, compiled.parts);
   };

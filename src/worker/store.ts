@@ -100,6 +100,16 @@ export async function wasHandled(tx: Executor, consumer: string, messageId: stri
   return row !== undefined;
 }
 
+/** The highest sequence of the aggregate handled (or passed), read without a lock; undefined if none. */
+export async function lastHandled(db: Executor, key: AggregateKey): Promise<number | undefined> {
+  const [row] = await db
+    .select({ last: workerProgress.lastSequence })
+    .from(workerProgress)
+    .where(where(key))
+    .limit(1);
+  return row?.last;
+}
+
 /** An aggregate's progress as takeProgress found it. */
 export interface Progress {
   /** The highest sequence handled before. */

@@ -5,7 +5,9 @@ import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
 import {
   type Database,
+  defersWrites,
   execute,
+  failedInDeferredWrite,
   flushDeferredWrites,
   rollbackFailureOf,
   type Transaction,
@@ -24,6 +26,7 @@ import { canonicalJson } from '../support/json.js';
 import { parseEnvelope } from './envelope.js';
 import {
   type AggregateKey,
+  lastHandled,
   type Progress,
   passParked,
   recordFirstEvent,
@@ -91,6 +94,12 @@ interface Member {
   readonly handler: AnyHandler;
   readonly resolve: (decision: Decision) => void;
   readonly reject: (error: unknown) => void;
+}
+
+/** What runGroup learns from a deferred attempt at a group. */
+interface Attempt {
+  /** A first event's progress and inbox rows were deferred: its handler ran before any duplicate check. */
+  firstDeferred: boolean;
 }
 
 /** The order a group handles its messages in: by aggregate, then sequence. */
@@ -348,17 +357,22 @@ export class Worker {
     const alone = (member: Member) =>
       this.handleAlone(member.claim, member.handler).then(member.resolve, member.reject);
     let decisions: readonly Decision[];
-    const attempt = { atCommit: false };
+    const attempt: Attempt = { firstDeferred: false };
     try {
       decisions = await this.handleGroup(group, { deferred: true, attempt });
     } catch (error) {
-      // A message alone is handled again only if its deferred writes may be what failed: at the
-      // commit, and not for an outage or a deadlock, which the retry queue takes care of. Anything
-      // else (its handler threw, say) is its own failure as it is, and its handler ran once.
+      // A message alone is handled again only if its deferred writes may be what failed, and not
+      // for an outage or a deadlock, which the retry queue takes care of. Anything else (its
+      // handler threw, say) is its own failure as it is, and its handler ran once.
       const deferredWriteFailed =
-        attempt.atCommit && !isTransientDatabaseError(error, rollbackFailureOf(error));
+        failedInDeferredWrite(error) && !isTransientDatabaseError(error, rollbackFailureOf(error));
+      const member = group[0] as Member;
       if (group.length === 1 && !deferredWriteFailed) {
-        group[0]?.reject(error);
+        // Deferring, its handler ran before anything looked for a duplicate. A copy of an event
+        // handled before is a duplicate, whatever its handler does now.
+        if (attempt.firstDeferred && (await this.handledBefore(member.claim))) {
+          member.resolve({ kind: 'duplicate' });
+        } else member.reject(error);
         return;
       }
       this.options.log.debug(
@@ -369,6 +383,20 @@ export class Worker {
       return;
     }
     for (const [i, member] of group.entries()) member.resolve(decisions[i] as Decision);
+  }
+
+  /** Whether the aggregate's progress is at `claim`'s sequence or past it; false if unknown. */
+  private async handledBefore(claim: EventEnvelope): Promise<boolean> {
+    const key = {
+      consumer: this.consumer,
+      aggregateType: claim.aggregateType,
+      aggregateId: claim.aggregateId,
+    };
+    try {
+      return ((await lastHandled(this.options.db, key)) ?? 0) >= claim.sequence;
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -388,16 +416,17 @@ export class Worker {
    * handles them in turn), the history appended once.
    *
    * `deferred`: an aggregate's first event records its progress and inbox rows, and handlers
-   * their `write`s, with the COMMIT (see the class comment). Any other step first sends what was
-   * deferred, since it reads the progress rows those writes make. `attempt.atCommit` tells
-   * whether a failure came from the last round trip, where the deferred writes go.
+   * their `write`s, with the COMMIT (see the class comment), where the transaction can defer
+   * writes. Any other step first sends what was deferred, since it reads the progress rows those
+   * writes make. `attempt` learns whether a first event was handled so.
    */
   private async handleGroup(
     group: readonly Pick<Member, 'claim' | 'handler'>[],
-    { deferred, attempt }: { readonly deferred: boolean; readonly attempt?: { atCommit: boolean } },
+    { deferred, attempt }: { readonly deferred: boolean; readonly attempt?: Attempt },
   ): Promise<readonly Decision[]> {
     const handledAt = new Date();
     return transaction(this.options.db, async (tx) => {
+      const deferring = deferred && defersWrites(tx);
       const stored = await findEvents(
         tx,
         group.map((m) => m.claim.eventId),
@@ -409,7 +438,8 @@ export class Worker {
         const result = await this.handleOne(
           tx,
           { claim, handler, stored: stored.get(claim.eventId), handledAt },
-          deferred,
+          deferring,
+          attempt,
         );
         if ('kind' in result) {
           decisions[index] = result;
@@ -419,7 +449,6 @@ export class Worker {
         rows.push(result.row);
       }
       // Last, right before the commit: the counter's lock orders commits (history/store.ts).
-      if (attempt) attempt.atCommit = true;
       const history = await appendHistoryAndCommit(tx, rows);
       handled.forEach(({ index, appended }, i) => {
         decisions[index] = { kind: 'handled', appended, history: [history[i] as HistoryRow] };
@@ -438,6 +467,7 @@ export class Worker {
       handledAt,
     }: { claim: EventEnvelope; handler: AnyHandler; stored: EventEnvelope | undefined; handledAt: Date },
     deferred: boolean,
+    attempt?: Attempt,
   ): Promise<Exclude<Decision, { kind: 'handled' }> | { appended: AppendedEvent[]; row: NewHistoryRow }> {
     const event = await this.storedEvent(tx, claim, handler, stored);
     if (event === 'handled before') return { kind: 'duplicate' };
@@ -452,6 +482,7 @@ export class Worker {
     if (deferred && event.sequence === 1) {
       await recordFirstEventAtCommit(tx, key, event.eventId, handledAt);
       first = true;
+      if (attempt) attempt.firstDeferred = true;
     } else {
       await flushDeferredWrites(tx);
       first = event.sequence === 1 && (await recordFirstEvent(tx, key, event.eventId, handledAt));

@@ -298,67 +298,77 @@ describe('worker: idempotent receiver', () => {
     expect(await welcomeEmails(customer.customerId)).toBe(1);
   });
 
-  it("a first event whose handler appends a follow-up, arriving after its successor, is handled: the deferred rows' conflict sends it down the statement-by-statement path", async () => {
-    // The follow-up's append sends the deferred progress and inbox rows early (it reads the
-    // outbox); the successor already created the progress row, so they fail there, inside the
-    // handler, not at the COMMIT.
-    const notes: string[] = [];
-    const noted: Handler<{ customerId: string }> = {
-      name: 'note',
-      payload: z.object({ customerId: z.string() }),
-      async handle(_tx, event) {
-        notes.push(event.payload.customerId);
-      },
-    };
-    const appending: Handler<CustomerCreatedPayload> = {
-      name: 'welcome-email',
-      payload: welcomeEmail.payload,
-      async handle(tx, event, helpers) {
-        await welcomeEmail.handle(tx, event, helpers);
-        await helpers.append({
-          eventId: randomUUID(),
-          type: 'CustomerNoted',
-          aggregateType: 'Note',
-          aggregateId: event.aggregateId,
-          sequence: 2,
-          occurredAt: new Date(),
-          payload: { customerId: event.aggregateId },
-          headers: {},
-        });
-      },
-    };
-    const { service, url, exchange, retryQueue, deadQueue } = await start(
-      { ROLES: 'app,worker', WORKER_ORDER_WAIT_MS: '100' },
-      { handlers: { ...CUSTOMER_HANDLERS, CustomerCreated: appending, CustomerNoted: noted } },
-    );
-    const customer = await createCustomer(url, 'appends');
-    const second = await renameCustomer(url, customer.customerId, 'Renamed before handled');
-    await publishStoredEvent(exchange, second);
-    await waitFor(
-      'the second event to wait for the first',
-      async () => ((await outcomes(service)).waiting ?? 0) >= 1,
-    );
-    await publishStoredEvent(exchange, customer.eventId);
-    // Published by hand, so marked by hand (the follow-up too): no later relay sends them.
-    await db.query('UPDATE outbox SET published_at = NOW(3) WHERE event_id IN (?, ?)', [
-      customer.eventId,
-      second,
-    ]);
+  it.each([
+    ['lets it fail', false],
+    ['swallows its failure', true],
+  ])(
+    "a first event whose handler appends a follow-up (and %s), arriving after its successor, is handled: the deferred rows' conflict sends it down the statement-by-statement path",
+    async (_, swallow) => {
+      // The follow-up's append sends the deferred progress and inbox rows early (it reads the
+      // outbox); the successor already created the progress row, so they fail there, inside the
+      // handler, not at the COMMIT.
+      const notes: string[] = [];
+      const noted: Handler<{ customerId: string }> = {
+        name: 'note',
+        payload: z.object({ customerId: z.string() }),
+        async handle(_tx, event) {
+          notes.push(event.payload.customerId);
+        },
+      };
+      const appending: Handler<CustomerCreatedPayload> = {
+        name: 'welcome-email',
+        payload: welcomeEmail.payload,
+        async handle(tx, event, helpers) {
+          await welcomeEmail.handle(tx, event, helpers);
+          const append = helpers.append({
+            eventId: randomUUID(),
+            type: 'CustomerNoted',
+            aggregateType: 'Note',
+            aggregateId: event.aggregateId,
+            sequence: 2,
+            occurredAt: new Date(),
+            payload: { customerId: event.aggregateId },
+            headers: {},
+          });
+          // Even a handler that catches the error cannot commit without the rows that failed.
+          if (swallow) await append.catch(() => {});
+          else await append;
+        },
+      };
+      const { service, url, exchange, retryQueue, deadQueue } = await start(
+        { ROLES: 'app,worker', WORKER_ORDER_WAIT_MS: '100' },
+        { handlers: { ...CUSTOMER_HANDLERS, CustomerCreated: appending, CustomerNoted: noted } },
+      );
+      const customer = await createCustomer(url, 'appends');
+      const second = await renameCustomer(url, customer.customerId, 'Renamed before handled');
+      await publishStoredEvent(exchange, second);
+      await waitFor(
+        'the second event to wait for the first',
+        async () => ((await outcomes(service)).waiting ?? 0) >= 1,
+      );
+      await publishStoredEvent(exchange, customer.eventId);
+      // Published by hand, so marked by hand (the follow-up too): no later relay sends them.
+      await db.query('UPDATE outbox SET published_at = NOW(3) WHERE event_id IN (?, ?)', [
+        customer.eventId,
+        second,
+      ]);
 
-    await waitFor('both events in the history', async () => (await historyRows(customer.customerId)) === 2);
-    const o = await outcomes(service);
-    expect(o.retried ?? 0).toBe(0);
-    expect(o.parked ?? 0).toBe(0);
-    expect(await broker.messageCount(retryQueue)).toBe(0);
-    expect(await broker.messageCount(deadQueue)).toBe(0);
-    expect(await welcomeEmails(customer.customerId)).toBe(1);
-    const [followUp] = await db.query<{ n: number | string }>(
-      "SELECT COUNT(*) AS n FROM outbox WHERE aggregate_type = 'Note' AND aggregate_id = ?",
-      [customer.customerId],
-    );
-    expect(Number(followUp?.n)).toBe(1);
-    await db.query("UPDATE outbox SET published_at = NOW(3) WHERE aggregate_type = 'Note'");
-  });
+      await waitFor('both events in the history', async () => (await historyRows(customer.customerId)) === 2);
+      const o = await outcomes(service);
+      expect(o.retried ?? 0).toBe(0);
+      expect(o.parked ?? 0).toBe(0);
+      expect(await broker.messageCount(retryQueue)).toBe(0);
+      expect(await broker.messageCount(deadQueue)).toBe(0);
+      expect(await welcomeEmails(customer.customerId)).toBe(1);
+      expect(await inboxRows(customer.eventId)).toBe(1);
+      const [followUp] = await db.query<{ n: number | string }>(
+        "SELECT COUNT(*) AS n FROM outbox WHERE aggregate_type = 'Note' AND aggregate_id = ?",
+        [customer.customerId],
+      );
+      expect(Number(followUp?.n)).toBe(1);
+      await db.query("UPDATE outbox SET published_at = NOW(3) WHERE aggregate_type = 'Note'");
+    },
+  );
 
   it('a message redelivered ten times is parked before RabbitMQ 4 would drop it at its delivery limit', async () => {
     const { service, url, workerQueue, deadQueue } = await start();

@@ -13,11 +13,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import amqp from 'amqplib';
+import { escape as escapeLiteral } from 'mysql2';
 import { declareWorkerQueues, topologyFor } from '../src/broker/topology.js';
 import { CUSTOMER_CREATED } from '../src/customers/events.js';
 import { claimAndSettle } from '../src/outbox/store.js';
 import {
   BENCH_AMQP_URL,
+  BENCH_POLL_INTERVAL_MS,
   type BenchDatabase,
   benchConfig,
   createBenchDatabase,
@@ -28,8 +30,8 @@ import {
   waitUntil,
 } from './support.js';
 
-/** Drains of the backlog per table state; the median is reported. */
-const DRAINS = 3;
+/** A drain's backlog becomes due this long after its insert began (the insert takes ~1 s). */
+const DUE_AFTER_SECONDS = 3;
 
 const query = async (db: BenchDatabase, text: string): Promise<Array<Record<string, unknown>>> => {
   const [rows] = await db.pool.query(text);
@@ -41,14 +43,18 @@ const pendingCount = async (db: BenchDatabase): Promise<number> =>
 
 /**
  * `count` rows from the sequence engine, in chunks (one statement each, so no transaction
- * grows huge): published ones (leased, as a relay leaves them), or a pending backlog not due
- * yet (releaseBacklog makes it due).
+ * grows huge): published ones (leased, as a relay leaves them), or a pending backlog due at
+ * `due` (a DATETIME(3) text of the database's clock). No statement touches a backlog after its
+ * insert: an UPDATE making 20,000 rows due leaves as many delete-marked entries in the claim
+ * index for the claims to step over until InnoDB's purge has removed them, which made the
+ * figures depend on how busy purge was.
  */
 async function insertRows(
   db: BenchDatabase,
   count: number,
   label: string,
   published: boolean,
+  due?: string,
 ): Promise<void> {
   const CHUNK = 100_000;
   for (let from = 0; from < count; from += CHUNK) {
@@ -58,7 +64,7 @@ async function insertRows(
         // state holds them (older ones would have the relays' pruners deleting 400,000 rows
         // while the drain is measured).
         `NOW(3) - INTERVAL (seq / 20) SECOND, 'bench', UUID(), NOW(3) - INTERVAL (seq / 20) SECOND, NOW(3) - INTERVAL (seq / 20) SECOND`
-      : `NOW(3) + INTERVAL 1 DAY, NULL, NULL, NULL, NULL`;
+      : `${escapeLiteral(due ?? '')}, NULL, NULL, NULL, NULL`;
     await db.pool.query(
       `INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, type, payload, headers, occurred_at,
                            next_attempt_at, lease_owner, lease_token, lease_expires_at, published_at)
@@ -70,9 +76,23 @@ async function insertRows(
   }
 }
 
-/** Makes the (not yet due) backlog due now, through the claim index. */
-const releaseBacklog = (db: BenchDatabase) =>
-  db.pool.query('UPDATE outbox SET next_attempt_at = NOW(3) WHERE published_at IS NULL AND dead_at IS NULL');
+/** The database's clock `seconds` from now, as DATETIME(3) text. */
+async function dbTime(db: BenchDatabase, seconds: number): Promise<string> {
+  const [row] = await query(
+    db,
+    `SELECT DATE_FORMAT(NOW(3) + INTERVAL ${Math.round(seconds * 1e6)} MICROSECOND, '%Y-%m-%d %H:%i:%s.%f') AS t`,
+  );
+  return String(row?.t);
+}
+
+/** Seconds from `due` to the last publish, by the database's clock. */
+async function drainSeconds(db: BenchDatabase, due: string): Promise<number> {
+  const [row] = await query(
+    db,
+    `SELECT TIMESTAMPDIFF(MICROSECOND, ${escapeLiteral(due)}, MAX(published_at)) AS us FROM outbox`,
+  );
+  return Number(row?.us) / 1e6;
+}
 
 /**
  * Claims the whole backlog one batch at a time as a relay lane does, marking each as published
@@ -100,97 +120,107 @@ const median = (values: readonly number[]): number => {
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 };
 
-interface Measured {
-  readonly claimMsMedian: number;
-  readonly claimMsMean: number;
-  readonly drainEventsPerSecond: number;
-}
+/**
+ * Both states at once, in two databases: the same backlog claimed, then drained, on the empty
+ * outbox and on the big one in turn, ROUNDS times. Measured one after the other, the two
+ * figures would also differ by whatever the machine was doing in between (InnoDB still
+ * flushing the seed, another benchmark's dropped database being purged); alternated, that
+ * falls on both alike.
+ */
+const ROUNDS = 3;
 
 export async function runBigTableBenchmark(publishedRows: number, backlog: number): Promise<void> {
-  const db = await createBenchDatabase('bigtable');
+  const empty = await createBenchDatabase('bigtable_empty');
+  const big = await createBenchDatabase('bigtable_big');
   const suffix = randomBytes(3).toString('hex');
   const topology = topologyFor(`bench.events.${suffix}`, `bench.worker.${suffix}`, [CUSTOMER_CREATED]);
   const admin = await amqp.connect(BENCH_AMQP_URL);
   const channel = await admin.createChannel();
-  const config = benchConfig(db.url, {});
-  const batchSize = config.relay.batchSize;
-  let round_ = 0;
+  const batchSize = benchConfig(empty.url, {}).relay.batchSize;
+  let label = 0;
+  const relays: Array<{ stop(): Promise<void> }> = [];
   try {
     await declareWorkerQueues(channel, topology);
-    const env = {
-      DATABASE_URL: db.url,
-      OUTBOX_EXCHANGE: topology.exchange,
-      WORKER_QUEUE: topology.workerQueue,
-    };
-
-    const measure = async (rowsInOutbox: number): Promise<Measured> => {
-      // The claim alone: one lane, the whole backlog, batch by batch.
-      await insertRows(db, backlog, `r${round_++}`, false);
-      await releaseBacklog(db);
-      const costs = (await claimCosts(db, batchSize)).slice(0, -1); // the last one found nothing
-      // The relay: one standalone process, ready before the clock starts; the backlog drained
-      // DRAINS times and the median taken, since one drain on a shared machine is noisy.
-      const relay = await spawnBenchService('relay', env);
-      const rates: number[] = [];
-      try {
-        for (let i = 0; i < DRAINS; i++) {
-          await insertRows(db, backlog, `r${round_++}`, false);
-          const started = performance.now();
-          await releaseBacklog(db);
-          await waitUntil(async () => (await pendingCount(db)) === 0, 20);
-          rates.push(Math.round(backlog / ((performance.now() - started) / 1000)));
-          await channel.purgeQueue(topology.workerQueue);
-        }
-      } finally {
-        await relay.stop();
-      }
-      const measured = {
-        claimMsMedian: round(median(costs)),
-        claimMsMean: round(costs.reduce((a, b) => a + b, 0) / costs.length),
-        drainEventsPerSecond: median(rates),
-      };
-      report({
-        scenario: 'big-table',
-        rowsInOutbox,
-        backlog,
-        batchSize,
-        claims: costs.length,
-        ...measured,
-        drainSamples: rates,
-      });
-      return measured;
-    };
-
-    const empty = await measure(0);
 
     const seedStarted = performance.now();
-    await insertRows(db, publishedRows, 'published', true);
+    await insertRows(big, publishedRows, 'published', true);
     // As the server would have by itself after so many inserts: statistics that know the table.
-    await db.pool.query('ANALYZE TABLE outbox');
+    await big.pool.query('ANALYZE TABLE outbox');
     const seedSeconds = (performance.now() - seedStarted) / 1000;
-    const total = Number((await query(db, 'SELECT COUNT(*) AS n FROM outbox'))[0]?.n);
+    const total = Number((await query(big, 'SELECT COUNT(*) AS n FROM outbox'))[0]?.n);
     report({ scenario: 'big-table-seed', publishedRows, seconds: round(seedSeconds), rowsInOutbox: total });
-    // The seed leaves InnoDB flushing hundreds of megabytes of dirty pages for a while; measured
-    // meanwhile, the drain would compete with that I/O rather than with the table's size. Wait
-    // (up to two minutes) until the flushing has settled, as a long-lived table would be.
-    const settled = await settleDirtyPages(db, 120_000);
+    // The seed leaves InnoDB flushing hundreds of megabytes of dirty pages for a while: wait (up
+    // to two minutes) until that has settled, as a long-lived table would be.
+    const settled = await settleDirtyPages(big, 120_000);
     report({
       scenario: 'big-table-flush',
       secondsWaited: round(settled.seconds),
       dirtyPagesLeft: settled.dirty,
     });
 
-    const big = await measure(total);
+    const states = [
+      { db: empty, rowsInOutbox: 0, claims: [] as number[], drains: [] as number[] },
+      { db: big, rowsInOutbox: total, claims: [] as number[], drains: [] as number[] },
+    ];
+    // The claim alone: one lane, the whole backlog (due at once), batch by batch.
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const state of states) {
+        await insertRows(state.db, backlog, `r${label++}`, false, await dbTime(state.db, 0));
+        state.claims.push(...(await claimCosts(state.db, batchSize)).slice(0, -1)); // the last found nothing
+      }
+    }
+    // The relay: one standalone process per database, ready before the clocks start.
+    for (const state of states) {
+      relays.push(
+        await spawnBenchService('relay', {
+          DATABASE_URL: state.db.url,
+          OUTBOX_EXCHANGE: topology.exchange,
+          WORKER_QUEUE: topology.workerQueue,
+          // A backlog that becomes due wakes no relay (no writer sends a hint): lanes find it at
+          // their next poll. At the default second that wait would be part of the drain's time.
+          RELAY_POLL_INTERVAL_MS: process.env.RELAY_POLL_INTERVAL_MS ?? String(BENCH_POLL_INTERVAL_MS),
+        }),
+      );
+    }
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const state of states) {
+        // Due a moment after the insert has committed; timed from then to the last publish.
+        const due = await dbTime(state.db, DUE_AFTER_SECONDS);
+        await insertRows(state.db, backlog, `r${label++}`, false, due);
+        await waitUntil(async () => (await pendingCount(state.db)) === 0, 20);
+        state.drains.push(Math.round(backlog / (await drainSeconds(state.db, due))));
+        await channel.purgeQueue(topology.workerQueue);
+      }
+    }
+
+    const measured = states.map((state) => {
+      const figures = {
+        claimMsMedian: round(median(state.claims)),
+        claimMsMean: round(state.claims.reduce((a, b) => a + b, 0) / state.claims.length),
+        drainEventsPerSecond: median(state.drains),
+      };
+      report({
+        scenario: 'big-table',
+        rowsInOutbox: state.rowsInOutbox,
+        backlog,
+        batchSize,
+        claims: state.claims.length,
+        ...figures,
+        drainSamples: state.drains,
+      });
+      return figures;
+    });
+    const [onEmpty, onBig] = measured as [(typeof measured)[0], (typeof measured)[0]];
     report({
       scenario: 'big-table-ratio',
       rowsInOutbox: total,
       backlog,
       // 1.00 = no difference; the target is 0.90–1.10.
-      claimCostRatio: round(big.claimMsMedian / empty.claimMsMedian),
-      drainRateRatio: round(big.drainEventsPerSecond / empty.drainEventsPerSecond),
+      claimCostRatio: round(onBig.claimMsMedian / onEmpty.claimMsMedian),
+      drainRateRatio: round(onBig.drainEventsPerSecond / onEmpty.drainEventsPerSecond),
     });
     const plan = await query(
-      db,
+      big,
       'EXPLAIN SELECT id FROM outbox WHERE published_at IS NULL AND dead_at IS NULL AND next_attempt_at <= NOW(3) ORDER BY next_attempt_at, id LIMIT 500',
     );
     report({
@@ -200,9 +230,10 @@ export async function runBigTableBenchmark(publishedRows: number, backlog: numbe
       extra: plan[0]?.Extra,
     });
   } finally {
+    await Promise.all(relays.map((relay) => relay.stop()));
     await admin.close().catch(() => {});
     await deleteBrokerObjects(topology.exchange, topology.workerQueue);
-    await db.drop();
+    await Promise.all([empty.drop(), big.drop()]);
   }
 }
 

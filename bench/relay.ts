@@ -13,6 +13,7 @@ import { routingKeyOf } from '../src/outbox/event.js';
 import { claimAndSettle } from '../src/outbox/store.js';
 import {
   BENCH_AMQP_URL,
+  BENCH_POLL_INTERVAL_MS,
   type BenchDatabase,
   benchConfig,
   createBenchDatabase,
@@ -264,6 +265,9 @@ export async function runRelayBenchmark(events: number): Promise<void> {
         DATABASE_URL: db.url,
         OUTBOX_EXCHANGE: topology.exchange,
         WORKER_QUEUE: topology.workerQueue,
+        // A backlog that becomes due wakes no relay (no writer sends a hint): lanes find it at their
+        // next poll. At the default second that wait would be part of the drain's time.
+        RELAY_POLL_INTERVAL_MS: process.env.RELAY_POLL_INTERVAL_MS ?? String(BENCH_POLL_INTERVAL_MS),
       };
       // Each relay is a standalone process (`npm start -- relay`), as in a scaled deployment.
       const services = await Promise.all(

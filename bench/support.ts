@@ -6,6 +6,8 @@ import { runMigrations } from '../src/db/migrate.js';
 
 export const BENCH_MYSQL_URL = process.env.BENCH_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306';
 export const BENCH_AMQP_URL = process.env.BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+/** How often a benchmark's relays look for due rows (RELAY_POLL_INTERVAL_MS), unless set. */
+export const BENCH_POLL_INTERVAL_MS = 50;
 
 /** One JSON line per figure on stdout: machine-readable, and readable enough by eye. */
 export function report(figure: Record<string, unknown>): void {

@@ -328,9 +328,10 @@ export class Worker {
    * group to fill.
    *
    * If the group's transaction fails for any reason, nothing of it was written and each message
-   * is handled again on its own, with no write deferred to the COMMIT, so a failure (a bad event, a handler's error, a deadlock, an
-   * outage) is attributed to the message it belongs to and retried, waited or parked exactly
-   * as it would have been alone.
+   * is handled again on its own, with no write deferred to the COMMIT, so a failure (a bad
+   * event, a handler's error, a deadlock, an outage) is attributed to the message it belongs to
+   * and retried, waited or parked exactly as it would have been alone. A group of one is handled
+   * again only if a deferred write failed (see runGroup).
    */
   private inGroup(claim: EventEnvelope, handler: AnyHandler): Promise<Decision> {
     return new Promise<Decision>((resolve, reject) => {

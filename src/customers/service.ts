@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { asc, eq, gt, sql } from 'drizzle-orm';
-import { type Database, execute, type Transaction } from '../db/client.js';
+import { type Database, execute, type Transaction, transaction } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
 import { prepared } from '../db/prepared.js';
 import { customers } from '../db/schema.js';
 import { ConflictError, EmailTakenError, InvalidInputError, NotFoundError } from '../errors.js';
-import { runOnce } from '../idempotency/keys.js';
-import type { EventHeaders } from '../outbox/event.js';
+import { retryingDeadlocks, runOnce } from '../idempotency/keys.js';
+import type { EventHeaders, NewEvent } from '../outbox/event.js';
 import type { AppendedEvent } from '../outbox/store.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import {
@@ -86,6 +86,7 @@ export async function createCustomer(
   raw: CreateCustomerInput,
 ): Promise<CustomerMutationResult> {
   const input = parseCreateCustomerInput(raw);
+  if (ctx.idempotencyKey === undefined) return createInOneRoundTrip(ctx, input);
   const appended: AppendedEvent[] = [];
   const result = await runOnce(
     ctx.db,
@@ -137,6 +138,59 @@ export async function createCustomer(
   );
   ctx.writer.committed(appended);
   return result;
+}
+
+/**
+ * createCustomer without an Idempotency-Key: nothing needs the customer's id before the COMMIT
+ * (a key's stored response would), so the customer row, its event and the COMMIT go to the
+ * database in one round trip, the event taking the id from the insert (writer.appendWithInsert).
+ * A duplicate e-mail then fails the COMMIT, and is told by its error number alone: the event's
+ * row has no other unique key a new write can meet (its event id is a fresh UUID).
+ */
+async function createInOneRoundTrip(
+  ctx: WriteContext,
+  input: CreateCustomerInput,
+): Promise<CustomerMutationResult> {
+  const createdAt = new Date();
+  const eventId = randomUUID();
+  let created: { event: AppendedEvent; insertedId: () => number };
+  try {
+    created = await retryingDeadlocks(() =>
+      transaction(ctx.db, (tx) =>
+        ctx.writer.appendWithInsert(
+          tx,
+          insertCustomer({
+            email: input.email,
+            emailNormalized: normalizeEmail(input.email),
+            name: input.name,
+            createdAt,
+          }),
+          (id): NewEvent => ({
+            eventId,
+            type: CUSTOMER_CREATED,
+            aggregateType: CUSTOMER_AGGREGATE,
+            aggregateId: id,
+            sequence: 1,
+            occurredAt: createdAt,
+            payload: {
+              customerId: id,
+              email: input.email,
+              name: input.name,
+              createdAt: createdAt.toISOString(),
+            } satisfies CustomerCreatedPayload,
+            headers: ctx.headers,
+          }),
+        ),
+      ),
+    );
+  } catch (error) {
+    if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
+    throw error;
+  }
+  const id = created.insertedId();
+  if (!Number.isSafeInteger(id) || id < 1) throw new Error(`INSERT into customers returned id ${id}`);
+  ctx.writer.committed([created.event]);
+  return { customer: { id, email: input.email, name: input.name, createdAt, version: 1 }, eventId };
 }
 
 /**

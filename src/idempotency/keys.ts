@@ -17,6 +17,19 @@ export interface Replay<T> {
 /** Deadlocks and lock wait timeouts roll back the whole transaction; running it again is safe. */
 const RETRIES = 3;
 
+/** Runs a whole transaction (`run`) again after a deadlock or a lock wait timeout, RETRIES times in all. */
+export async function retryingDeadlocks<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      const errno = mysqlErrno(error);
+      const retryable = errno === MysqlErrno.DEADLOCK || errno === MysqlErrno.LOCK_WAIT_TIMEOUT;
+      if (!retryable || attempt >= RETRIES) throw error;
+    }
+  }
+}
+
 /**
  * Runs a mutation's transaction at most once per idempotency key.
  *
@@ -40,33 +53,27 @@ export async function runOnce<T>(
       : createHash('sha256')
           .update(`${replay.operation}\n${canonicalJson(input)}`)
           .digest('hex');
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await transaction(db, async (tx) => {
-        if (key !== undefined) {
-          const stored = await claimKey(tx, key, replay.operation, requestHash);
-          if (stored !== undefined) return replay.decode(stored.response);
-        }
-        const result = await body(tx);
-        if (key !== undefined) {
-          // With the COMMIT, in the same round trip: nothing reads it before.
-          await writeAtCommit(
-            tx,
-            tx
-              .update(idempotencyKeys)
-              .set({ response: sql`${JSON.stringify(replay.encode(result))}` })
-              .where(eq(idempotencyKeys.key, key))
-              .getSQL(),
-          );
-        }
-        return result;
-      });
-    } catch (error) {
-      const errno = mysqlErrno(error);
-      const retryable = errno === MysqlErrno.DEADLOCK || errno === MysqlErrno.LOCK_WAIT_TIMEOUT;
-      if (!retryable || attempt >= RETRIES) throw error;
-    }
-  }
+  return retryingDeadlocks(() =>
+    transaction(db, async (tx) => {
+      if (key !== undefined) {
+        const stored = await claimKey(tx, key, replay.operation, requestHash);
+        if (stored !== undefined) return replay.decode(stored.response);
+      }
+      const result = await body(tx);
+      if (key !== undefined) {
+        // With the COMMIT, in the same round trip: nothing reads it before.
+        await writeAtCommit(
+          tx,
+          tx
+            .update(idempotencyKeys)
+            .set({ response: sql`${JSON.stringify(replay.encode(result))}` })
+            .where(eq(idempotencyKeys.key, key))
+            .getSQL(),
+        );
+      }
+      return result;
+    }),
+  );
 }
 
 /**

@@ -30,7 +30,7 @@ import {
   transaction,
   writeAtCommit,
 } from '../db/client.js';
-import { prepared } from '../db/prepared.js';
+import { prepared, type Renderer } from '../db/prepared.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope, EventHeaders, NewEvent } from './event.js';
 
@@ -130,28 +130,42 @@ const newRow = {
   headers: sql.placeholder('headers'),
   occurredAt: sql.placeholder('occurredAt'),
 };
+/**
+ * The same, for the event of a row inserted by the statement right before it (see
+ * appendEvent's `insertedIdToken`): the aggregate id is that row's id, LAST_INSERT_ID(), and the
+ * payload's text takes it where the token stands.
+ */
+const newRowOfInserted = {
+  ...newRow,
+  aggregateId: sql`LAST_INSERT_ID()`,
+  payload: sql`REPLACE(${sql.placeholder('payload')}, ${sql.placeholder('quotedToken')}, CONCAT('"', LAST_INSERT_ID(), '"'))`,
+};
+type Columns = typeof newRow | typeof newRowOfInserted;
+type Lease_ = { leaseOwner: string; leaseToken: string; leaseMicroseconds: number };
 /** A new row due now: a relay elsewhere claims it. */
-const insertDue = prepared<NewRowValues>((db) =>
-  db.insert(outbox).values({ ...newRow, nextAttemptAt: now, held: false }),
-);
-/** A new row waiting for its predecessor (see releaseSuccessors). */
-const insertHeld = prepared<NewRowValues>((db) =>
-  db.insert(outbox).values({ ...newRow, nextAttemptAt: sql`${HELD_UNTIL}`, held: true }),
-);
+const due = (columns: Columns) => (db: Renderer) =>
+  db.insert(outbox).values({ ...columns, nextAttemptAt: now, held: false });
 /** A new row leased to the relay in this process (see handoff.ts), due again when the lease ends. */
-const insertLeased = prepared<
-  NewRowValues & { leaseOwner: string; leaseToken: string; leaseMicroseconds: number }
->((db) => {
+const leased = (columns: Columns) => (db: Renderer) => {
   const expiry = sql`NOW(3) + INTERVAL ${sql.placeholder('leaseMicroseconds')} MICROSECOND`;
   return db.insert(outbox).values({
-    ...newRow,
+    ...columns,
     nextAttemptAt: expiry,
     held: false,
     leaseOwner: sql.placeholder('leaseOwner'),
     leaseToken: sql.placeholder('leaseToken'),
     leaseExpiresAt: expiry,
   });
-});
+};
+const insertDue = prepared<NewRowValues>(due(newRow));
+const insertLeased = prepared<NewRowValues & Lease_>(leased(newRow));
+/** A new row waiting for its predecessor (see releaseSuccessors). */
+const insertHeld = prepared<NewRowValues>((db) =>
+  db.insert(outbox).values({ ...newRow, nextAttemptAt: sql`${HELD_UNTIL}`, held: true }),
+);
+type OfInserted = Omit<NewRowValues, 'aggregateId'> & { quotedToken: string };
+const insertDueOfInserted = prepared<OfInserted>(due(newRowOfInserted));
+const insertLeasedOfInserted = prepared<OfInserted & Lease_>(leased(newRowOfInserted));
 
 /**
  * Appends an event in the caller's transaction and returns it as a relay would have claimed
@@ -163,6 +177,13 @@ export async function appendEvent(
   event: NewEvent,
   payloadJson: string,
   mode: Lease | 'held' | undefined,
+  /**
+   * The event is of the row the transaction's previous statement inserted, whose id only the
+   * database knows yet: the event's aggregateId is this token, and so is the id wherever the
+   * payload holds it (as a JSON string); the row takes LAST_INSERT_ID() in their place. The
+   * returned envelope and payload still show the token (writer.ts resolves them after the commit).
+   */
+  insertedIdToken?: string,
 ): Promise<AppendedEvent> {
   const lease = typeof mode === 'object' ? mode : undefined;
   const row = {
@@ -174,17 +195,28 @@ export async function appendEvent(
     payload: payloadJson,
     headers: event.headers,
     occurredAt: event.occurredAt,
+    quotedToken: JSON.stringify(insertedIdToken ?? ''),
   };
-  const statement = lease
-    ? insertLeased({
-        ...row,
-        leaseOwner: lease.owner,
-        leaseToken: lease.token,
-        leaseMicroseconds: lease.durationMs * 1000,
-      })
-    : mode === 'held'
-      ? insertHeld(row)
-      : insertDue(row);
+  const leaseValues = lease && {
+    leaseOwner: lease.owner,
+    leaseToken: lease.token,
+    leaseMicroseconds: lease.durationMs * 1000,
+  };
+  if (insertedIdToken !== undefined && (mode === 'held' || event.aggregateId !== insertedIdToken)) {
+    throw new Error(
+      "an event of an inserted row is its aggregate's first, with the token as its aggregate id",
+    );
+  }
+  const statement =
+    insertedIdToken !== undefined
+      ? leaseValues
+        ? insertLeasedOfInserted({ ...row, ...leaseValues })
+        : insertDueOfInserted(row)
+      : leaseValues
+        ? insertLeased({ ...row, ...leaseValues })
+        : mode === 'held'
+          ? insertHeld(row)
+          : insertDue(row);
   // Nothing in the transaction needs the row before it commits, so it goes with the COMMIT.
   const inserted = await writeAtCommit(tx, statement);
   return {
@@ -753,7 +785,7 @@ export async function listDead(db: Executor, limit: number): Promise<DeadEvent[]
 }
 
 /** The envelope's fields but the payload, from a row or from an event about to be written. */
-function envelopeHead(
+export function envelopeHead(
   event: Pick<NewEvent, 'eventId' | 'type' | 'aggregateType' | 'aggregateId' | 'sequence' | 'occurredAt'>,
 ): Omit<EventEnvelope, 'payload'> {
   return {

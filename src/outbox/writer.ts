@@ -1,7 +1,9 @@
-import type { Executor } from '../db/client.js';
+import { randomBytes } from 'node:crypto';
+import type { SQLWrapper } from 'drizzle-orm';
+import { type Executor, writeAtCommit } from '../db/client.js';
 import type { NewEvent } from './event.js';
 import type { Handoff, Waker } from './handoff.js';
-import { type AppendedEvent, appendEvent, predecessorUnpublished } from './store.js';
+import { type AppendedEvent, appendEvent, envelopeHead, predecessorUnpublished } from './store.js';
 
 export interface OutboxWriterOptions {
   /** The relay in this process, if any. */
@@ -27,15 +29,70 @@ export class EventTooLargeError extends Error {
 export class OutboxWriter {
   constructor(private readonly options: OutboxWriterOptions) {}
 
+  /** Stands for an inserted row's id until the database gives it (appendWithInsert). */
+  private readonly idToken = `inserted-id-${randomBytes(12).toString('hex')}`;
+
   async append(tx: Executor, event: NewEvent): Promise<AppendedEvent> {
     const payloadJson = JSON.stringify(event.payload);
-    if (Buffer.byteLength(payloadJson) > this.options.maxPayloadBytes) {
-      throw new EventTooLargeError(
-        `${event.type} payload is ${Buffer.byteLength(payloadJson)} bytes, over the ${this.options.maxPayloadBytes} allowed`,
-      );
-    }
+    this.checkSize(event.type, payloadJson);
     const held = event.sequence > 1 && (await predecessorUnpublished(tx, event));
     return appendEvent(tx, event, payloadJson, held ? 'held' : this.options.handoff?.lease);
+  }
+
+  /**
+   * Inserts a new aggregate's row (`insert`, an INSERT that gives it an AUTO_INCREMENT id) and
+   * appends its first event, `event(id)`, both sent with the COMMIT: nothing waits for the id
+   * before it. The outbox row takes the id from LAST_INSERT_ID() in the statement right after
+   * the insert; `event` is called with a token in its place, so it must put the id where it
+   * goes as a string (the aggregate id, and payload fields), and is called again with the real
+   * id once the transaction has committed, for the returned event and `insertedId()`. A failing
+   * insert (a duplicate key, say) fails the COMMIT, and so the transaction.
+   */
+  async appendWithInsert(
+    tx: Executor,
+    insert: SQLWrapper,
+    event: (id: string) => NewEvent,
+  ): Promise<{ event: AppendedEvent; insertedId: () => number }> {
+    const template = event(this.idToken);
+    const templateJson = JSON.stringify(template.payload);
+    // As large as it can get: the token's place taken by the largest id there is.
+    this.checkSize(
+      template.type,
+      templateJson.replaceAll(JSON.stringify(this.idToken), JSON.stringify('9'.repeat(20))),
+    );
+    const inserted = await writeAtCommit(tx, insert);
+    const appended = await appendEvent(tx, template, templateJson, this.options.handoff?.lease, this.idToken);
+    const insertedId = () => Number(inserted().insertId);
+    let committed: NewEvent | undefined;
+    const final = () => {
+      committed ??= event(String(insertedId()));
+      return committed;
+    };
+    return {
+      insertedId,
+      event: {
+        get id() {
+          return appended.id;
+        },
+        takenOver: false,
+        leased: appended.leased,
+        headers: template.headers,
+        get envelope() {
+          return envelopeHead(final());
+        },
+        get payloadJson() {
+          return JSON.stringify(final().payload);
+        },
+      },
+    };
+  }
+
+  private checkSize(type: string, payloadJson: string): void {
+    if (Buffer.byteLength(payloadJson) > this.options.maxPayloadBytes) {
+      throw new EventTooLargeError(
+        `${type} payload is ${Buffer.byteLength(payloadJson)} bytes, over the ${this.options.maxPayloadBytes} allowed`,
+      );
+    }
   }
 
   /** After the commit: hand leased rows to the local relay, and wake whoever must claim the rest. */

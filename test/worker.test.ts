@@ -370,6 +370,40 @@ describe('worker: idempotent receiver', () => {
     },
   );
 
+  it("a create's event, handed to the relay in its process, is the stored row to the byte, with the id the database gave the customer", async () => {
+    // The create's one round trip: the outbox row takes the customer's id from LAST_INSERT_ID()
+    // and the process builds the same event once the id is known (writer.appendWithInsert).
+    const { service, url, exchange } = await start();
+    const captured = await broker.capture(exchange, 'customer.created');
+    const name = 'Zoë "Quote" \\ O\'Brien 😀';
+    const response = await graphql<{ createCustomer: { eventId: string; customer: { id: string } } }>(
+      url,
+      'mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { eventId customer { id } } }',
+      { input: { email: `zoe.${randomUUID()}@example.com`, name } },
+    );
+    const created = response.data?.createCustomer;
+    expect(response.errors).toBeUndefined();
+    const message = await waitFor('the CustomerCreated message on the exchange', () =>
+      captured.find((m) => m.properties.messageId === created?.eventId),
+    );
+    const [row] = await db.query<{ aggregate_id: string; payload: string }>(
+      'SELECT aggregate_id, CAST(payload AS CHAR) AS payload FROM outbox WHERE event_id = ?',
+      [created?.eventId],
+    );
+    expect(row?.aggregate_id).toBe(created?.customer.id);
+    const body = message.content.toString('utf8');
+    expect(body).toContain(`"payload":${row?.payload}`);
+    const envelope = JSON.parse(body) as {
+      aggregateId: string;
+      payload: { customerId: string; name: string };
+    };
+    expect(envelope.aggregateId).toBe(created?.customer.id);
+    expect(envelope.payload.customerId).toBe(created?.customer.id);
+    expect(envelope.payload.name).toBe(name);
+    await waitFor('the event to be handled', async () => (await outcomes(service)).handled === 1);
+    expect(await welcomeEmails(String(created?.customer.id))).toBe(1);
+  });
+
   it('a message redelivered ten times is parked before RabbitMQ 4 would drop it at its delivery limit', async () => {
     const { service, url, workerQueue, deadQueue } = await start();
     const customer = await createCustomer(url, 'redelivered');

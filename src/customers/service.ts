@@ -87,6 +87,14 @@ export async function createCustomer(
 ): Promise<CustomerMutationResult> {
   const input = parseCreateCustomerInput(raw);
   if (ctx.idempotencyKey === undefined) return createInOneRoundTrip(ctx, input);
+  return createStepByStep(ctx, input);
+}
+
+/** createCustomer with the customer's INSERT in a round trip of its own, before the event. */
+async function createStepByStep(
+  ctx: WriteContext,
+  input: CreateCustomerInput,
+): Promise<CustomerMutationResult> {
   const appended: AppendedEvent[] = [];
   const result = await runOnce(
     ctx.db,
@@ -144,8 +152,8 @@ export async function createCustomer(
  * createCustomer without an Idempotency-Key: nothing needs the customer's id before the COMMIT
  * (a key's stored response would), so the customer row, its event and the COMMIT go to the
  * database in one round trip, the event taking the id from the insert (writer.appendWithInsert).
- * A duplicate e-mail then fails the COMMIT, and is told by its error number alone: the event's
- * row has no other unique key a new write can meet (its event id is a fresh UUID).
+ * A duplicate key then fails the COMMIT, and the create is done again step by step, which tells
+ * a taken e-mail (the usual case) from anything else.
  */
 async function createInOneRoundTrip(
   ctx: WriteContext,
@@ -184,7 +192,9 @@ async function createInOneRoundTrip(
       ),
     );
   } catch (error) {
-    if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
+    // Which row's key was it? Most likely the e-mail's; the statement-by-statement path says for
+    // sure (an outbox row of a reused customer id would be an internal error there, as it is).
+    if (isDuplicateKey(error)) return createStepByStep(ctx, input);
     throw error;
   }
   const id = created.insertedId();

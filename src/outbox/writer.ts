@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { SQLWrapper } from 'drizzle-orm';
-import { type Executor, writeAtCommit } from '../db/client.js';
+import { defersWrites, type Executor, execute, writeAtCommit } from '../db/client.js';
 import type { NewEvent } from './event.js';
 import type { Handoff, Waker } from './handoff.js';
 import { type AppendedEvent, appendEvent, envelopeHead, predecessorUnpublished } from './store.js';
@@ -29,9 +29,6 @@ export class EventTooLargeError extends Error {
 export class OutboxWriter {
   constructor(private readonly options: OutboxWriterOptions) {}
 
-  /** Stands for an inserted row's id until the database gives it (appendWithInsert). */
-  private readonly idToken = `inserted-id-${randomBytes(12).toString('hex')}`;
-
   async append(tx: Executor, event: NewEvent): Promise<AppendedEvent> {
     const payloadJson = JSON.stringify(event.payload);
     this.checkSize(event.type, payloadJson);
@@ -46,22 +43,34 @@ export class OutboxWriter {
    * the insert; `event` is called with a token in its place, so it must put the id where it
    * goes as a string (the aggregate id, and payload fields), and is called again with the real
    * id once the transaction has committed, for the returned event and `insertedId()`. A failing
-   * insert (a duplicate key, say) fails the COMMIT, and so the transaction.
+   * insert (a duplicate key, say) fails the COMMIT, and so the transaction. Where writes are not
+   * deferred (a transaction not made by transaction()), the insert runs at once and the event is
+   * appended with its id, as append() would.
    */
   async appendWithInsert(
     tx: Executor,
     insert: SQLWrapper,
     event: (id: string) => NewEvent,
   ): Promise<{ event: AppendedEvent; insertedId: () => number }> {
-    const template = event(this.idToken);
+    if (!defersWrites(tx)) {
+      const id = Number((await execute(tx, insert)).insertId);
+      return { event: await this.append(tx, event(String(id))), insertedId: () => id };
+    }
+    // Stands for the id until the database gives it. Made per call, after the caller's data, so
+    // no value in the payload can hold it and be rewritten with the id.
+    const token = `inserted-id-${randomBytes(16).toString('hex')}`;
+    const template = event(token);
     const templateJson = JSON.stringify(template.payload);
     // As large as it can get: the token's place taken by the largest id there is.
     this.checkSize(
       template.type,
-      templateJson.replaceAll(JSON.stringify(this.idToken), JSON.stringify('9'.repeat(20))),
+      templateJson.replaceAll(JSON.stringify(token), JSON.stringify('9'.repeat(20))),
     );
-    const inserted = await writeAtCommit(tx, insert);
-    const appended = await appendEvent(tx, template, templateJson, this.options.handoff?.lease, this.idToken);
+    // Both deferred in this same tick, so that no other write can come between them and move
+    // LAST_INSERT_ID() (writeAtCommit and appendEvent queue their statement before they yield).
+    const insertedPromise = writeAtCommit(tx, insert);
+    const appendedPromise = appendEvent(tx, template, templateJson, this.options.handoff?.lease, token);
+    const [inserted, appended] = await Promise.all([insertedPromise, appendedPromise]);
     const insertedId = () => Number(inserted().insertId);
     let committed: NewEvent | undefined;
     const final = () => {

@@ -264,6 +264,15 @@ describe('an e-mail address belongs to one customer only', () => {
     expect(await countRows(db, 'outbox')).toBe(outboxBefore);
   });
 
+  it('a refused address spends one auto-increment id, as one failed INSERT does (the README example: the next customer is 3)', async () => {
+    const suffix = uniqueSuffix();
+    const first = await createOk({ email: `alan.${suffix}@example.com`, name: 'Alan Turing' });
+    const refused = await create({ email: `ALAN.${suffix}@example.com`, name: 'Alan again' });
+    expect(refused.errors?.map((e) => e.extensions?.code)).toEqual(['EMAIL_TAKEN']);
+    const next = await createOk({ email: `grace.${suffix}@example.com`, name: 'Grace Hopper' });
+    expect(Number(next.customer.id)).toBe(Number(first.customer.id) + 2);
+  });
+
   it('lets exactly one of 20 concurrent requests for one new address win; the other 19 get EMAIL_TAKEN', async () => {
     const suffix = uniqueSuffix();
     const variants = (i: number) =>

@@ -152,8 +152,8 @@ async function createStepByStep(
  * createCustomer without an Idempotency-Key: nothing needs the customer's id before the COMMIT
  * (a key's stored response would), so the customer row, its event and the COMMIT go to the
  * database in one round trip, the event taking the id from the insert (writer.appendWithInsert).
- * A duplicate key then fails the COMMIT, and the create is done again step by step, which tells
- * a taken e-mail (the usual case) from anything else.
+ * A duplicate key then fails the COMMIT: a taken e-mail (the usual case, confirmed by a read),
+ * or else the create is done again step by step, which tells what it was.
  */
 async function createInOneRoundTrip(
   ctx: WriteContext,
@@ -192,15 +192,26 @@ async function createInOneRoundTrip(
       ),
     );
   } catch (error) {
-    // Which row's key was it? Most likely the e-mail's; the statement-by-statement path says for
-    // sure (an outbox row of a reused customer id would be an internal error there, as it is).
-    if (isDuplicateKey(error)) return createStepByStep(ctx, input);
-    throw error;
+    if (!isDuplicateKey(error)) throw error;
+    // Which row's key was it? Almost always the e-mail's, which a read confirms (running the
+    // create again to find out would spend a second auto-increment id on a refused request).
+    // Anything else goes down the step-by-step path, which tells it apart as it always has.
+    if (await emailInUse(ctx.db, normalizeEmail(input.email))) throw new EmailTakenError({ cause: error });
+    return createStepByStep(ctx, input);
   }
   const id = created.insertedId();
   if (!Number.isSafeInteger(id) || id < 1) throw new Error(`INSERT into customers returned id ${id}`);
   ctx.writer.committed([created.event]);
   return { customer: { id, email: input.email, name: input.name, createdAt, version: 1 }, eventId };
+}
+
+async function emailInUse(db: Database, emailNormalized: string): Promise<boolean> {
+  const rows = await db
+    .select({ id: customers.id })
+    .from(customers)
+    .where(eq(customers.emailNormalized, emailNormalized))
+    .limit(1);
+  return rows.length > 0;
 }
 
 /**

@@ -19,11 +19,13 @@ import { CUSTOMER_CREATED } from '../src/customers/events.js';
 import { claimAndSettle } from '../src/outbox/store.js';
 import {
   BENCH_AMQP_URL,
-  BENCH_POLL_INTERVAL_MS,
   type BenchDatabase,
   benchConfig,
+  benchRelayEnv,
   createBenchDatabase,
+  dbClock,
   deleteBrokerObjects,
+  drainSeconds,
   report,
   round,
   spawnBenchService,
@@ -74,24 +76,6 @@ async function insertRows(
        FROM seq_${from + 1}_to_${from + n}`,
     );
   }
-}
-
-/** The database's clock `seconds` from now, as DATETIME(3) text. */
-async function dbTime(db: BenchDatabase, seconds: number): Promise<string> {
-  const [row] = await query(
-    db,
-    `SELECT DATE_FORMAT(NOW(3) + INTERVAL ${Math.round(seconds * 1e6)} MICROSECOND, '%Y-%m-%d %H:%i:%s.%f') AS t`,
-  );
-  return String(row?.t);
-}
-
-/** Seconds from `due` to the last publish, by the database's clock. */
-async function drainSeconds(db: BenchDatabase, due: string): Promise<number> {
-  const [row] = await query(
-    db,
-    `SELECT TIMESTAMPDIFF(MICROSECOND, ${escapeLiteral(due)}, MAX(published_at)) AS us FROM outbox`,
-  );
-  return Number(row?.us) / 1e6;
 }
 
 /**
@@ -165,27 +149,23 @@ export async function runBigTableBenchmark(publishedRows: number, backlog: numbe
     // The claim alone: one lane, the whole backlog (due at once), batch by batch.
     for (let i = 0; i < ROUNDS; i++) {
       for (const state of states) {
-        await insertRows(state.db, backlog, `r${label++}`, false, await dbTime(state.db, 0));
+        await insertRows(state.db, backlog, `r${label++}`, false, await dbClock(state.db, 0));
         state.claims.push(...(await claimCosts(state.db, batchSize)).slice(0, -1)); // the last found nothing
       }
     }
     // The relay: one standalone process per database, ready before the clocks start.
     for (const state of states) {
       relays.push(
-        await spawnBenchService('relay', {
-          DATABASE_URL: state.db.url,
-          OUTBOX_EXCHANGE: topology.exchange,
-          WORKER_QUEUE: topology.workerQueue,
-          // A backlog that becomes due wakes no relay (no writer sends a hint): lanes find it at
-          // their next poll. At the default second that wait would be part of the drain's time.
-          RELAY_POLL_INTERVAL_MS: process.env.RELAY_POLL_INTERVAL_MS ?? String(BENCH_POLL_INTERVAL_MS),
-        }),
+        await spawnBenchService(
+          'relay',
+          benchRelayEnv(state.db.url, topology.exchange, topology.workerQueue),
+        ),
       );
     }
     for (let i = 0; i < ROUNDS; i++) {
       for (const state of states) {
         // Due a moment after the insert has committed; timed from then to the last publish.
-        const due = await dbTime(state.db, DUE_AFTER_SECONDS);
+        const due = await dbClock(state.db, DUE_AFTER_SECONDS);
         await insertRows(state.db, backlog, `r${label++}`, false, due);
         await waitUntil(async () => (await pendingCount(state.db)) === 0, 20);
         state.drains.push(Math.round(backlog / (await drainSeconds(state.db, due))));

@@ -13,10 +13,12 @@ import { routingKeyOf } from '../src/outbox/event.js';
 import { claimAndSettle } from '../src/outbox/store.js';
 import {
   BENCH_AMQP_URL,
-  BENCH_POLL_INTERVAL_MS,
   type BenchDatabase,
   benchConfig,
+  benchRelayEnv,
   createBenchDatabase,
+  dbClock,
+  drainSeconds,
   report,
   round,
   spawnBenchService,
@@ -257,18 +259,9 @@ export async function runRelayBenchmark(events: number): Promise<void> {
       // up; with 8 lanes per relay that filled MariaDB's default 128 MB buffer pool with lock
       // memory, and MariaDB aborted ("Over 95 percent of the buffer pool is occupied by lock
       // heaps"). README, Operating it.
-      const [[{ due }]] = (await db.pool.query(
-        `SELECT DATE_FORMAT(NOW(3) + INTERVAL ${RELAY_GATE_SECONDS} SECOND, '%Y-%m-%d %H:%i:%s.%f') AS due`,
-      )) as unknown as [[{ due: string }]];
+      const due = await dbClock(db, RELAY_GATE_SECONDS);
       await seed(db, events, perCustomer, sql`${due}`);
-      const env = {
-        DATABASE_URL: db.url,
-        OUTBOX_EXCHANGE: topology.exchange,
-        WORKER_QUEUE: topology.workerQueue,
-        // A backlog that becomes due wakes no relay (no writer sends a hint): lanes find it at their
-        // next poll. At the default second that wait would be part of the drain's time.
-        RELAY_POLL_INTERVAL_MS: process.env.RELAY_POLL_INTERVAL_MS ?? String(BENCH_POLL_INTERVAL_MS),
-      };
+      const env = benchRelayEnv(db.url, topology.exchange, topology.workerQueue);
       // Each relay is a standalone process (`npm start -- relay`), as in a scaled deployment.
       const services = await Promise.all(
         Array.from({ length: relays }, () => spawnBenchService('relay', env)),
@@ -284,11 +277,7 @@ export async function runRelayBenchmark(events: number): Promise<void> {
       }, 50);
       // The drain's time by the database's clock, from the instant the backlog became due to
       // the last publish.
-      const [[span]] = (await db.pool.query(
-        'SELECT TIMESTAMPDIFF(MICROSECOND, ?, MAX(published_at)) AS us FROM outbox',
-        [due],
-      )) as unknown as [[{ us: number | string }]];
-      const seconds = Number(span.us) / 1e6;
+      const seconds = await drainSeconds(db, due);
       await Promise.all(services.map((s) => s.stop()));
       const { messageCount } = await channel.checkQueue(topology.workerQueue);
       await channel.purgeQueue(topology.workerQueue);

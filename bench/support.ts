@@ -7,7 +7,42 @@ import { runMigrations } from '../src/db/migrate.js';
 export const BENCH_MYSQL_URL = process.env.BENCH_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306';
 export const BENCH_AMQP_URL = process.env.BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 /** How often a benchmark's relays look for due rows (RELAY_POLL_INTERVAL_MS), unless set. */
-export const BENCH_POLL_INTERVAL_MS = 50;
+const BENCH_POLL_INTERVAL_MS = 50;
+
+/**
+ * The environment of a benchmark's standalone relay. A backlog that becomes due wakes no relay
+ * (no writer sends a hint): lanes find it at their next poll, and at the default second that
+ * wait would be part of the drain's time.
+ */
+export function benchRelayEnv(
+  databaseUrl: string,
+  exchange: string,
+  workerQueue: string,
+): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    OUTBOX_EXCHANGE: exchange,
+    WORKER_QUEUE: workerQueue,
+    RELAY_POLL_INTERVAL_MS: process.env.RELAY_POLL_INTERVAL_MS ?? String(BENCH_POLL_INTERVAL_MS),
+  };
+}
+
+/** The database's clock `seconds` from now, as DATETIME(3) text: when a backlog becomes due. */
+export async function dbClock(db: Pick<BenchDatabase, 'pool'>, seconds: number): Promise<string> {
+  const [rows] = await db.pool.query(
+    `SELECT DATE_FORMAT(NOW(3) + INTERVAL ${Math.round(seconds * 1e6)} MICROSECOND, '%Y-%m-%d %H:%i:%s.%f') AS t`,
+  );
+  return String((rows as Array<{ t: string }>)[0]?.t);
+}
+
+/** Seconds from `due` to the last publish, by the database's clock: a drain's time. */
+export async function drainSeconds(db: Pick<BenchDatabase, 'pool'>, due: string): Promise<number> {
+  const [rows] = await db.pool.query(
+    'SELECT TIMESTAMPDIFF(MICROSECOND, ?, MAX(published_at)) AS us FROM outbox',
+    [due],
+  );
+  return Number((rows as Array<{ us: number | string }>)[0]?.us) / 1e6;
+}
 
 /** One JSON line per figure on stdout: machine-readable, and readable enough by eye. */
 export function report(figure: Record<string, unknown>): void {

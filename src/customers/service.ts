@@ -106,42 +106,19 @@ async function createStepByStep(
       const createdAt = new Date();
       let id: number;
       try {
-        const inserted = await execute(
-          tx,
-          insertCustomer({
-            email: input.email,
-            emailNormalized: normalizeEmail(input.email),
-            name: input.name,
-            createdAt,
-          }),
-        );
-        id = Number(inserted.insertId);
-        if (!Number.isSafeInteger(id) || id < 1) throw new Error(`INSERT into customers returned id ${id}`);
+        id = checkedId((await execute(tx, insertCustomerRow(input, createdAt))).insertId);
       } catch (error) {
         // The only unique key a new customer can collide on is the normalized e-mail. Concurrent
         // requests with one address race here; the database decides and the losers land in this branch.
         if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
         throw error;
       }
-      const customer: Customer = { id, email: input.email, name: input.name, createdAt, version: 1 };
-      const payload: CustomerCreatedPayload = {
-        customerId: String(id),
-        email: customer.email,
-        name: customer.name,
-        createdAt: createdAt.toISOString(),
-      };
-      const event = await ctx.writer.append(tx, {
-        eventId: randomUUID(),
-        type: CUSTOMER_CREATED,
-        aggregateType: CUSTOMER_AGGREGATE,
-        aggregateId: String(id),
-        sequence: 1,
-        occurredAt: createdAt,
-        payload,
-        headers: ctx.headers,
-      });
+      const event = await ctx.writer.append(
+        tx,
+        customerCreated(ctx, input, randomUUID(), createdAt, String(id)),
+      );
       appended.push(event);
-      return { customer, eventId: event.envelope.eventId };
+      return { customer: newCustomer(id, input, createdAt), eventId: event.envelope.eventId };
     },
   );
   ctx.writer.committed(appended);
@@ -165,29 +142,8 @@ async function createInOneRoundTrip(
   try {
     created = await retryingDeadlocks(() =>
       transaction(ctx.db, (tx) =>
-        ctx.writer.appendWithInsert(
-          tx,
-          insertCustomer({
-            email: input.email,
-            emailNormalized: normalizeEmail(input.email),
-            name: input.name,
-            createdAt,
-          }),
-          (id): NewEvent => ({
-            eventId,
-            type: CUSTOMER_CREATED,
-            aggregateType: CUSTOMER_AGGREGATE,
-            aggregateId: id,
-            sequence: 1,
-            occurredAt: createdAt,
-            payload: {
-              customerId: id,
-              email: input.email,
-              name: input.name,
-              createdAt: createdAt.toISOString(),
-            } satisfies CustomerCreatedPayload,
-            headers: ctx.headers,
-          }),
+        ctx.writer.appendWithInsert(tx, insertCustomerRow(input, createdAt), (id) =>
+          customerCreated(ctx, input, eventId, createdAt, id),
         ),
       ),
     );
@@ -199,10 +155,59 @@ async function createInOneRoundTrip(
     if (await emailInUse(ctx.db, normalizeEmail(input.email))) throw new EmailTakenError({ cause: error });
     return createStepByStep(ctx, input);
   }
-  const id = created.insertedId();
-  if (!Number.isSafeInteger(id) || id < 1) throw new Error(`INSERT into customers returned id ${id}`);
+  const id = checkedId(created.insertedId());
   ctx.writer.committed([created.event]);
-  return { customer: { id, email: input.email, name: input.name, createdAt, version: 1 }, eventId };
+  return { customer: newCustomer(id, input, createdAt), eventId };
+}
+
+/** The new customer's row. */
+const insertCustomerRow = (input: CreateCustomerInput, createdAt: Date) =>
+  insertCustomer({
+    email: input.email,
+    emailNormalized: normalizeEmail(input.email),
+    name: input.name,
+    createdAt,
+  });
+
+const newCustomer = (id: number, input: CreateCustomerInput, createdAt: Date): Customer => ({
+  id,
+  email: input.email,
+  name: input.name,
+  createdAt,
+  version: 1,
+});
+
+/** A new customer's first event. */
+function customerCreated(
+  ctx: WriteContext,
+  input: CreateCustomerInput,
+  eventId: string,
+  createdAt: Date,
+  customerId: string,
+): NewEvent {
+  const payload: CustomerCreatedPayload = {
+    customerId,
+    email: input.email,
+    name: input.name,
+    createdAt: createdAt.toISOString(),
+  };
+  return {
+    eventId,
+    type: CUSTOMER_CREATED,
+    aggregateType: CUSTOMER_AGGREGATE,
+    aggregateId: customerId,
+    sequence: 1,
+    occurredAt: createdAt,
+    payload,
+    headers: ctx.headers,
+  };
+}
+
+/** An id from the customers INSERT, checked. */
+function checkedId(insertId: number | string): number {
+  const id = Number(insertId);
+  if (!Number.isSafeInteger(id) || id < 1) throw new Error(`INSERT into customers returned id ${id}`);
+  return id;
 }
 
 async function emailInUse(db: Database, emailNormalized: string): Promise<boolean> {

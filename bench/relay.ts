@@ -45,7 +45,12 @@ function envelope(n: number) {
  * ones are held behind it, as the writer leaves them when they are appended before the first is
  * published, so draining them exercises the ordering (each is released by its predecessor's mark).
  */
-async function seed(db: BenchDatabase, count: number, perCustomer = 1, due = sql`NOW(3)`): Promise<void> {
+export async function seed(
+  db: BenchDatabase,
+  count: number,
+  perCustomer = 1,
+  due = sql`NOW(3)`,
+): Promise<void> {
   // TRUNCATE, not DELETE: a mass delete leaves delete-marked index entries for InnoDB's purge.
   await db.pool.query('TRUNCATE TABLE outbox');
   for (let start = 0; start < count; start += 1000) {
@@ -71,7 +76,7 @@ async function seed(db: BenchDatabase, count: number, perCustomer = 1, due = sql
 }
 
 /** Raw amqplib: publish `count` envelopes with confirms, keeping the socket full. */
-async function brokerCeiling(exchange: string, count: number): Promise<number> {
+export async function brokerCeiling(exchange: string, count: number): Promise<number> {
   const connection = await amqp.connect(BENCH_AMQP_URL);
   const channel = await connection.createConfirmChannel();
   const routingKey = routingKeyOf(CUSTOMER_CREATED);

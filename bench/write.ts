@@ -2,7 +2,8 @@
  * The write path: createCustomer over HTTP with 32 concurrent clients (customer + outbox row
  * in one transaction), against two baselines measured in the same run on the same machine:
  * a trivial GraphQL query through the same HTTP stack (the server's ceiling), and the same
- * two-row transaction sent straight to MySQL with 32 connections (the database's ceiling).
+ * two-row transaction sent straight to MySQL with 32 connections (the database's ceiling),
+ * all three in alternating slices.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import mysql from 'mysql2/promise';
@@ -10,6 +11,16 @@ import { BenchHttpClient } from './http.js';
 import { createBenchDatabase, deleteBrokerObjects, report, round, spawnBenchService } from './support.js';
 
 const CONCURRENCY = 32;
+/** How many alternating slices each figure is measured in. */
+const SLICES = 5;
+
+const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
 
 async function closedLoop(total: number, run: (n: number) => Promise<void>): Promise<number> {
   let next = 0;
@@ -33,9 +44,9 @@ export async function runWriteBenchmark(total: number): Promise<void> {
     DB_POOL_SIZE: String(CONCURRENCY),
   });
   try {
-    const http = new BenchHttpClient(service.url);
+    const client = new BenchHttpClient(service.url);
     const post = async (body: unknown) => {
-      const json = (await http.post(body)).body as { errors?: unknown[] };
+      const json = (await client.post(body)).body as { errors?: unknown[] };
       if (json.errors) throw new Error(JSON.stringify(json.errors));
     };
     const create = (n: number | string) =>
@@ -43,9 +54,6 @@ export async function runWriteBenchmark(total: number): Promise<void> {
         query: 'mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { eventId } }',
         variables: { input: { email: `bench${n}.${suffix}@example.com`, name: `Bench ${n}` } },
       });
-    // Warm-up, not measured: the first requests pay for JIT compilation and cold caches.
-    await closedLoop(200, () => post({ query: '{ __typename }' }));
-    await closedLoop(200, (n) => create(`warm${n}`));
 
     const pool = mysql.createPool({ uri: db.url, connectionLimit: CONCURRENCY });
     let rawRound = 0;
@@ -78,38 +86,52 @@ export async function runWriteBenchmark(total: number): Promise<void> {
       });
     };
 
-    const httpCeiling = await closedLoop(total, () => post({ query: '{ __typename }' }));
-    // The database's ceiling before and after the creates, since the tables grow and InnoDB's
-    // background work (purge, flushing) of one phase runs into the next: the ratio is to their mean.
-    await rawTransactions(200); // the pool's connections opened, outside the measurement
-    const dbBefore = await rawTransactions(total);
-    const creates = await closedLoop(total, (n) => create(n));
-    const dbAfter = await rawTransactions(total);
-    const dbCeiling = (dbBefore + dbAfter) / 2;
+    // Each figure in slices, alternated: this machine's speed drifts by a fifth within a minute,
+    // so one long phase after another compares two different machines. Each slice of creates is
+    // set against the raw slices just before and after it (the tables grow, and InnoDB's
+    // background work of one slice runs into the next), and the ratio reported is the median.
+    const slice = Math.ceil(total / SLICES);
+    // Warm-up, one slice of each, not measured: the first requests pay for JIT compilation, the
+    // pool's connections and cold caches (the first slices ran at half the later ones' rate).
+    await closedLoop(slice, () => post({ query: '{ __typename }' }));
+    await closedLoop(slice, (n) => create(`warm${n}`));
+    await rawTransactions(slice);
+    const http: number[] = [];
+    const raw: number[] = [await rawTransactions(slice)];
+    const created: number[] = [];
+    for (let n = 0; n < SLICES; n++) {
+      http.push(await closedLoop(slice, () => post({ query: '{ __typename }' })));
+      created.push(await closedLoop(slice, (i) => create(`${n}.${i}`)));
+      raw.push(await rawTransactions(slice));
+    }
+    const toMysql = created.map((rate, n) => rate / (((raw[n] as number) + (raw[n + 1] as number)) / 2));
+    const toHttp = created.map((rate, n) => rate / (http[n] as number));
+    const [httpCeiling, dbCeiling, creates] = [median(http), median(raw), median(created)];
     await pool.end();
-    http.close();
+    client.close();
 
     report({
       scenario: 'write-baseline-http',
       concurrency: CONCURRENCY,
-      requests: total,
+      requests: slice * SLICES,
       requestsPerSecond: Math.round(httpCeiling),
     });
     report({
       scenario: 'write-baseline-mysql',
       concurrency: CONCURRENCY,
-      transactions: total,
+      transactions: slice * (SLICES + 1),
       transactionsPerSecond: Math.round(dbCeiling),
-      beforeCreates: Math.round(dbBefore),
-      afterCreates: Math.round(dbAfter),
+      slices: raw.map(Math.round),
     });
     report({
       scenario: 'write-createCustomer',
       concurrency: CONCURRENCY,
-      creates: total,
+      creates: slice * SLICES,
       createsPerSecond: Math.round(creates),
-      ratioToHttpBaseline: round(creates / httpCeiling),
-      ratioToMysqlBaseline: round(creates / dbCeiling),
+      slices: created.map(Math.round),
+      ratioToHttpBaseline: round(median(toHttp)),
+      ratioToMysqlBaseline: round(median(toMysql)),
+      ratioToMysqlBaselineSlices: toMysql.map((r) => round(r)),
     });
   } finally {
     await service.stop();

@@ -26,10 +26,19 @@ export interface NewEvent {
   readonly headers: EventHeaders;
 }
 
+/** Routing keys by event type: a relay asks for one per message, of a handful of types. */
+const routingKeys = new Map<string, string>();
+const MAX_CACHED_ROUTING_KEYS = 1000;
+
 /** `CustomerCreated` → `customer.created`: the routing key of an event type. */
 export function routingKeyOf(type: string): string {
-  return type
-    .replace(/([a-z0-9])([A-Z])/g, '$1.$2')
-    .replace(/([A-Z])([A-Z][a-z])/g, '$1.$2')
-    .toLowerCase();
+  let key = routingKeys.get(type);
+  if (key === undefined) {
+    key = type
+      .replace(/([a-z0-9])([A-Z])/g, '$1.$2')
+      .replace(/([A-Z])([A-Z][a-z])/g, '$1.$2')
+      .toLowerCase();
+    if (routingKeys.size < MAX_CACHED_ROUTING_KEYS) routingKeys.set(type, key);
+  }
+  return key;
 }

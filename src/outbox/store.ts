@@ -27,6 +27,7 @@ import {
   type Database,
   type Executor,
   flushDeferredWrites,
+  readRows,
   transaction,
   writeAtCommit,
 } from '../db/client.js';
@@ -286,6 +287,46 @@ export interface ClaimOptions {
   readonly retry: RetryPolicy;
 }
 
+/** A claimed row as the driver gives it (readRows), by column name. */
+interface ClaimRow {
+  readonly id: number | string;
+  readonly event_id: string;
+  readonly type: string;
+  readonly aggregate_type: string;
+  readonly aggregate_id: string;
+  readonly sequence: number;
+  readonly occurred_at: Date;
+  readonly payload: string;
+  readonly headers: unknown;
+  readonly lease_token: string | null;
+  readonly attempts: number;
+}
+
+/** The claim's locking read (see claimAndSettle), rendered once; its rows are mapped by hand. */
+const claimStatement = prepared<{ limit: number }>((db) =>
+  db
+    .select({
+      id: outbox.id,
+      eventId: outbox.eventId,
+      type: outbox.type,
+      aggregateType: outbox.aggregateType,
+      aggregateId: outbox.aggregateId,
+      sequence: outbox.sequence,
+      occurredAt: outbox.occurredAt,
+      // As the text the database holds: the relay sends it as it is, so parsing it (which
+      // mysql2 does for a JSON column) and serializing it again would be wasted work.
+      payload: sql<string>`CAST(${outbox.payload} AS CHAR)`.as('payload'),
+      headers: outbox.headers,
+      leaseToken: outbox.leaseToken,
+      attempts: outbox.attempts,
+    })
+    .from(outbox)
+    .where(and(isNull(outbox.publishedAt), isNull(outbox.deadAt), lte(outbox.nextAttemptAt, now)))
+    .orderBy(asc(outbox.nextAttemptAt), asc(outbox.id))
+    .limit(sql.placeholder('limit'))
+    .for('update', { skipLocked: true }),
+);
+
 /**
  * Claims up to `limit` due events by locking their rows, lets `publish` send them, and writes
  * its settlement, in one transaction held open across the broker's confirms. The row locks are
@@ -331,30 +372,23 @@ export async function claimAndSettle(
   return transaction(
     db,
     async (tx) => {
-      const rows = await tx
-        .select({
-          id: outbox.id,
-          ...eventColumns,
-          // As the text the database holds: the relay sends it as it is, so parsing it (which
-          // mysql2 does for a JSON column) and serializing it again would be wasted work.
-          payload: sql<string>`CAST(${outbox.payload} AS CHAR)`,
-          headers: outbox.headers,
-          leaseToken: outbox.leaseToken,
-          attempts: outbox.attempts,
-        })
-        .from(outbox)
-        .where(and(isNull(outbox.publishedAt), isNull(outbox.deadAt), lte(outbox.nextAttemptAt, now)))
-        .orderBy(asc(outbox.nextAttemptAt), asc(outbox.id))
-        .limit(options.limit)
-        .for('update', { skipLocked: true });
+      const rows = await readRows<ClaimRow>(tx, claimStatement({ limit: options.limit }));
       if (rows.length === 0) return undefined;
       const batch: ClaimedEvent[] = rows.map((r) => ({
-        id: r.id,
-        takenOver: r.leaseToken !== null,
+        id: Number(r.id),
+        takenOver: r.lease_token !== null,
         headers: parseJson(r.headers) as EventHeaders,
-        envelope: envelopeHead(r),
+        envelope: {
+          eventId: r.event_id,
+          type: r.type,
+          aggregateType: r.aggregate_type,
+          aggregateId: r.aggregate_id,
+          sequence: r.sequence,
+          occurredAt: r.occurred_at.toISOString(),
+        },
         payloadJson: r.payload,
       }));
+      const attempts = new Map(rows.map((r) => [Number(r.id), r.attempts]));
       const settlement = await publish(batch);
 
       const statements: SQL[] = [];
@@ -376,7 +410,6 @@ export async function claimAndSettle(
         );
         if (release) statements.push(releaseSuccessorsStatement(tx, published));
       }
-      const attempts = new Map(rows.map((r) => [r.id, r.attempts]));
       const dead: number[] = [];
       for (const [error, ids] of settlement.failed) {
         const failure = failureStatements(

@@ -11,6 +11,7 @@ import { CUSTOMER_CREATED } from '../src/customers/events.js';
 import { outbox } from '../src/db/schema.js';
 import { routingKeyOf } from '../src/outbox/event.js';
 import { claimAndSettle } from '../src/outbox/store.js';
+import { cpuSeconds, findProcess } from './cpu.js';
 import {
   BENCH_AMQP_URL,
   type BenchDatabase,
@@ -24,6 +25,45 @@ import {
   spawnBenchService,
   waitUntil,
 } from './support.js';
+
+/**
+ * CPU per event of each process taking part, read from /proc (Linux; elsewhere left out): what
+ * bounds a drain on a machine whose cores the database, the broker and the relays share. `self`
+ * is this benchmark's own process (the raw publisher of the ceiling).
+ */
+function cpuMeter(relayPids: readonly (number | undefined)[] = []) {
+  const pids = { mariadb: findProcess(['mariadbd', 'mysqld']), rabbitmq: findProcess(['beam.smp']) };
+  const relays = () =>
+    relayPids.reduce<number | undefined>((sum, pid) => {
+      const seconds = cpuSeconds(pid);
+      return sum === undefined || seconds === undefined ? undefined : sum + seconds;
+    }, 0);
+  const read = () => ({
+    mariadb: cpuSeconds(pids.mariadb),
+    rabbitmq: cpuSeconds(pids.rabbitmq),
+    relays: relayPids.length > 0 ? relays() : undefined,
+    self: process.cpuUsage(),
+  });
+  const start = read();
+  return (events: number): Record<string, number | undefined> => {
+    const end = read();
+    const us = (a: number | undefined, b: number | undefined) =>
+      a === undefined || b === undefined ? undefined : Math.round(((b - a) * 1e6) / events);
+    const self = process.cpuUsage(start.self);
+    const figures: Record<string, number | undefined> = {
+      mariadb: us(start.mariadb, end.mariadb),
+      rabbitmq: us(start.rabbitmq, end.rabbitmq),
+      ...(relayPids.length > 0
+        ? { relays: us(start.relays, end.relays) }
+        : { self: Math.round((self.user + self.system) / events) }),
+    };
+    const values = Object.values(figures);
+    figures.total = values.every((v) => v !== undefined)
+      ? values.reduce<number>((a, b) => a + (b as number), 0)
+      : undefined;
+    return figures;
+  };
+}
 
 /** Seconds between seeding a drain's backlog and its becoming due: seeding and relay start-up fit in it. */
 const RELAY_GATE_SECONDS = 25;
@@ -45,12 +85,7 @@ function envelope(n: number) {
  * ones are held behind it, as the writer leaves them when they are appended before the first is
  * published, so draining them exercises the ordering (each is released by its predecessor's mark).
  */
-export async function seed(
-  db: BenchDatabase,
-  count: number,
-  perCustomer = 1,
-  due = sql`NOW(3)`,
-): Promise<void> {
+async function seed(db: BenchDatabase, count: number, perCustomer = 1, due = sql`NOW(3)`): Promise<void> {
   // TRUNCATE, not DELETE: a mass delete leaves delete-marked index entries for InnoDB's purge.
   await db.pool.query('TRUNCATE TABLE outbox');
   for (let start = 0; start < count; start += 1000) {
@@ -76,7 +111,7 @@ export async function seed(
 }
 
 /** Raw amqplib: publish `count` envelopes with confirms, keeping the socket full. */
-export async function brokerCeiling(exchange: string, count: number): Promise<number> {
+async function brokerCeiling(exchange: string, count: number): Promise<number> {
   const connection = await amqp.connect(BENCH_AMQP_URL);
   const channel = await connection.createConfirmChannel();
   const routingKey = routingKeyOf(CUSTOMER_CREATED);
@@ -212,15 +247,24 @@ export async function runRelayBenchmark(events: number): Promise<void> {
   try {
     await declareWorkerQueues(channel, topology);
 
+    let meter = cpuMeter();
     const ceiling = await brokerCeiling(topology.exchange, events);
-    report({ scenario: 'broker-ceiling', events, eventsPerSecond: Math.round(ceiling) });
+    const ceilingCpu = meter(events);
+    report({
+      scenario: 'broker-ceiling',
+      events,
+      eventsPerSecond: Math.round(ceiling),
+      cpuUsPerEvent: ceilingCpu,
+    });
     await channel.purgeQueue(topology.workerQueue);
 
     // A second reference: the relay's database work alone (claim and mark, nothing published).
     // Both ceilings are measured with the machine to themselves; a relay needs both at once.
     await seed(db, events);
     const config = benchConfig(db.url, {});
+    meter = cpuMeter();
     const databaseCeiling = await claimAndMarkOnly(db, events, config.relay.batchSize, config.relay.lanes);
+    const databaseCpu = meter(events);
     // If the two shares of work could not overlap at all, the rate would be this harmonic bound.
     const serialBound = 1 / (1 / ceiling + 1 / databaseCeiling);
     report({
@@ -228,6 +272,7 @@ export async function runRelayBenchmark(events: number): Promise<void> {
       events,
       eventsPerSecond: Math.round(databaseCeiling),
       serialBoundEventsPerSecond: Math.round(serialBound),
+      cpuUsPerEvent: databaseCpu,
     });
 
     // Two more references: the relay as a first version usually has it (one event at a time).
@@ -274,6 +319,15 @@ export async function runRelayBenchmark(events: number): Promise<void> {
       const [[{ early }]] = (await db.pool.query('SELECT NOW(3) < ? AS early', [due])) as unknown as [
         [{ early: number }],
       ];
+      // CPU from the instant the backlog is due: the relays' idle polling and the seeding before
+      // it are left out.
+      await waitUntil(async () => {
+        const [[{ started }]] = (await db.pool.query('SELECT NOW(3) >= ? AS started', [due])) as unknown as [
+          [{ started: number }],
+        ];
+        return Number(started) === 1;
+      }, 5);
+      meter = cpuMeter(services.map((s) => s.pid));
       // Done when no row is unpublished: one index entry read, not a count of the backlog every
       // 50 ms, which would take a share of the database's CPU from the relays being measured.
       await waitUntil(async () => {
@@ -282,6 +336,7 @@ export async function runRelayBenchmark(events: number): Promise<void> {
       }, 50);
       // The drain's time by the database's clock, from the instant the backlog became due to
       // the last publish.
+      const drainCpu = meter(events);
       const seconds = await drainSeconds(db, due);
       await Promise.all(services.map((s) => s.stop()));
       const { messageCount } = await channel.checkQueue(topology.workerQueue);
@@ -300,6 +355,11 @@ export async function runRelayBenchmark(events: number): Promise<void> {
         ratioToCeiling: round(rate / ceiling),
         ratioToSerialBound: round(rate / serialBound),
         ratioToOneRelayOneEventPerCustomer: round(rate / oneRelay),
+        cpuUsPerEvent: drainCpu,
+        // The ratio to the ceiling if both used the machine's cores to the full: the ceiling's
+        // CPU per event over the drain's. A drain near it is bound by CPU, not by waiting.
+        cpuBoundRatioToCeiling:
+          ceilingCpu.total && drainCpu.total ? round(ceilingCpu.total / drainCpu.total) : undefined,
         messagesOnQueue: messageCount,
         // False when a relay came up after the backlog was due: its figure is then pessimistic.
         allRelaysReadyBeforeDue: Number(early) === 1,

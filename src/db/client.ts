@@ -1,9 +1,9 @@
-import { type SQLWrapper, sql } from 'drizzle-orm';
+import type { SQLWrapper } from 'drizzle-orm';
 import { MySqlDialect } from 'drizzle-orm/mysql-core';
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
 import mysql, { type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
 import { StartupError } from '../support/startup-error.js';
-import { BoundStatement } from './prepared.js';
+import { BoundStatement, constantStatement } from './prepared.js';
 import * as schema from './schema.js';
 
 export type Database = MySql2Database<typeof schema>;
@@ -338,6 +338,9 @@ async function executeEach(tx: Transaction, statements: readonly SQLWrapper[]): 
   return results;
 }
 
+const COMMIT = constantStatement('COMMIT');
+const READ_COMMITTED = constantStatement('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
+
 /**
  * Runs a transaction's last statements and its COMMIT in one round trip (a multi-statement
  * query), and returns each statement's result. The body must return right after: the
@@ -358,9 +361,9 @@ export async function commitWith(
   const state = states.get(tx);
   if (!state) return executeEach(tx, statements);
   if (state.failed !== undefined) throw state.failed;
-  const head = options ? [sql`SET TRANSACTION ISOLATION LEVEL READ COMMITTED`] : [];
+  const head = options ? [READ_COMMITTED] : [];
   const writes = state.deferred.splice(0);
-  const tail = state.end ? [sql.raw(state.end), sql`COMMIT`] : [sql`COMMIT`];
+  const tail = state.end ? [constantStatement(state.end), COMMIT] : [COMMIT];
   const all = [...head, ...writes.map((w) => w.statement), ...statements, ...tail];
   const results = ((await sendDeferred(state, all, writes.length)) as ResultSetHeader[]).slice(head.length);
   state.committed = true;

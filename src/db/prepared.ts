@@ -1,4 +1,5 @@
 import { is, Param, Placeholder, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
+import { MySqlDialect } from 'drizzle-orm/mysql-core';
 import { drizzle } from 'drizzle-orm/mysql2';
 import * as schema from './schema.js';
 
@@ -31,6 +32,12 @@ export class BoundStatement implements SQLWrapper {
   }
 }
 
+/** A statement without values (COMMIT, a session setting), ready to send as it is. */
+export function constantStatement(text: string): BoundStatement {
+  const parts = Object.assign([text], { raw: [text] }) as unknown as TemplateStringsArray;
+  return new BoundStatement(text, [], parts);
+}
+
 /**
  * A statement of the hot paths (a create, a worker's handling) that Drizzle renders once, from
  * the schema, with named placeholders (`sql.placeholder`) where its values go; each call binds
@@ -56,6 +63,13 @@ export function prepared<Values extends object>(
     return new BoundStatement(compiled.text, bound, compiled.parts);
   };
 }
+
+/** prepared() for a statement written as SQL (sql`…`, with sql.placeholder) rather than built. */
+export function preparedSql<Values extends object>(statement: SQL): (values: Values) => BoundStatement {
+  return prepared<Values>(() => ({ toSQL: () => dialect.sqlToQuery(statement) }));
+}
+
+const dialect = new MySqlDialect();
 
 function compile(statement: Renderable) {
   const { sql: text, params } = statement.toSQL();

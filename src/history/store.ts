@@ -18,6 +18,7 @@
  */
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import { commitWith, type Executor, type Transaction } from '../db/client.js';
+import { prepared, preparedSql } from '../db/prepared.js';
 import { handledEvents, historyPositions } from '../db/schema.js';
 import type { StoredEvent } from '../outbox/handler.js';
 
@@ -53,25 +54,70 @@ export async function appendHistoryAndCommit(
   // session's LAST_INSERT_ID() for the next statement: the rows take their positions from it
   // on the server, and the insert id tells us which they are.
   const [counter] = await commitWith(tx, [
-    sql`INSERT INTO ${historyPositions} (${sql.identifier(historyPositions.id.name)}, ${sql.identifier(historyPositions.position.name)})
-        VALUES (${POSITIONS_ROW}, LAST_INSERT_ID(${rows.length}))
-        ON DUPLICATE KEY UPDATE ${sql.identifier(historyPositions.position.name)} = LAST_INSERT_ID(${historyPositions.position} + ${rows.length})`,
-    tx
-      .insert(handledEvents)
-      .values(
-        rows.map((row, i) => ({
-          ...row,
-          position: sql`LAST_INSERT_ID() - ${rows.length - 1 - i}`,
-          payload: sql`${JSON.stringify(row.payload)}`,
-        })),
-      )
-      .getSQL(),
+    takePositions({ count: rows.length }),
+    insertRows(rows.length)(Object.fromEntries(rows.flatMap((row, i) => rowValues(row, i)))),
   ]);
   const last = Number(counter?.insertId);
   if (!Number.isSafeInteger(last) || last < rows.length)
     throw new Error(`history position counter returned ${last}`);
   const first = last - rows.length + 1;
   return rows.map((row, i) => ({ ...row, position: first + i }));
+}
+
+/** The counter's statement, rendered once: takes `count` positions (see appendHistoryAndCommit). */
+const takePositions = preparedSql<{ count: number }>(
+  sql`INSERT INTO ${historyPositions} (${sql.identifier(historyPositions.id.name)}, ${sql.identifier(historyPositions.position.name)})
+      VALUES (${POSITIONS_ROW}, LAST_INSERT_ID(${sql.placeholder('count')}))
+      ON DUPLICATE KEY UPDATE ${sql.identifier(historyPositions.position.name)} = LAST_INSERT_ID(${historyPositions.position} + ${sql.placeholder('count')})`,
+);
+
+/** Inserts of n rows, rendered once per n (a worker's group is 1 to its prefetch messages). */
+const insertStatements = new Map<number, ReturnType<typeof insertOf>>();
+const MAX_CACHED_INSERTS = 64;
+
+function insertRows(n: number): ReturnType<typeof insertOf> {
+  let statement = insertStatements.get(n);
+  if (!statement) {
+    statement = insertOf(n);
+    if (insertStatements.size < MAX_CACHED_INSERTS) insertStatements.set(n, statement);
+  }
+  return statement;
+}
+
+/** n rows taking the positions just counted: the i-th is LAST_INSERT_ID() - (n - 1 - i). */
+function insertOf(n: number) {
+  return prepared<Record<string, unknown>>((db) =>
+    db.insert(handledEvents).values(
+      Array.from({ length: n }, (_, i) => ({
+        position: sql`LAST_INSERT_ID() - ${n - 1 - i}`,
+        eventId: sql.placeholder(`eventId${i}`),
+        type: sql.placeholder(`type${i}`),
+        aggregateType: sql.placeholder(`aggregateType${i}`),
+        aggregateId: sql.placeholder(`aggregateId${i}`),
+        sequence: sql.placeholder(`sequence${i}`),
+        occurredAt: sql.placeholder(`occurredAt${i}`),
+        handledAt: sql.placeholder(`handledAt${i}`),
+        handler: sql.placeholder(`handler${i}`),
+        // The JSON text as it is, not through the column's encoding (which would encode it again).
+        payload: sql`${sql.placeholder(`payload${i}`)}`,
+      })),
+    ),
+  );
+}
+
+/** The i-th row's values, by the placeholder names of insertOf. */
+function rowValues(row: NewHistoryRow, i: number): Array<[string, unknown]> {
+  return [
+    [`eventId${i}`, row.eventId],
+    [`type${i}`, row.type],
+    [`aggregateType${i}`, row.aggregateType],
+    [`aggregateId${i}`, row.aggregateId],
+    [`sequence${i}`, row.sequence],
+    [`occurredAt${i}`, row.occurredAt],
+    [`handledAt${i}`, row.handledAt],
+    [`handler${i}`, row.handler],
+    [`payload${i}`, JSON.stringify(row.payload)],
+  ];
 }
 
 /** MariaDB returns JSON columns as text; MySQL returns them parsed. */

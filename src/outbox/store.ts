@@ -25,13 +25,14 @@ import { escape as escapeLiteral } from 'mysql2';
 import {
   commitWith,
   type Database,
+  defersWrites,
   type Executor,
   flushDeferredWrites,
   readRows,
   transaction,
   writeAtCommit,
 } from '../db/client.js';
-import { prepared, type Renderer } from '../db/prepared.js';
+import { type BoundStatement, prepared, type Renderer } from '../db/prepared.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope, EventHeaders, NewEvent } from './event.js';
 
@@ -769,11 +770,57 @@ export async function findEvents(
   eventIds: readonly string[],
 ): Promise<Map<string, EventEnvelope>> {
   if (eventIds.length === 0) return new Map();
+  if (defersWrites(db)) {
+    // In transaction() (the worker's), read and map by hand: this runs for every message.
+    const values = Object.fromEntries(eventIds.map((id, i) => [`id${i}`, id]));
+    const rows = await readRows<StoredRow>(db, findStatement(eventIds.length)(values));
+    return new Map(
+      rows.map((r) => [
+        r.event_id,
+        {
+          eventId: r.event_id,
+          type: r.type,
+          aggregateType: r.aggregate_type,
+          aggregateId: r.aggregate_id,
+          sequence: r.sequence,
+          occurredAt: r.occurred_at.toISOString(),
+          payload: parseJson(r.payload),
+        },
+      ]),
+    );
+  }
   const rows = await db
     .select(eventColumns)
     .from(outbox)
     .where(inArray(outbox.eventId, [...eventIds]));
   return new Map(rows.map((r) => [r.eventId, { ...envelopeHead(r), payload: parseJson(r.payload) }]));
+}
+
+/** A stored event's row as the driver gives it (readRows), by column name. */
+interface StoredRow {
+  readonly event_id: string;
+  readonly type: string;
+  readonly aggregate_type: string;
+  readonly aggregate_id: string;
+  readonly sequence: number;
+  readonly occurred_at: Date;
+  readonly payload: unknown;
+}
+
+/** findEvents' read of n ids, rendered once per n (a worker's group is 1 to its prefetch). */
+const findStatements = new Map<number, (values: Record<string, string>) => BoundStatement>();
+const MAX_CACHED_FINDS = 64;
+
+function findStatement(n: number): (values: Record<string, string>) => BoundStatement {
+  let statement = findStatements.get(n);
+  if (!statement) {
+    const ids = Array.from({ length: n }, (_, i) => sql.placeholder(`id${i}`));
+    statement = prepared<Record<string, string>>((db) =>
+      db.select(eventColumns).from(outbox).where(inArray(outbox.eventId, ids)),
+    );
+    if (findStatements.size < MAX_CACHED_FINDS) findStatements.set(n, statement);
+  }
+  return statement;
 }
 
 /**

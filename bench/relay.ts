@@ -258,7 +258,8 @@ export async function runRelayBenchmark(events: number): Promise<void> {
     });
     await channel.purgeQueue(topology.workerQueue);
 
-    // A second reference: the relay's database work alone (claim and mark, nothing published).
+    // A second reference: the relay's database work alone (claim and mark, nothing published),
+    // run in this process, from the sources through tsx: its `self` CPU holds tsx's few percent.
     // Both ceilings are measured with the machine to themselves; a relay needs both at once.
     await seed(db, events);
     const config = benchConfig(db.url, {});
@@ -320,7 +321,8 @@ export async function runRelayBenchmark(events: number): Promise<void> {
         [{ early: number }],
       ];
       // CPU from the instant the backlog is due: the relays' idle polling and the seeding before
-      // it are left out.
+      // it are left out. It still holds a relay's start-up if that came after the instant
+      // (allRelaysReadyBeforeDue false), and up to one check (50 ms) after the last publish.
       await waitUntil(async () => {
         const [[{ started }]] = (await db.pool.query('SELECT NOW(3) >= ? AS started', [due])) as unknown as [
           [{ started: number }],

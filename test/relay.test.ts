@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
+import { drizzle } from 'drizzle-orm/mysql2';
+import mysql from 'mysql2/promise';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { OutgoingMessage, Publisher, PublishOutcome } from '../src/broker/publisher.js';
-import { transaction } from '../src/db/client.js';
+import { connectDatabase, type Database, transaction } from '../src/db/client.js';
+import * as schema from '../src/db/schema.js';
 import { outbox } from '../src/db/schema.js';
 import { createLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics/index.js';
-import { type ClaimedEvent, claimAndSettle, markPublished } from '../src/outbox/store.js';
+import { type ClaimedEvent, claimAndSettle, findEvents, markPublished } from '../src/outbox/store.js';
 import { OutboxWriter } from '../src/outbox/writer.js';
 import { Relay } from '../src/relay/relay.js';
 import { type RunningService, startService } from '../src/service.js';
@@ -153,6 +156,55 @@ describe('relay', () => {
       'SELECT published_at IS NOT NULL AS published FROM outbox',
     );
     expect(Number(row?.published)).toBe(1);
+  });
+
+  it('the claim and the stored-event read give the same event through a DATABASE_URL with dateStrings and through a Drizzle database of its own', async () => {
+    const occurredAt = new Date('2026-03-04T05:06:07.089Z');
+    const eventId = randomUUID();
+    await db.db.insert(outbox).values({
+      eventId,
+      aggregateType: 'Test',
+      aggregateId: eventId,
+      sequence: 1,
+      type: 'CustomerCreated',
+      payload: { n: 1, name: 'Zoë' },
+      headers: { correlationId: eventId },
+      occurredAt,
+      nextAttemptAt: new Date(0),
+    });
+    const expected = {
+      eventId,
+      type: 'CustomerCreated',
+      aggregateType: 'Test',
+      aggregateId: eventId,
+      sequence: 1,
+      occurredAt: occurredAt.toISOString(),
+    };
+    const retry = { maxAttempts: 10, backoffBaseMs: 1000, backoffMaxMs: 1000 };
+    // The rows as each kind of database gives them: Dates from our pools; text with dateStrings
+    // in the URL; text from a Drizzle database not made by connectDatabase (its own transaction).
+    const withDateStrings = connectDatabase(`${db.url}?dateStrings=true`, 2);
+    const ownPool = mysql.createPool({ uri: db.url, connectionLimit: 2 });
+    const own = drizzle(ownPool, { schema, mode: 'default' }) as unknown as Database;
+    try {
+      for (const database of [db.db, withDateStrings.db, own]) {
+        let claimed: readonly ClaimedEvent[] = [];
+        // Nothing published: the row stays due for the next database.
+        await claimAndSettle(database, { limit: 10, holdSeconds: 30, retry }, async (batch) => {
+          claimed = batch;
+          return { published: [], failed: new Map() };
+        });
+        expect(claimed.map((e) => ({ envelope: e.envelope, payload: JSON.parse(e.payloadJson) }))).toEqual([
+          { envelope: expected, payload: { n: 1, name: 'Zoë' } },
+        ]);
+        const stored = await transaction(database, (tx) => findEvents(tx, [eventId]));
+        expect(stored.get(eventId)).toEqual({ ...expected, payload: { n: 1, name: 'Zoë' } });
+      }
+    } finally {
+      await withDateStrings.close();
+      await ownPool.end();
+      await db.query('DELETE FROM outbox');
+    }
   });
 
   it('a mark releases the held successor of an aggregate whose id needs escaping (quotes, backslashes)', async () => {

@@ -193,10 +193,18 @@ describe('scaled out: two apps, a standalone relay and two standalone workers as
     const lastCursor = before.lastCursor() as string;
     expect(lastCursor).toBeTruthy();
 
-    // The history as the database has it, from the first event A delivered to the end of the stream.
+    // The history as the database has it, from the first event A delivered to the end of the
+    // stream, once every streamed event is in it: two workers handle different customers' events
+    // in any order, so the last one created may be handled before an earlier one.
     const lastCreated = created.at(-1) as CreatedCustomer;
-    await waitFor('the last streamed event to be handled', async () =>
-      count('SELECT COUNT(*) AS n FROM handled_events WHERE event_id = ?', [lastCreated.eventId]),
+    const createdIds = created.map((c) => c.eventId);
+    await waitFor(
+      'every streamed event to be handled',
+      async () =>
+        (await count(
+          `SELECT COUNT(*) AS n FROM handled_events WHERE event_id IN (${createdIds.map(() => '?').join(', ')})`,
+          createdIds,
+        )) === createdIds.length,
     );
     const firstPosition = decodeHistoryCursor((seenOnA[0] as CustomerEventData).cursor, 'after');
     const history = (

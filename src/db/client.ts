@@ -284,16 +284,24 @@ export async function execute(tx: Executor, statement: SQLWrapper): Promise<Resu
 }
 
 /**
- * Runs one read of a transaction() and returns its rows as the driver gives them, keyed by column
- * name or alias: DATETIME as a UTC Date, BIGINT as a number while it is a safe integer, JSON as
- * text on MariaDB (parsed on MySQL 8). For a hot read that maps its own rows: Drizzle builds a
- * query object and maps every row through its columns, which was a fifth of a relay's CPU.
- * Writes deferred to the COMMIT are not visible to it (flushDeferredWrites first if that matters).
+ * Runs one read of a transaction and returns its rows as the driver gives them, keyed by column
+ * name or alias: for a hot read that maps its own rows, since Drizzle builds a query object and
+ * maps every row through its columns (the larger part of the relay's and the worker's Drizzle
+ * time in profiles). BIGINT comes as a number while it is a safe integer, JSON as text on
+ * MariaDB and parsed on MySQL 8, DATETIME as a UTC Date, or as text when the connection was
+ * told to (`dateStrings` in DATABASE_URL, or Drizzle's own transaction, which a database not
+ * made by connectDatabase runs): read it with utcIso. Writes deferred to the COMMIT are not
+ * visible to it (flushDeferredWrites first if that matters).
  */
 export async function readRows<Row>(tx: Executor, statement: SQLWrapper): Promise<Row[]> {
   const state = states.get(tx as Transaction);
-  if (!state) throw new Error('readRows runs only inside transaction()');
-  return (await send(state, [statement]))[0] as Row[];
+  if (state) return (await send(state, [statement]))[0] as Row[];
+  return (await tx.execute(statement))[0] as unknown as Row[];
+}
+
+/** A DATETIME read by readRows, as ISO 8601 in UTC: a Date, or the server's text of a UTC time. */
+export function utcIso(value: Date | string): string {
+  return (typeof value === 'string' ? new Date(`${value.replace(' ', 'T')}Z`) : value).toISOString();
 }
 
 /** Hands each deferred write its result, from a query that began with them. */

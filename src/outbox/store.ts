@@ -25,11 +25,11 @@ import { escape as escapeLiteral } from 'mysql2';
 import {
   commitWith,
   type Database,
-  defersWrites,
   type Executor,
   flushDeferredWrites,
   readRows,
   transaction,
+  utcIso,
   writeAtCommit,
 } from '../db/client.js';
 import { type BoundStatement, prepared, type Renderer } from '../db/prepared.js';
@@ -296,7 +296,7 @@ interface ClaimRow {
   readonly aggregate_type: string;
   readonly aggregate_id: string;
   readonly sequence: number;
-  readonly occurred_at: Date;
+  readonly occurred_at: Date | string;
   readonly payload: string;
   readonly headers: unknown;
   readonly lease_token: string | null;
@@ -377,7 +377,7 @@ export async function claimAndSettle(
       if (rows.length === 0) return undefined;
       const batch: ClaimedEvent[] = rows.map((r) => ({
         id: Number(r.id),
-        takenOver: r.lease_token !== null,
+        takenOver: r.lease_token != null,
         headers: parseJson(r.headers) as EventHeaders,
         envelope: {
           eventId: r.event_id,
@@ -385,7 +385,7 @@ export async function claimAndSettle(
           aggregateType: r.aggregate_type,
           aggregateId: r.aggregate_id,
           sequence: r.sequence,
-          occurredAt: r.occurred_at.toISOString(),
+          occurredAt: utcIso(r.occurred_at),
         },
         payloadJson: r.payload,
       }));
@@ -770,30 +770,23 @@ export async function findEvents(
   eventIds: readonly string[],
 ): Promise<Map<string, EventEnvelope>> {
   if (eventIds.length === 0) return new Map();
-  if (defersWrites(db)) {
-    // In transaction() (the worker's), read and map by hand: this runs for every message.
-    const values = Object.fromEntries(eventIds.map((id, i) => [`id${i}`, id]));
-    const rows = await readRows<StoredRow>(db, findStatement(eventIds.length)(values));
-    return new Map(
-      rows.map((r) => [
-        r.event_id,
-        {
-          eventId: r.event_id,
-          type: r.type,
-          aggregateType: r.aggregate_type,
-          aggregateId: r.aggregate_id,
-          sequence: r.sequence,
-          occurredAt: r.occurred_at.toISOString(),
-          payload: parseJson(r.payload),
-        },
-      ]),
-    );
-  }
-  const rows = await db
-    .select(eventColumns)
-    .from(outbox)
-    .where(inArray(outbox.eventId, [...eventIds]));
-  return new Map(rows.map((r) => [r.eventId, { ...envelopeHead(r), payload: parseJson(r.payload) }]));
+  // Read and mapped by hand (readRows): this runs for every group the worker handles.
+  const values = Object.fromEntries(eventIds.map((id, i) => [`id${i}`, id]));
+  const rows = await readRows<StoredRow>(db, findStatement(eventIds.length)(values));
+  return new Map(
+    rows.map((r) => [
+      r.event_id,
+      {
+        eventId: r.event_id,
+        type: r.type,
+        aggregateType: r.aggregate_type,
+        aggregateId: r.aggregate_id,
+        sequence: r.sequence,
+        occurredAt: utcIso(r.occurred_at),
+        payload: parseJson(r.payload),
+      },
+    ]),
+  );
 }
 
 /** A stored event's row as the driver gives it (readRows), by column name. */
@@ -803,7 +796,7 @@ interface StoredRow {
   readonly aggregate_type: string;
   readonly aggregate_id: string;
   readonly sequence: number;
-  readonly occurred_at: Date;
+  readonly occurred_at: Date | string;
   readonly payload: unknown;
 }
 

@@ -1,9 +1,8 @@
 import type { SQLWrapper } from 'drizzle-orm';
-import { MySqlDialect } from 'drizzle-orm/mysql-core';
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
 import mysql, { type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
 import { StartupError } from '../support/startup-error.js';
-import { BoundStatement, constantStatement } from './prepared.js';
+import { BoundStatement, constantStatement, dialect } from './prepared.js';
 import * as schema from './schema.js';
 
 export type Database = MySql2Database<typeof schema>;
@@ -245,9 +244,6 @@ async function sendDeferred(
     throw error;
   }
 }
-
-/** Drizzle's renderer, for statements not bound already (BoundStatement). */
-const dialect = new MySqlDialect();
 
 /**
  * Sends statements of a transaction() as one query (a multi-statement one if more than one) on

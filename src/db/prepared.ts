@@ -3,6 +3,9 @@ import { MySqlDialect } from 'drizzle-orm/mysql-core';
 import { drizzle } from 'drizzle-orm/mysql2';
 import * as schema from './schema.js';
 
+/** The MySQL dialect, for rendering statements not prepared (client.ts's send). */
+export const dialect = new MySqlDialect();
+
 /** Renders statements to text without a connection: the dialect is all that takes. */
 const renderer = drizzle.mock({ schema, mode: 'default' });
 export type Renderer = typeof renderer;
@@ -64,12 +67,30 @@ export function prepared<Values extends object>(
   };
 }
 
+/**
+ * prepared() for statements whose shape depends on a count (n rows inserted, n ids in an IN
+ * list): each count's is rendered once, on first use, and kept for the first `maxCounts`
+ * counts seen (a worker's groups run from 1 to its prefetch).
+ */
+export function preparedPerCount<Values extends object>(
+  build: (count: number) => (db: Renderer) => Renderable,
+  maxCounts = 64,
+): (count: number) => (values: Values) => BoundStatement {
+  const byCount = new Map<number, (values: Values) => BoundStatement>();
+  return (count) => {
+    let statement = byCount.get(count);
+    if (!statement) {
+      statement = prepared<Values>(build(count));
+      if (byCount.size < maxCounts) byCount.set(count, statement);
+    }
+    return statement;
+  };
+}
+
 /** prepared() for a statement written as SQL (sql`…`, with sql.placeholder) rather than built. */
 export function preparedSql<Values extends object>(statement: SQL): (values: Values) => BoundStatement {
   return prepared<Values>(() => ({ toSQL: () => dialect.sqlToQuery(statement) }));
 }
-
-const dialect = new MySqlDialect();
 
 function compile(statement: Renderable) {
   const { sql: text, params } = statement.toSQL();

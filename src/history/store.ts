@@ -18,7 +18,7 @@
  */
 import { and, asc, eq, gt, sql } from 'drizzle-orm';
 import { commitWith, type Executor, type Transaction } from '../db/client.js';
-import { prepared, preparedSql } from '../db/prepared.js';
+import { preparedPerCount, preparedSql } from '../db/prepared.js';
 import { handledEvents, historyPositions } from '../db/schema.js';
 import type { StoredEvent } from '../outbox/handler.js';
 
@@ -71,22 +71,12 @@ const takePositions = preparedSql<{ count: number }>(
       ON DUPLICATE KEY UPDATE ${sql.identifier(historyPositions.position.name)} = LAST_INSERT_ID(${historyPositions.position} + ${sql.placeholder('count')})`,
 );
 
-/** Inserts of n rows, rendered once per n (a worker's group is 1 to its prefetch messages). */
-const insertStatements = new Map<number, ReturnType<typeof insertOf>>();
-const MAX_CACHED_INSERTS = 64;
-
-function insertRows(n: number): ReturnType<typeof insertOf> {
-  let statement = insertStatements.get(n);
-  if (!statement) {
-    statement = insertOf(n);
-    if (insertStatements.size < MAX_CACHED_INSERTS) insertStatements.set(n, statement);
-  }
-  return statement;
-}
-
-/** n rows taking the positions just counted: the i-th is LAST_INSERT_ID() - (n - 1 - i). */
-function insertOf(n: number) {
-  return prepared<Record<string, unknown>>((db) =>
+/**
+ * Inserts of n rows (a worker's group), each taking the positions just counted: the i-th is
+ * LAST_INSERT_ID() - (n - 1 - i).
+ */
+const insertRows = preparedPerCount<Record<string, unknown>>(
+  (n) => (db) =>
     db.insert(handledEvents).values(
       Array.from({ length: n }, (_, i) => ({
         position: sql`LAST_INSERT_ID() - ${n - 1 - i}`,
@@ -102,10 +92,9 @@ function insertOf(n: number) {
         payload: sql`${sql.placeholder(`payload${i}`)}`,
       })),
     ),
-  );
-}
+);
 
-/** The i-th row's values, by the placeholder names of insertOf. */
+/** The i-th row's values, by the placeholder names of insertRows. */
 function rowValues(row: NewHistoryRow, i: number): Array<[string, unknown]> {
   return [
     [`eventId${i}`, row.eventId],

@@ -32,7 +32,7 @@ import {
   utcIso,
   writeAtCommit,
 } from '../db/client.js';
-import { type BoundStatement, prepared, type Renderer } from '../db/prepared.js';
+import { prepared, preparedPerCount, type Renderer } from '../db/prepared.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope, EventHeaders, NewEvent } from './event.js';
 
@@ -288,19 +288,36 @@ export interface ClaimOptions {
   readonly retry: RetryPolicy;
 }
 
-/** A claimed row as the driver gives it (readRows), by column name. */
-interface ClaimRow {
-  readonly id: number | string;
+/** An event's columns as the driver gives them (readRows), by column name. */
+interface EventRow {
   readonly event_id: string;
   readonly type: string;
   readonly aggregate_type: string;
   readonly aggregate_id: string;
   readonly sequence: number;
   readonly occurred_at: Date | string;
+  readonly payload: unknown;
+}
+
+/** A claimed row: the payload as the text the database holds. */
+interface ClaimRow extends EventRow {
+  readonly id: number | string;
   readonly payload: string;
   readonly headers: unknown;
   readonly lease_token: string | null;
   readonly attempts: number;
+}
+
+/** The envelope of an event read by readRows, without its payload. */
+function envelopeOfRow(r: EventRow): Omit<EventEnvelope, 'payload'> {
+  return {
+    eventId: r.event_id,
+    type: r.type,
+    aggregateType: r.aggregate_type,
+    aggregateId: r.aggregate_id,
+    sequence: r.sequence,
+    occurredAt: utcIso(r.occurred_at),
+  };
 }
 
 /** The claim's locking read (see claimAndSettle), rendered once; its rows are mapped by hand. */
@@ -308,12 +325,7 @@ const claimStatement = prepared<{ limit: number }>((db) =>
   db
     .select({
       id: outbox.id,
-      eventId: outbox.eventId,
-      type: outbox.type,
-      aggregateType: outbox.aggregateType,
-      aggregateId: outbox.aggregateId,
-      sequence: outbox.sequence,
-      occurredAt: outbox.occurredAt,
+      ...eventColumns,
       // As the text the database holds: the relay sends it as it is, so parsing it (which
       // mysql2 does for a JSON column) and serializing it again would be wasted work.
       payload: sql<string>`CAST(${outbox.payload} AS CHAR)`.as('payload'),
@@ -379,14 +391,7 @@ export async function claimAndSettle(
         id: Number(r.id),
         takenOver: r.lease_token != null,
         headers: parseJson(r.headers) as EventHeaders,
-        envelope: {
-          eventId: r.event_id,
-          type: r.type,
-          aggregateType: r.aggregate_type,
-          aggregateId: r.aggregate_id,
-          sequence: r.sequence,
-          occurredAt: utcIso(r.occurred_at),
-        },
+        envelope: envelopeOfRow(r),
         payloadJson: r.payload,
       }));
       const attempts = new Map(rows.map((r) => [Number(r.id), r.attempts]));
@@ -772,49 +777,15 @@ export async function findEvents(
   if (eventIds.length === 0) return new Map();
   // Read and mapped by hand (readRows): this runs for every group the worker handles.
   const values = Object.fromEntries(eventIds.map((id, i) => [`id${i}`, id]));
-  const rows = await readRows<StoredRow>(db, findStatement(eventIds.length)(values));
-  return new Map(
-    rows.map((r) => [
-      r.event_id,
-      {
-        eventId: r.event_id,
-        type: r.type,
-        aggregateType: r.aggregate_type,
-        aggregateId: r.aggregate_id,
-        sequence: r.sequence,
-        occurredAt: utcIso(r.occurred_at),
-        payload: parseJson(r.payload),
-      },
-    ]),
-  );
-}
-
-/** A stored event's row as the driver gives it (readRows), by column name. */
-interface StoredRow {
-  readonly event_id: string;
-  readonly type: string;
-  readonly aggregate_type: string;
-  readonly aggregate_id: string;
-  readonly sequence: number;
-  readonly occurred_at: Date | string;
-  readonly payload: unknown;
+  const rows = await readRows<EventRow>(db, findStatement(eventIds.length)(values));
+  return new Map(rows.map((r) => [r.event_id, { ...envelopeOfRow(r), payload: parseJson(r.payload) }]));
 }
 
 /** findEvents' read of n ids, rendered once per n (a worker's group is 1 to its prefetch). */
-const findStatements = new Map<number, (values: Record<string, string>) => BoundStatement>();
-const MAX_CACHED_FINDS = 64;
-
-function findStatement(n: number): (values: Record<string, string>) => BoundStatement {
-  let statement = findStatements.get(n);
-  if (!statement) {
-    const ids = Array.from({ length: n }, (_, i) => sql.placeholder(`id${i}`));
-    statement = prepared<Record<string, string>>((db) =>
-      db.select(eventColumns).from(outbox).where(inArray(outbox.eventId, ids)),
-    );
-    if (findStatements.size < MAX_CACHED_FINDS) findStatements.set(n, statement);
-  }
-  return statement;
-}
+const findStatement = preparedPerCount<Record<string, string>>((n) => (db) => {
+  const ids = Array.from({ length: n }, (_, i) => sql.placeholder(`id${i}`));
+  return db.select(eventColumns).from(outbox).where(inArray(outbox.eventId, ids));
+});
 
 /**
  * Deletes up to `limit` events published more than `olderThanMs` ago, oldest first; returns how

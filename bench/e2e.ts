@@ -1,159 +1,113 @@
 /**
- * End to end: createCustomer at a steady rate while a graphql-ws subscriber listens to every
- * customer's events; for each create, the time from sending the mutation to receiving its
- * handled event. The service runs as its own process with all roles, as `npm start` runs it.
- * The baseline, measured in the same run against the same process, is the round trip of a
- * trivial query over HTTP: the floor any "send, then be told" latency stands on.
+ * End to end, the product against the floor (bench/floor/service.mjs: the least work the same
+ * pipeline needs, hand-written): createCustomer at steady rates while a graphql-ws subscriber
+ * listens to every customer's events; for each create, the time from sending the mutation to
+ * receiving its handled event, and the CPU per create of the service, MariaDB and RabbitMQ.
+ * Both are driven by the same client with the same accounting, one after the other in each
+ * round and in the other order in the next, and every figure is printed as product ÷ floor.
+ *
+ * Capacity: each steps its rate up until e2e p99 passes 50 ms (or it falls behind); the
+ * highest rate that held is its capacity.
  */
-import { randomBytes } from 'node:crypto';
-import { createClient } from 'graphql-ws';
-import WebSocket from 'ws';
-import { perUnitMs, sample, statementsSoFar, watched } from './cpu.js';
-import { BenchHttpClient } from './http.js';
-import {
-  createBenchDatabase,
-  deleteBrokerObjects,
-  percentile,
-  report,
-  round,
-  spawnBenchService,
-} from './support.js';
+import { driveRate, type RateFigures, warmUp } from './load.js';
+import { report, round } from './support.js';
+import { startTarget, type Target, type TargetKind } from './target.js';
 
-const ms = (value: number) => round(value, 1);
+const WARM_UP_CREATES = 300;
 
-export async function runEndToEndBenchmark(rates: readonly number[], seconds: number): Promise<void> {
-  const db = await createBenchDatabase('e2e');
-  const suffix = randomBytes(3).toString('hex');
-  const service = await spawnBenchService('app,relay,worker', {
-    DATABASE_URL: db.url,
-    OUTBOX_EXCHANGE: `bench.e2e.${suffix}`,
-    WORKER_QUEUE: `bench.e2e.worker.${suffix}`,
-  });
-  const client = createClient({
-    url: service.url.replace(/^http/, 'ws'),
-    webSocketImpl: WebSocket,
-    lazy: false,
-  });
-  const http = new BenchHttpClient(service.url);
-  const received = new Map<string, number>();
-  let duplicates = 0;
+async function withTarget<T>(kind: TargetKind, run: (target: Target) => Promise<T>): Promise<T> {
+  const target = await startTarget(kind);
   try {
-    await new Promise<void>((resolve, reject) => {
-      client.on('connected', () => resolve());
-      client.on('error', reject);
-    });
-    const unsubscribe = client.subscribe<{ onCustomerEvent: { eventId: string } }>(
-      { query: 'subscription { onCustomerEvent { eventId customerId handledAt } }' },
-      {
-        next: (result) => {
-          const id = result.data?.onCustomerEvent.eventId;
-          if (!id) return;
-          if (received.has(id)) duplicates++;
-          else received.set(id, performance.now());
-        },
-        error: (error) => process.stderr.write(`subscription error: ${JSON.stringify(error)}\n`),
-        complete: () => {},
-      },
-    );
-    const post = async (body: unknown) =>
-      (await http.post(body)).body as { data?: { createCustomer?: { eventId: string } }; errors?: unknown };
-
-    // Baseline: HTTP round trips of a trivial query, one at a time.
-    const rtt: number[] = [];
-    for (let i = 0; i < 300; i++) {
-      const started = performance.now();
-      await post({ query: '{ __typename }' });
-      rtt.push(performance.now() - started);
-    }
-    rtt.sort((a, b) => a - b);
-    report({
-      scenario: 'e2e-baseline-http-roundtrip',
-      p50Ms: ms(percentile(rtt, 50)),
-      p99Ms: ms(percentile(rtt, 99)),
-    });
-
-    let n = 0;
-    // Warm-up, not measured: the first requests pay for JIT compilation and cold caches.
-    for (let i = 0; i < 300; i++) {
-      await post({
-        query: 'mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { eventId } }',
-        variables: { input: { email: `warm${i}.${suffix}@example.com`, name: 'Warm-up' } },
-      });
-    }
-    const pids = watched(service.pid);
-    for (const rate of rates) {
-      const cpuBefore = sample(pids);
-      const statementsBefore = await statementsSoFar(db.pool);
-      const sent = new Map<string, number>();
-      const failures: unknown[] = [];
-      const total = rate * seconds;
-      const started = performance.now();
-      const inFlight: Promise<void>[] = [];
-      for (let i = 0; i < total; i++) {
-        // Open loop: each request leaves at its scheduled time whether or not earlier ones returned.
-        const due = started + (i * 1000) / rate;
-        const wait = due - performance.now();
-        if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
-        const sentAt = performance.now();
-        const email = `e2e${n++}.${suffix}@example.com`;
-        inFlight.push(
-          post({
-            query: 'mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { eventId } }',
-            variables: { input: { email, name: 'Bench' } },
-          }).then(
-            (body) => {
-              const id = body.data?.createCustomer?.eventId;
-              if (id) sent.set(id, sentAt);
-              else failures.push(body.errors);
-            },
-            (error: unknown) => {
-              failures.push(error instanceof Error ? `${error.message} ${String(error.cause ?? '')}` : error);
-            },
-          ),
-        );
-      }
-      await Promise.all(inFlight);
-      const sendSeconds = (performance.now() - started) / 1000;
-      // Above the machine's capacity a backlog builds up; wait it out (up to two minutes) so that
-      // "missing" counts events that never arrived, not events that arrived late.
-      const deadline = performance.now() + 120_000;
-      while ([...sent.keys()].some((id) => !received.has(id)) && performance.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      // Everything a create caused has happened by now (its event arrived), so the CPU since the
-      // first request is what the creates cost, idle polling included.
-      const cpu = perUnitMs(cpuBefore, sample(pids), sent.size);
-      // Less the one SHOW STATUS of the reading itself.
-      const statements = (await statementsSoFar(db.pool)) - statementsBefore - 1;
-      const latencies = [...sent]
-        .filter(([id]) => received.has(id))
-        .map(([id, at]) => (received.get(id) as number) - at);
-      latencies.sort((a, b) => a - b);
-      report({
-        scenario: 'e2e-create-to-handled-event',
-        ratePerSecond: rate,
-        seconds,
-        sent: sent.size,
-        failedRequests: failures.length,
-        failureSample:
-          failures.length > 0 ? String(JSON.stringify(failures[0]) ?? failures[0]).slice(0, 200) : undefined,
-        missing: sent.size - latencies.length,
-        duplicates,
-        p50Ms: ms(percentile(latencies, 50)),
-        p95Ms: ms(percentile(latencies, 95)),
-        p99Ms: ms(percentile(latencies, 99)),
-        p50VsHttpRoundtrip: round(percentile(latencies, 50) / percentile(rtt, 50)),
-        achievedRatePerSecond: round(sent.size / sendSeconds, 1),
-        cpuMsPerCreate: cpu,
-        statementsPerCreate: round(statements / Math.max(1, sent.size), 1),
-      });
-    }
-    unsubscribe();
+    await warmUp(target, WARM_UP_CREATES);
+    return await run(target);
   } finally {
-    http.close();
-    await client.dispose();
-    await service.stop();
-    await db.drop();
-    await deleteBrokerObjects(`bench.e2e.${suffix}`, `bench.e2e.worker.${suffix}`);
+    await target.stop();
   }
+}
+
+const mean = (values: readonly number[]) =>
+  values.reduce((sum, v) => sum + v, 0) / Math.max(1, values.length);
+
+export async function runEndToEndBenchmark(
+  rates: readonly number[],
+  seconds: number,
+  rounds: number,
+): Promise<void> {
+  const figures: Record<TargetKind, Map<number, RateFigures[]>> = { product: new Map(), floor: new Map() };
+  for (let round = 1; round <= rounds; round++) {
+    const order: TargetKind[] = round % 2 === 1 ? ['product', 'floor'] : ['floor', 'product'];
+    for (const kind of order) {
+      await withTarget(kind, async (target) => {
+        for (const rate of rates) {
+          const result = await driveRate(target, rate, seconds);
+          report({
+            scenario: 'e2e',
+            target: kind,
+            round,
+            seconds,
+            duplicates: target.duplicates(),
+            ...result,
+          });
+          figures[kind].set(rate, [...(figures[kind].get(rate) ?? []), result]);
+        }
+      });
+    }
+  }
+  for (const rate of rates) {
+    const product = figures.product.get(rate) ?? [];
+    const floor = figures.floor.get(rate) ?? [];
+    const ratio = (pick: (f: RateFigures) => number | undefined) =>
+      round(mean(product.map((f) => pick(f) ?? Number.NaN)) / mean(floor.map((f) => pick(f) ?? Number.NaN)));
+    report({
+      scenario: 'e2e-product-vs-floor',
+      ratePerSecond: rate,
+      rounds,
+      cpuPerCreateAllProcesses: ratio((f) => f.cpuMsPerCreate.total),
+      cpuPerCreateNodeProcess: ratio((f) => f.cpuMsPerCreate.node),
+      p50: ratio((f) => f.p50Ms),
+      p99: ratio((f) => f.p99Ms),
+      productCpuMs: round(mean(product.map((f) => f.cpuMsPerCreate.total ?? Number.NaN))),
+      floorCpuMs: round(mean(floor.map((f) => f.cpuMsPerCreate.total ?? Number.NaN))),
+      productP99Ms: round(mean(product.map((f) => f.p99Ms)), 1),
+      floorP99Ms: round(mean(floor.map((f) => f.p99Ms)), 1),
+    });
+  }
+}
+
+/** The highest rate, stepping by `step`, at which e2e p99 stays ≤ `p99LimitMs` with nothing missing. */
+async function capacityOf(
+  kind: TargetKind,
+  step: number,
+  seconds: number,
+  p99LimitMs: number,
+): Promise<number> {
+  return withTarget(kind, async (target) => {
+    let held = 0;
+    for (let rate = step; rate <= 40 * step; rate += step) {
+      const result = await driveRate(target, rate, seconds);
+      report({ scenario: 'capacity-step', target: kind, seconds, ...result });
+      const ok =
+        result.p99Ms <= p99LimitMs &&
+        result.missing === 0 &&
+        result.failedRequests === 0 &&
+        result.achievedRatePerSecond >= 0.95 * rate;
+      if (!ok) break;
+      held = rate;
+    }
+    return held;
+  });
+}
+
+export async function runCapacityBenchmark(step: number, seconds: number): Promise<void> {
+  const p99LimitMs = 50;
+  const product = await capacityOf('product', step, seconds, p99LimitMs);
+  const floor = await capacityOf('floor', step, seconds, p99LimitMs);
+  report({
+    scenario: 'capacity-product-vs-floor',
+    p99LimitMs,
+    stepPerSecond: step,
+    productPerSecond: product,
+    floorPerSecond: floor,
+    ratio: round(product / Math.max(1, floor)),
+  });
 }

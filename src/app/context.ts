@@ -15,6 +15,19 @@ export interface AppContext {
   readonly admin: boolean;
   /** The client's `Idempotency-Key` header, if any (see idempotency/keys.ts). */
   readonly idempotencyKey?: string;
+  /** Set for a subscription over SSE only: its resumption, and the SSE id of each event. */
+  readonly stream?: EventStreamPosition;
+}
+
+/**
+ * What a subscription over SSE and onCustomerEvent tell each other: the client's
+ * `Last-Event-ID`, and the cursor the stream is at, set by the resolver when the stream starts
+ * (the position it starts after) and as each event is resolved (its cursor), which the
+ * transport writes as the event's SSE `id`.
+ */
+export interface EventStreamPosition {
+  readonly lastEventId?: string;
+  cursor?: string;
 }
 
 /** Printable ASCII, as the IETF Idempotency-Key draft and Stripe-style clients send (often a UUID). */

@@ -13,7 +13,7 @@ import {
 } from '../customers/service.js';
 import type { CreateCustomerInput, UpdateCustomerInput } from '../customers/validation.js';
 import { ForbiddenError, InvalidInputError } from '../errors.js';
-import { CursorAheadError, type HistoryFeed } from '../history/feed.js';
+import type { HistoryFeed } from '../history/feed.js';
 import { listDead, readStats, reviveDead, skipDead } from '../outbox/store.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import type { AppContext } from './context.js';
@@ -86,7 +86,11 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
     },
     Subscription: {
       onCustomerEvent: {
-        subscribe: async (_: unknown, args: { customerId?: string | null; after?: string | null }) => {
+        subscribe: async (
+          _: unknown,
+          args: { customerId?: string | null; after?: string | null },
+          ctx: AppContext,
+        ) => {
           const customerId =
             args.customerId == null ? undefined : String(parseCustomerId(args.customerId, 'customerId'));
           if (!options.feed) {
@@ -94,14 +98,19 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
               extensions: { code: 'SERVICE_UNAVAILABLE' },
             });
           }
-          try {
-            return await customerEventStream(options.feed, customerId, args.after ?? undefined);
-          } catch (error) {
-            if (error instanceof CursorAheadError) throw new InvalidInputError('after', 'Not a valid cursor');
-            throw error;
-          }
+          const events = await customerEventStream(options.feed, customerId, {
+            after: args.after ?? undefined,
+            lastEventId: ctx.stream?.lastEventId,
+          });
+          if (ctx.stream) ctx.stream.cursor = events.startCursor;
+          return events;
         },
-        resolve: (event: CustomerEvent) => event,
+        // Runs for each event just before its result is sent: the SSE transport writes this
+        // cursor as the event's id, whether or not the client selected `cursor`.
+        resolve: (event: CustomerEvent, _: unknown, ctx: AppContext) => {
+          if (ctx.stream) ctx.stream.cursor = event.cursor;
+          return event;
+        },
       },
     },
     Customer: {

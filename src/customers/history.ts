@@ -1,7 +1,7 @@
 import type { Database } from '../db/client.js';
 import { InvalidInputError } from '../errors.js';
 import { decodeHistoryCursor, encodeHistoryCursor } from '../history/cursor.js';
-import type { HistoryFeed } from '../history/feed.js';
+import { CursorAheadError, type HistoryFeed, type HistoryStream } from '../history/feed.js';
 import { type HistoryRow, headPosition, readHistory } from '../history/store.js';
 import { CUSTOMER_AGGREGATE } from './events.js';
 
@@ -61,25 +61,70 @@ export async function customerEventPage(
 }
 
 /**
- * onCustomerEvent: after `after` when given (any customer's cursor works: positions are one
- * sequence for the whole history); else, with a customer, that customer's whole history; else
- * from now on. Then live.
+ * Where onCustomerEvent resumes: `after` (the argument) and `lastEventId` (the `Last-Event-ID`
+ * header of a reconnecting SSE client), both cursors.
+ */
+export interface StreamStart {
+  readonly after?: string;
+  readonly lastEventId?: string;
+}
+
+/** The cursor field a client sends `Last-Event-ID` in, as errors name it. */
+export const LAST_EVENT_ID = 'Last-Event-ID';
+
+/**
+ * The position to resume after, and which field gave it: the later of the two when both are
+ * given. A browser's EventSource reconnects with the request it was opened with (its first
+ * `after`, if any) plus the id of the last event it received, which is later; taking the later
+ * one never hands a client an event twice. Each must be a cursor this service made.
+ */
+export function resumeAfter(start: StreamStart): { position: number; field: string } | undefined {
+  const given = [
+    start.after === undefined
+      ? undefined
+      : { position: decodeHistoryCursor(start.after, 'after'), field: 'after' },
+    start.lastEventId === undefined
+      ? undefined
+      : { position: decodeHistoryCursor(start.lastEventId, LAST_EVENT_ID), field: LAST_EVENT_ID },
+  ].filter((g) => g !== undefined);
+  return given.reduce<(typeof given)[number] | undefined>(
+    (later, g) => (later === undefined || g.position > later.position ? g : later),
+    undefined,
+  );
+}
+
+/** onCustomerEvent's events; `startCursor` is the position the stream starts after. */
+export interface CustomerEventStream extends AsyncIterableIterator<CustomerEvent> {
+  readonly startCursor: string;
+}
+
+/**
+ * onCustomerEvent: after `after` (or a later `Last-Event-ID`) when given (any customer's cursor
+ * works: positions are one sequence for the whole history); else, with a customer, that
+ * customer's whole history; else from now on. Then live. A cursor ahead of the history is
+ * refused as BAD_USER_INPUT on the field that gave it.
  */
 export async function customerEventStream(
   feed: HistoryFeed,
   customerId: string | undefined,
-  after: string | undefined,
-): Promise<AsyncIterableIterator<CustomerEvent>> {
-  const start =
-    after !== undefined
-      ? { after: decodeHistoryCursor(after, 'after') }
-      : customerId !== undefined
-        ? { after: 0 }
-        : 'now';
-  const rows = await feed.subscribe({ aggregateType: CUSTOMER_AGGREGATE, aggregateId: customerId }, start);
+  start: StreamStart = {},
+): Promise<CustomerEventStream> {
+  const resume = resumeAfter(start);
+  let rows: HistoryStream;
+  try {
+    rows = await feed.subscribe(
+      { aggregateType: CUSTOMER_AGGREGATE, aggregateId: customerId },
+      resume !== undefined ? { after: resume.position } : customerId !== undefined ? { after: 0 } : 'now',
+    );
+  } catch (error) {
+    if (error instanceof CursorAheadError && resume)
+      throw new InvalidInputError(resume.field, 'Not a valid cursor');
+    throw error;
+  }
   // Not an async generator: one waiting inside `await` sees return() only at its next yield,
   // which for a quiet customer may be never; this one passes return() straight to the feed.
-  const events: AsyncIterableIterator<CustomerEvent> = {
+  const events: CustomerEventStream = {
+    startCursor: encodeHistoryCursor(rows.startedAfter),
     next: async () => {
       const r = await rows.next();
       return r.done ? r : { done: false, value: toCustomerEvent(r.value) };

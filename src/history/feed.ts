@@ -20,6 +20,11 @@ export interface HistoryFeedOptions {
 /** Where a subscription starts. */
 export type StartAt = { readonly after: number } | 'now';
 
+/** A subscription's rows; `startedAfter` is the position it started after (`'now'` resolved). */
+export interface HistoryStream extends AsyncIterableIterator<HistoryRow> {
+  readonly startedAfter: number;
+}
+
 /** A cursor ahead of the history: it was not made by this service. */
 export class CursorAheadError extends Error {
   override readonly name = 'CursorAheadError';
@@ -116,7 +121,7 @@ export class HistoryFeed {
    * Rows matching `filter` after `start`, in position order, then live ones, each once.
    * `'now'` starts at the current end of the history.
    */
-  async subscribe(filter: HistoryFilter, start: StartAt): Promise<AsyncIterableIterator<HistoryRow>> {
+  async subscribe(filter: HistoryFilter, start: StartAt): Promise<HistoryStream> {
     await Promise.race([this.headKnown, stopped(this.loop.signal)]);
     if (this.loop.stopped) throw new Error('The history feed is stopped');
     let after: number;
@@ -194,7 +199,8 @@ function stopped(signal: AbortSignal): Promise<void> {
 }
 
 /** One subscriber's view of the feed: an async iterator over its rows. */
-class FeedSubscription implements AsyncIterableIterator<HistoryRow> {
+class FeedSubscription implements HistoryStream {
+  readonly startedAfter: number;
   private readonly queue: HistoryRow[] = [];
   /** The last position queued or delivered: what a catch-up continues from. */
   private last: number;
@@ -210,6 +216,7 @@ class FeedSubscription implements AsyncIterableIterator<HistoryRow> {
     after: number,
     live: boolean,
   ) {
+    this.startedAfter = after;
     this.last = after;
     this.delivered = after;
     this.live = live;

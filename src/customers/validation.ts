@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { InvalidInputError } from '../errors.js';
+import { invisibleTextProblem } from './visible-text.js';
 
 export interface CreateCustomerInput {
   readonly email: string;
@@ -24,8 +25,11 @@ const name = z
   .trim()
   .min(1, 'Name is required')
   .max(100, 'Name must be at most 100 characters')
-  // Control characters have no business in a name and break e-mail headers downstream.
-  .regex(/^[^\p{Cc}]*$/u, 'Name must not contain control characters');
+  // Shown to people and printed in e-mail headers: text a person can see (visible-text.ts).
+  .superRefine((value, ctx) => {
+    const problem = invisibleTextProblem(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
 const createCustomerSchema = z.object({ email, name });
 

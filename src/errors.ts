@@ -77,3 +77,9 @@ export class ConflictError extends DomainError {
     return this.extra;
   }
 }
+
+/** A dependency is away for now: HTTP 503 with Retry-After; retrying later is the answer. */
+export class UnavailableError extends DomainError {
+  override readonly name = 'UnavailableError';
+  readonly code = 'SERVICE_UNAVAILABLE';
+}

@@ -44,12 +44,14 @@ export const FIELD_COSTS: Readonly<Record<string, number>> = {
   'Query.customerEvents': 10,
   'Query.outboxStats': 10,
   'Query.deadEvents': 10,
+  'Query.workerDeadLetters': 100,
   'Customer.events': 10,
   'OutboxStats.workerDeadLetters': 10,
   'Mutation.createCustomer': 10,
   'Mutation.updateCustomer': 10,
   'Mutation.reviveDeadEvents': 10,
   'Mutation.skipDeadEvents': 10,
+  'Mutation.requeueWorkerDeadLetters': 100,
   'Subscription.onCustomerEvent': 10,
 };
 

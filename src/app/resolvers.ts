@@ -16,6 +16,7 @@ import { ForbiddenError, InvalidInputError } from '../errors.js';
 import type { HistoryFeed } from '../history/feed.js';
 import { listDead, readStats, reviveDead, skipDead } from '../outbox/store.js';
 import type { OutboxWriter } from '../outbox/writer.js';
+import type { DeadLetterQueue } from '../worker/dead-letters.js';
 import type { AppContext } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 
@@ -25,9 +26,12 @@ export interface ResolverOptions {
   readonly writer: OutboxWriter;
   /** The instance's feed of handled events; absent when subscriptions are not served. */
   readonly feed?: HistoryFeed;
-  /** Messages in the worker's dead-letter queue, or null when the broker cannot say. */
-  readonly workerDeadLetters?: () => Promise<number | null>;
+  /** The worker's dead-letter queue; absent, its operations answer null and nothing. */
+  readonly deadLetters?: WorkerDeadLetters;
 }
+
+/** What the operator operations need of the worker's dead-letter queue (worker/dead-letters.ts). */
+export type WorkerDeadLetters = Pick<DeadLetterQueue, 'count' | 'list' | 'requeue'>;
 
 export function createResolvers(options: ResolverOptions): IResolvers<unknown, AppContext> {
   const writeContext = (ctx: AppContext): WriteContext => ({
@@ -65,6 +69,10 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         requireAdmin(ctx);
         return listDead(ctx.db, pageSize(args.first, options.maxPageSize));
       },
+      workerDeadLetters: async (_: unknown, args: { first: number }, ctx: AppContext) => {
+        requireAdmin(ctx);
+        return (await options.deadLetters?.list(pageSize(args.first, options.maxPageSize))) ?? [];
+      },
     },
     Mutation: {
       createCustomer: (_: unknown, args: { input: CreateCustomerInput }, ctx: AppContext) =>
@@ -82,6 +90,11 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         const eventIds = await skipDead(ctx.db, args.eventIds);
         if (eventIds.length > 0) options.writer.nudge();
         return { eventIds };
+      },
+      requeueWorkerDeadLetters: async (_: unknown, args: { ids?: string[] | null }, ctx: AppContext) => {
+        requireAdmin(ctx);
+        if (args.ids?.length === 0) return { ids: [] };
+        return { ids: (await options.deadLetters?.requeue(args.ids ?? undefined)) ?? [] };
       },
     },
     Subscription: {
@@ -120,7 +133,7 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         eventPage(ctx, String(customer.id), args),
     },
     OutboxStats: {
-      workerDeadLetters: () => options.workerDeadLetters?.() ?? null,
+      workerDeadLetters: () => options.deadLetters?.count() ?? null,
     },
   };
 }

@@ -1,9 +1,9 @@
 import { HintListener } from '../broker/hint.js';
-import { countMessages } from '../broker/queues.js';
 import type { DatabaseHandle } from '../db/client.js';
 import { HistoryFeed } from '../history/feed.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import type { RoleDeps, RunningRole } from '../roles.js';
+import { DeadLetterQueue } from '../worker/dead-letters.js';
 import { AppServer, type AppServerOptions } from './server.js';
 
 export interface AppRole extends RunningRole {
@@ -48,7 +48,12 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
     },
     writer: deps.writer,
     feed,
-    workerDeadLetters: () => countMessages(broker, topology.workerDeadLetterQueue),
+    deadLetters: new DeadLetterQueue({
+      broker,
+      queue: topology.workerDeadLetterQueue,
+      workerQueue: topology.workerQueue,
+      confirmTimeoutMs: config.relay.confirmTimeoutMs,
+    }),
     authenticateWebSocket: deps.authenticateWebSocket,
     routes: (express) => {
       express.get('/metrics', async (_req, res) => {

@@ -22,6 +22,7 @@ import { graphqlPost, refusalBody } from './http.js';
 import { limitRules } from './limits.js';
 import { corsFor } from './origin.js';
 import { mountPlayground } from './playground.js';
+import type { WorkerDeadLetters } from './resolvers.js';
 import { buildSchema } from './schema.js';
 import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
 
@@ -35,7 +36,8 @@ export interface AppServerOptions {
   readonly writer: OutboxWriter;
   /** The instance's feed of handled events, for subscriptions. */
   readonly feed?: HistoryFeed;
-  readonly workerDeadLetters?: () => Promise<number | null>;
+  /** The worker's dead-letter queue, for the operator operations. */
+  readonly deadLetters?: WorkerDeadLetters;
   /** Extra HTTP routes mounted before /graphql (e.g. /metrics, the playground). */
   readonly routes?: (app: express.Express) => void;
   readonly authenticateWebSocket?: ConnectionAuthenticator;
@@ -69,7 +71,7 @@ export class AppServer {
       maxPageSize: config.http.maxPageSize,
       writer: options.writer,
       feed: options.feed,
-      workerDeadLetters: options.workerDeadLetters,
+      deadLetters: options.deadLetters,
     });
     const ws = () => this.ws;
     this.apollo = new ApolloServer<AppContext>({

@@ -23,6 +23,7 @@ import { ForeignMessage, type Handlers, PermanentFailure, type StoredEvent } fro
 import { type AppendedEvent, countPredecessors, findEvents } from '../outbox/store.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { canonicalJson } from '../support/json.js';
+import { ATTEMPTS_HEADER, COPY_HEADER, ERROR_HEADER, PARKED_AT_HEADER } from './dead-letters.js';
 import { parseEnvelope } from './envelope.js';
 import {
   type AggregateKey,
@@ -61,11 +62,9 @@ export interface WorkerOptions {
   readonly confirmTimeoutMs: number;
 }
 
-/** Our own attempt counter, carried on messages the worker sends back through the retry queue. */
-const ATTEMPTS_HEADER = 'x-attempts';
-const ERROR_HEADER = 'x-last-error';
-/** Identifies one copy sent to the retry or dead-letter queue, to match a basic.return to it. */
-const COPY_HEADER = 'x-copy-id';
+// x-attempts: our own attempt counter, carried on the copies the worker sends back through the
+// retry queue; x-copy-id identifies one copy, to match a basic.return to it (and a parked one for
+// the operator, dead-letters.ts).
 
 /**
  * Redeliveries (a worker died holding the message, or gave it back) after which the message is
@@ -488,10 +487,19 @@ export class Worker {
       await flushDeferredWrites(tx);
       first = event.sequence === 1 && (await recordFirstEvent(tx, key, event.eventId, handledAt));
     }
-    const progress: Progress | 'handled' = first
+    const taken: Progress | 'handled' = first
       ? { last: 0, written: true }
       : await takeProgress(tx, key, event.sequence);
-    if (progress === 'handled') return { kind: 'duplicate' };
+    // Past the progress mark with no inbox row: an event parked and passed (passParked), then
+    // requeued by an operator (dead-letters.ts). It is handled now, after its successors, and
+    // the mark stays where they left it. Anything else past the mark has its inbox row (inbox
+    // rows outlive the outbox's), so this insert finds the duplicate.
+    let passed = false;
+    if (taken === 'handled') {
+      if (!(await recordInbox(tx, this.consumer, event.eventId, handledAt))) return { kind: 'duplicate' };
+      passed = true;
+    }
+    const progress: Progress = taken === 'handled' ? { last: event.sequence, written: true } : taken;
     const last = progress.last;
     if (event.sequence > last + 1) {
       const missing = await countPredecessors(
@@ -504,7 +512,7 @@ export class Worker {
       );
       if (missing > 0) return { kind: 'waiting', missing };
     }
-    if (!first && !(await recordInbox(tx, this.consumer, event.eventId, handledAt))) {
+    if (!first && !passed && !(await recordInbox(tx, this.consumer, event.eventId, handledAt))) {
       return { kind: 'duplicate' };
     }
     const appended: AppendedEvent[] = [];
@@ -594,7 +602,17 @@ export class Worker {
       { reason: errorText(error), messageId: message.properties.messageId, attempts },
       'message parked in the dead-letter queue',
     );
-    await this.send(channel, this.options.topology.workerDeadLetterQueue, message, attempts, error);
+    await this.send(
+      channel,
+      this.options.topology.workerDeadLetterQueue,
+      message,
+      attempts,
+      error,
+      undefined,
+      {
+        [PARKED_AT_HEADER]: new Date().toISOString(),
+      },
+    );
     // A real event given up on no longer holds back its aggregate's later events.
     if (envelope && !(error instanceof ForeignMessage)) {
       const key = {
@@ -621,6 +639,7 @@ export class Worker {
     attempts: number,
     error: unknown,
     expiration?: string,
+    extraHeaders: Record<string, string> = {},
   ): Promise<void> {
     const { properties } = message;
     const copy = randomUUID();
@@ -638,6 +657,7 @@ export class Worker {
         [ATTEMPTS_HEADER]: attempts,
         [ERROR_HEADER]: errorText(error),
         [COPY_HEADER]: copy,
+        ...extraHeaders,
       },
     };
     return new Promise((resolve, reject) => {

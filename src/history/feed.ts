@@ -51,12 +51,18 @@ export class HistoryFeed {
   private readonly loop: Loop;
   /** The last position the reader has read and fanned out; undefined until the first read. */
   private head: number | undefined;
-  private headKnown: Promise<void>;
-  private resolveHeadKnown!: () => void;
+  /**
+   * Resolved once the reader knows where the history ends, or once the feed stops: what
+   * subscribe() waits for. One promise for the feed's life, not a listener on the loop's signal
+   * per subscribe, which nothing would remove (a leak per subscription, and a listener list that
+   * grew with every subscribe and made each one slower).
+   */
+  private readonly ready: Promise<void>;
+  private resolveReady!: () => void;
 
   constructor(private readonly options: HistoryFeedOptions) {
-    this.headKnown = new Promise((resolve) => {
-      this.resolveHeadKnown = resolve;
+    this.ready = new Promise((resolve) => {
+      this.resolveReady = resolve;
     });
     options.metrics?.trackQueuedRows(() => this.queuedRows);
     this.loop = new Loop(
@@ -109,7 +115,9 @@ export class HistoryFeed {
   /** Idempotent. Ends every subscription, then the reader. */
   async stop(): Promise<void> {
     for (const subscription of [...this.subscribers]) subscription.close();
-    await this.loop.stop();
+    const stopping = this.loop.stop();
+    this.resolveReady();
+    await stopping;
   }
 
   /** The last position fanned out. */
@@ -122,7 +130,7 @@ export class HistoryFeed {
    * `'now'` starts at the current end of the history.
    */
   async subscribe(filter: HistoryFilter, start: StartAt): Promise<HistoryStream> {
-    await Promise.race([this.headKnown, stopped(this.loop.signal)]);
+    await this.ready;
     if (this.loop.stopped) throw new Error('The history feed is stopped');
     let after: number;
     let live = false;
@@ -179,7 +187,7 @@ export class HistoryFeed {
     if (this.head === undefined) {
       // Start at the end: subscribers bring their own cursors for anything before.
       this.head = await headPosition(this.options.db);
-      this.resolveHeadKnown();
+      this.resolveReady();
     }
     const rows = await readHistory(this.options.db, this.head, this.options.pageSize);
     this.counted('feed', rows.length);
@@ -189,13 +197,6 @@ export class HistoryFeed {
     }
     return rows.length === this.options.pageSize ? 'busy' : 'idle';
   }
-}
-
-function stopped(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
 }
 
 /** One subscriber's view of the feed: an async iterator over its rows. */

@@ -92,12 +92,16 @@ async function created(label: string): Promise<{ id: string; name: string }> {
 }
 
 /** Row counts of every table a case could write to. */
-async function counts(): Promise<Record<string, number>> {
+async function counts(): Promise<{ customers: number; outbox: number; idempotency_keys: number }> {
   const [row] = await db.query<Record<string, number | string>>(
     `SELECT (SELECT COUNT(*) FROM customers) AS customers, (SELECT COUNT(*) FROM outbox) AS outbox,
        (SELECT COUNT(*) FROM idempotency_keys) AS idempotency_keys`,
   );
-  return Object.fromEntries(Object.entries(row ?? {}).map(([k, v]) => [k, Number(v)]));
+  return {
+    customers: Number(row?.customers),
+    outbox: Number(row?.outbox),
+    idempotency_keys: Number(row?.idempotency_keys),
+  };
 }
 
 /** The service still answers: alive, and an ordinary query reaches the database. */
@@ -190,6 +194,67 @@ describe('names are text a person can see', () => {
       customer?.customer.id,
     ]);
     expect(row?.name).toBe(name);
+  });
+});
+
+describe('idempotency keys compare byte for byte', () => {
+  const rename = async (id: string, name: string, key?: string) => {
+    const outcome = await overHttp(
+      UPDATE,
+      { input: { id, name: `${SECRET} ${name}` } },
+      key === undefined ? {} : { 'idempotency-key': key },
+    );
+    expect(outcome.code, outcome.message).toBeUndefined();
+    const updated = outcome.data?.updateCustomer as { customer: { sequence: number } } | undefined;
+    if (!updated) throw new Error(`updateCustomer returned no data: ${outcome.message}`);
+    return updated.customer;
+  };
+  const rowOf = async (id: string) =>
+    (
+      await db.query<{ name: string; version: number }>('SELECT name, version FROM customers WHERE id = ?', [
+        id,
+      ])
+    )[0];
+
+  it('runs a key that differs only in case as a new operation, not as a replay of the first', async () => {
+    const customer = await created('key-case');
+    const key = `Key-Case-${uniqueSuffix()}`;
+    expect((await rename(customer.id, 'X', key)).sequence).toBe(2);
+    expect((await rename(customer.id, 'Y')).sequence).toBe(3);
+    // The exact key again: the stored answer, nothing written.
+    const before = await counts();
+    expect(await rename(customer.id, 'X', key)).toMatchObject({ sequence: 2 });
+    expect(await counts()).toEqual(before);
+
+    const updated = await rename(customer.id, 'X', key.toLowerCase());
+    expect(updated.sequence).toBe(4);
+    expect(await rowOf(customer.id)).toEqual({ name: `${SECRET} X`, version: 4 });
+    expect(await counts()).toEqual({
+      ...before,
+      outbox: before.outbox + 1,
+      idempotency_keys: before.idempotency_keys + 1,
+    });
+    await expectHealthy();
+  });
+
+  it('takes another input under a key that differs only in case without a false CONFLICT', async () => {
+    const customer = await created('key-conflict');
+    const key = `KEY-${uniqueSuffix()}-Other`;
+    await rename(customer.id, 'P', key);
+    const before = await counts();
+    expect((await rename(customer.id, 'Q', key.toLowerCase())).sequence).toBe(3);
+    expect(await rowOf(customer.id)).toEqual({ name: `${SECRET} Q`, version: 3 });
+    expect(await counts()).toEqual({
+      ...before,
+      outbox: before.outbox + 1,
+      idempotency_keys: before.idempotency_keys + 1,
+    });
+    // The same key with another input is still refused, and writes nothing.
+    await expectRefused(
+      () => overHttp(UPDATE, { input: { id: customer.id, name: `${SECRET} R` } }, { 'idempotency-key': key }),
+      { code: 'CONFLICT' },
+    );
+    await expectHealthy();
   });
 });
 

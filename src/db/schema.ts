@@ -10,6 +10,7 @@ import {
   primaryKey,
   tinyint,
   uniqueIndex,
+  varbinary,
   varchar,
 } from 'drizzle-orm/mysql-core';
 
@@ -195,7 +196,12 @@ export const emailChangeNotices = mysqlTable(
 export const idempotencyKeys = mysqlTable(
   'idempotency_keys',
   {
-    key: varchar('key', { length: 128 }).primaryKey(),
+    /**
+     * Bytes, compared byte for byte: under the table's case-insensitive collation `Key-A` and
+     * `key-a` were one key, and the second request got the first's stored answer. Keys are
+     * printable ASCII (app/context.ts), so 128 bytes hold any of them.
+     */
+    key: varbinary('key', { length: 128 }).primaryKey(),
     operation: varchar('operation', { length: 64 }).notNull(),
     /** SHA-256 of the operation and its input: the same key with another input is refused. */
     requestHash: char('request_hash', { length: 64 }).notNull(),

@@ -1,0 +1,1 @@
+ALTER TABLE `idempotency_keys` MODIFY COLUMN `key` varbinary(128) NOT NULL;

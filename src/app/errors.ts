@@ -17,6 +17,8 @@ const CLIENT_CODES = new Set([
   'PERSISTED_QUERY_NOT_FOUND',
   'PERSISTED_QUERY_NOT_SUPPORTED',
   'TOO_MANY_SUBSCRIPTIONS',
+  // Raised by the server itself, with a message written for the client (a role not served here).
+  'SERVICE_UNAVAILABLE',
 ]);
 
 export const INTERNAL_ERROR_MESSAGE = 'Internal server error';
@@ -33,7 +35,7 @@ export function formatError(
   log: Logger,
   exposeInternals: boolean,
 ): GraphQLFormattedError {
-  const original = unwrapResolverError(error);
+  const original = causeOf(error);
   const location = { locations: formatted.locations, path: formatted.path };
   if (original instanceof DomainError) {
     return {
@@ -41,6 +43,12 @@ export function formatError(
       ...location,
       extensions: { code: original.code, ...original.details },
     };
+  }
+  if (isClientGone(original)) {
+    // The client closed or reset its connection while we wrote to it: nobody will read this
+    // answer, and nothing of ours failed.
+    log.debug({ path: formatted.path }, 'client went away during a GraphQL operation');
+    return { message: 'The client went away', ...location, extensions: { code: 'CLIENT_CLOSED_REQUEST' } };
   }
   if (isTransientDatabaseError(original)) {
     // Not a bug and not the client's fault: the database is away for now. Logged without the
@@ -87,6 +95,30 @@ export function formatError(
     ...location,
     extensions: { code: 'INTERNAL_SERVER_ERROR' },
   };
+}
+
+/**
+ * The error a GraphQLError stands for. graphql-js wraps a resolver's error with its path;
+ * graphql-ws wraps a subscription stream's error with neither path nor code (so Apollo's
+ * unwrapResolverError stops at it, and a database outage mid-stream was masked as internal).
+ * A wrapper with a code of its own is an answer in itself and is kept.
+ */
+function causeOf(error: unknown): unknown {
+  let current = unwrapResolverError(error);
+  for (let depth = 0; depth < 8; depth++) {
+    if (!(current instanceof GraphQLError) || !current.originalError) return current;
+    if (typeof current.extensions.code === 'string') return current;
+    current = unwrapResolverError(current.originalError);
+  }
+  return current;
+}
+
+/** Node's errors for a write to a stream the peer already closed or reset. */
+const GONE_CODES = new Set(['ERR_STREAM_DESTROYED', 'ERR_STREAM_WRITE_AFTER_END']);
+
+function isClientGone(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && GONE_CODES.has(code);
 }
 
 /** The driver's code or number of an error, for logs that must not carry its message. */

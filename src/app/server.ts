@@ -8,19 +8,18 @@ import {
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
-import type { GraphQLSchema } from 'graphql';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/client.js';
 import type { HistoryFeed } from '../history/feed.js';
 import type { Logger } from '../log.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { listen } from '../support/listen.js';
+import { pipelinePlugin } from './apollo-plugin.js';
 import { type AppContext, eventHeadersFrom, idempotencyKeyFrom, isAdmin } from './context.js';
 import { formatError } from './errors.js';
-import { requestGuard } from './guard.js';
 import { graphqlPost, refusalBody } from './http.js';
-import { limitRules } from './limits.js';
 import { corsFor } from './origin.js';
+import { MAX_TOKENS, OperationPipeline } from './pipeline.js';
 import { mountPlayground } from './playground.js';
 import type { WorkerDeadLetters } from './resolvers.js';
 import { buildSchema } from './schema.js';
@@ -43,9 +42,6 @@ export interface AppServerOptions {
   readonly authenticateWebSocket?: ConnectionAuthenticator;
 }
 
-/** What a 503 tells clients to wait before retrying. */
-const RETRY_AFTER_SECONDS = 1;
-
 /**
  * Apollo Server over HTTP and graphql-ws over WebSocket, sharing one http.Server and one path,
  * /graphql. stop() refuses new work, lets in-flight requests finish, then closes the sockets.
@@ -53,7 +49,7 @@ const RETRY_AFTER_SECONDS = 1;
 export class AppServer {
   private readonly httpServer: Server;
   private readonly apollo: ApolloServer<AppContext>;
-  private readonly schema: GraphQLSchema;
+  private readonly pipeline: OperationPipeline;
   private ws: WebSocketHandle | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -67,28 +63,39 @@ export class AppServer {
       requestTimeout: config.http.requestTimeoutMs,
       connectionsCheckingInterval: Math.min(1000, config.http.headersTimeoutMs),
     });
-    this.schema = buildSchema({
+    const schema = buildSchema({
       maxPageSize: config.http.maxPageSize,
       writer: options.writer,
       feed: options.feed,
       deadLetters: options.deadLetters,
     });
+    // The rules of every operation on every transport (GRAPHQL_INTROSPECTION included).
+    this.pipeline = new OperationPipeline({
+      schema,
+      log,
+      limits: config.http,
+      introspection: config.http.introspection,
+      exposeInternals,
+    });
     const ws = () => this.ws;
     this.apollo = new ApolloServer<AppContext>({
-      schema: this.schema,
+      schema,
       csrfPrevention: true,
-      // Explicit, not Apollo's NODE_ENV-based default: the playground needs it to show the schema.
-      introspection: config.http.introspection,
+      // Validated by the pipeline (apollo-plugin.ts), where a rule that throws is a
+      // validation error; Apollo's validation would turn it into a 500.
+      dangerouslyDisableValidation: true,
+      parseOptions: { maxTokens: MAX_TOKENS },
       // main.ts owns the process signals; Apollo's own handler would race it and re-raise the signal.
       stopOnTerminationSignals: false,
       includeStacktraceInErrorResponses: exposeInternals,
-      validationRules: limitRules(config.http),
       formatError: (formatted, error) => formatError(formatted, error, log, exposeInternals),
+      // Apollo prints a GraphQLError with the lines of the query around it, which may hold an
+      // e-mail address or a name: only the first line, the error's own message, is logged.
       logger: {
-        debug: (m) => log.debug(m),
-        info: (m) => log.info(m),
-        warn: (m) => log.warn(m),
-        error: (m) => log.error(m),
+        debug: (m) => log.debug(firstLine(m)),
+        info: (m) => log.info(firstLine(m)),
+        warn: (m) => log.warn(firstLine(m)),
+        error: (m) => log.error(firstLine(m)),
       },
       plugins: [
         // The playground (app/playground.ts) replaces Apollo's CDN-loaded landing page.
@@ -98,24 +105,8 @@ export class AppServer {
         ApolloServerPluginCacheControlDisabled(),
         // Stop accepting connections and wait for in-flight HTTP requests…
         ApolloServerPluginDrainHttpServer({ httpServer: this.httpServer }),
-        // Cost, input and transport checks need the variables, which validation rules do not see.
-        requestGuard(config.http),
-        // A dependency away is temporary: 503 with Retry-After tells clients and proxies to
-        // retry (with the same Idempotency-Key), unlike a 200 with an error in the body.
-        {
-          async requestDidStart() {
-            return {
-              async willSendResponse({ response }) {
-                const errors =
-                  response.body.kind === 'single' ? response.body.singleResult.errors : undefined;
-                if (errors?.some((e) => e.extensions?.code === 'SERVICE_UNAVAILABLE')) {
-                  response.http.status = 503;
-                  response.http.headers.set('retry-after', String(RETRY_AFTER_SECONDS));
-                }
-              },
-            };
-          },
-        },
+        // Every operation's rules, its execution and the masking of its errors.
+        pipelinePlugin(this.pipeline),
         // …then close the WebSocket clients, which the HTTP drain does not know about.
         {
           async serverWillStart() {
@@ -178,18 +169,15 @@ export class AppServer {
 
     this.ws = attachWebSocketServer({
       httpServer: this.httpServer,
-      schema: this.schema,
+      pipeline: this.pipeline,
       log,
       // Subscriptions only over WebSocket: no operator operation runs there.
       makeContext: (eventHeaders) => ({ db, log, eventHeaders, admin: false }),
-      validationRules: limitRules(config.http),
-      maxCost: config.http.maxCost,
       maxMessageBytes: config.http.maxBodyBytes,
       maxConnections: config.http.maxWsConnections,
       maxSubscriptionsPerConnection: config.http.maxSubscriptionsPerConnection,
       allowedOrigins: config.http.corsOrigins,
       keepAliveMs: 12_000,
-      exposeInternals: config.env === 'development',
       authenticate: this.options.authenticateWebSocket,
     });
 
@@ -233,6 +221,8 @@ export class AppServer {
     };
   }
 }
+
+const firstLine = (message: unknown): string => String(message).split('\n', 1)[0] ?? '';
 
 /**
  * Errors raised before Apollo runs (body too large, malformed JSON) answer in GraphQL's error

@@ -1,24 +1,12 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import {
-  type ExecutionArgs,
-  GraphQLError,
-  type GraphQLSchema,
-  getOperationAST,
-  parse,
-  specifiedRules,
-  type ValidationRule,
-  validate,
-} from 'graphql';
-// Renamed: it is not a React hook, whatever its name tells the linter.
-import { useServer as serveGraphQLWs } from 'graphql-ws/use/ws';
+import { type ExecutionArgs, GraphQLError } from 'graphql';
 import { WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
 import { type AppContext, eventHeadersFrom } from './context.js';
-import { formatError } from './errors.js';
-import { invalidStringError, variableErrors } from './input.js';
-import { costError } from './limits.js';
 import { isAllowedOrigin } from './origin.js';
+import type { OperationPipeline, TransportRules } from './pipeline.js';
+import { serveGraphQLWs } from './ws-adapter.js';
 
 /**
  * Decides whether a WebSocket connection may proceed, from its upgrade request and the
@@ -33,11 +21,9 @@ export type ConnectionAuthenticator = (
 
 export interface WebSocketOptions {
   readonly httpServer: Server;
-  readonly schema: GraphQLSchema;
+  readonly pipeline: OperationPipeline;
   readonly log: Logger;
   readonly makeContext: (eventHeaders: AppContext['eventHeaders']) => AppContext;
-  readonly validationRules: readonly ValidationRule[];
-  readonly maxCost: number;
   readonly maxMessageBytes: number;
   /** Open WebSocket connections of this process; the next upgrade is refused with 503. */
   readonly maxConnections: number;
@@ -46,7 +32,6 @@ export interface WebSocketOptions {
   /** Cross origins allowed to open a connection, besides the service's own and no Origin at all. */
   readonly allowedOrigins: readonly string[];
   readonly keepAliveMs: number;
-  readonly exposeInternals: boolean;
   readonly authenticate?: ConnectionAuthenticator;
 }
 
@@ -55,15 +40,19 @@ export interface WebSocketHandle {
   dispose(): Promise<void>;
 }
 
+/** Queries and mutations go over HTTP, where Apollo's CSRF prevention and body limit apply. */
+const WEBSOCKET: TransportRules = {
+  serves: ['subscription'],
+  elsewhere: 'Only subscriptions are served over WebSocket; send queries and mutations over HTTP',
+};
+
 /**
- * graphql-ws on the HTTP server's `/graphql`. graphql-ws runs none of Apollo's request
- * pipeline, so the HTTP side's rules are applied here again: the same validation rules (depth,
- * mutations), the same cost and input checks, the same error masking, a maximum message size,
- * and only subscriptions: queries and mutations go over HTTP, where Apollo's CSRF prevention
- * and body limit apply.
+ * graphql-ws on the HTTP server's `/graphql`: every operation goes through the operation
+ * pipeline (pipeline.ts), as over HTTP; this file adds what is the WebSocket's own: which
+ * upgrades are accepted, a maximum message size, and subscriptions per connection.
  */
 export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandle {
-  const { log } = options;
+  const { log, pipeline } = options;
   // noServer: the upgrade is ours to refuse (wrong path, foreign origin, too many connections)
   // with a plain HTTP answer before any WebSocket exists.
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes });
@@ -92,15 +81,9 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
     });
   };
   options.httpServer.on('upgrade', onUpgrade);
-  const rules = [...specifiedRules, ...options.validationRules];
-  const refuse = (message: string, code: string) => [new GraphQLError(message, { extensions: { code } })];
 
   const disposable = serveGraphQLWs<Record<string, unknown> | undefined>(
     {
-      schema: options.schema,
-      // Decided by our configuration, not by graphql-ws reading NODE_ENV on its own: outside
-      // development, errors thrown in its message handling close the socket without details.
-      isProd: !options.exposeInternals,
       connectionInitWaitTimeout: 10_000,
       onConnect: async (ctx) => {
         if (!options.authenticate) return true;
@@ -111,73 +94,27 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
           return false;
         }
       },
-      context: (ctx) => options.makeContext(eventHeadersFrom(ctx.extra.request.headers)),
       onSubscribe: (ctx, _id, payload): ExecutionArgs | readonly GraphQLError[] => {
         // graphql-ws registers the id before it calls this hook, so the count includes it.
         if (Object.keys(ctx.subscriptions).length > options.maxSubscriptionsPerConnection) {
-          return refuse(
-            `At most ${options.maxSubscriptionsPerConnection} subscriptions at once on one connection: complete one first, or open another connection`,
-            'TOO_MANY_SUBSCRIPTIONS',
-          );
+          return [
+            new GraphQLError(
+              `At most ${options.maxSubscriptionsPerConnection} subscriptions at once on one connection: complete one first, or open another connection`,
+              { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } },
+            ),
+          ];
         }
-        let document: ReturnType<typeof parse>;
-        try {
-          document = parse(payload.query, { maxTokens: 10_000 });
-        } catch (error) {
-          return refuse(
-            error instanceof GraphQLError ? error.message : 'Syntax error',
-            'GRAPHQL_PARSE_FAILED',
-          );
-        }
-        const errors = validate(options.schema, document, rules);
-        if (errors.length > 0) {
-          return errors.map(
-            (e) =>
-              new GraphQLError(e.message, {
-                nodes: e.nodes,
-                extensions: { code: 'GRAPHQL_VALIDATION_FAILED' },
-              }),
-          );
-        }
-        const operation = getOperationAST(document, payload.operationName);
-        if (!operation) return refuse('Operation not found', 'OPERATION_RESOLUTION_FAILURE');
-        if (operation.operation !== 'subscription') {
-          return refuse(
-            'Only subscriptions are served over WebSocket; send queries and mutations over HTTP',
-            'BAD_REQUEST',
-          );
-        }
-        const badInput = invalidStringError(payload.variables);
-        if (badInput) return [badInput];
-        const coercion = variableErrors(options.schema, operation, payload.variables);
-        if (coercion.length > 0) return coercion;
-        const tooCostly = costError(
-          options.schema,
-          document,
-          payload.variables ?? undefined,
-          payload.operationName,
-          options.maxCost,
-        );
-        if (tooCostly) return [tooCostly];
-        return {
-          schema: options.schema,
-          document,
-          operationName: payload.operationName,
-          variableValues: payload.variables,
-        };
+        const prepared = pipeline.prepare(payload, WEBSOCKET);
+        if (!('kind' in prepared)) return prepared;
+        return pipeline.argsOf(prepared, options.makeContext(eventHeadersFrom(ctx.extra.request.headers)));
       },
-      onNext: (_ctx, _id, _payload, _args, result) =>
-        result.errors
-          ? {
-              ...result,
-              errors: result.errors.map((e) => formatError(e.toJSON(), e, log, options.exposeInternals)),
-            }
-          : undefined,
-      onError: (_ctx, _id, _payload, errors) =>
-        errors.map((e) => formatError(e.toJSON(), e, log, options.exposeInternals)),
+      subscribe: (args) => pipeline.subscribe(args),
+      onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? pipeline.format(result) : undefined),
+      onError: (_ctx, _id, _payload, errors) => pipeline.formatErrors(errors),
     },
     wss,
     options.keepAliveMs,
+    log,
   );
 
   wss.on('error', (error) => log.error({ err: error }, 'WebSocket server error'));

@@ -16,7 +16,7 @@ import amqp from 'amqplib';
 import { escape as escapeLiteral } from 'mysql2';
 import { declareWorkerQueues, topologyFor } from '../src/broker/topology.js';
 import { CUSTOMER_CREATED } from '../src/customers/events.js';
-import { claimAndSettle } from '../src/outbox/store.js';
+import { claimAndSettle } from '../src/outbox/claim.js';
 import {
   BENCH_AMQP_URL,
   type BenchDatabase,

@@ -9,8 +9,8 @@ import { sql } from 'drizzle-orm';
 import { declareWorkerQueues, topologyFor } from '../src/broker/topology.js';
 import { CUSTOMER_CREATED } from '../src/customers/events.js';
 import { outbox } from '../src/db/schema.js';
+import { claimAndSettle } from '../src/outbox/claim.js';
 import { routingKeyOf } from '../src/outbox/event.js';
-import { claimAndSettle } from '../src/outbox/store.js';
 import { cpuSeconds, findProcess } from './cpu.js';
 import {
   BENCH_AMQP_URL,

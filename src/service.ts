@@ -15,7 +15,7 @@ import type { Logger } from './log.js';
 import { Metrics } from './metrics/index.js';
 import { MetricsServer } from './metrics/server.js';
 import type { Handlers } from './outbox/handler.js';
-import { prunePublished } from './outbox/store.js';
+import { prunePublished } from './outbox/retention.js';
 import { OutboxWriter } from './outbox/writer.js';
 import type { Relay } from './relay/relay.js';
 import { type RelayRole, startRelayRole } from './relay/role.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutgoingMessage } from '../src/broker/publisher.js';
-import { reviveDead } from '../src/outbox/store.js';
+import { reviveDead } from '../src/outbox/dead.js';
 import { type RunningService, startService } from '../src/service.js';
 import { connectTestBroker, type TestBroker } from './support/amqp.js';
 import { bindTestQueue, brokerObjectsOf, deleteBrokerObjects, type TestQueue } from './support/broker.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCustomer, updateCustomer, type WriteContext } from '../src/customers/service.js';
-import { readStats } from '../src/outbox/store.js';
+import { readStats } from '../src/outbox/stats.js';
 import { OutboxWriter } from '../src/outbox/writer.js';
 import { type RunningService, startService } from '../src/service.js';
 import { connectTestBroker, type TestBroker } from './support/amqp.js';

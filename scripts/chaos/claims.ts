@@ -4,7 +4,7 @@ import type { HarnessDb } from './harness-db.js';
 
 /**
  * What a frozen relay held. A relay lane's claim is an open transaction holding row locks
- * (claimAndSettle in src/outbox/store.ts), so it is read from the server: the transactions of
+ * (claimAndSettle in src/outbox/claim.ts), so it is read from the server: the transactions of
  * the relay's own connections, found by their client ports, which /proc tells for a pid.
  */
 export interface Claim {

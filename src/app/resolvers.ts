@@ -14,7 +14,8 @@ import {
 import type { CreateCustomerInput, UpdateCustomerInput } from '../customers/validation.js';
 import { ForbiddenError, InvalidInputError } from '../errors.js';
 import type { HistoryFeed } from '../history/feed.js';
-import { listDead, readStats, reviveDead, skipDead } from '../outbox/store.js';
+import { listDead, reviveDead, skipDead } from '../outbox/dead.js';
+import { readStats } from '../outbox/stats.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import type { DeadLetterQueue } from '../worker/dead-letters.js';
 import type { AppContext } from './context.js';

@@ -3,11 +3,12 @@ import { asc, eq, gt, sql } from 'drizzle-orm';
 import { type Database, execute, type Transaction, transaction } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
 import { prepared } from '../db/prepared.js';
+import { retryingDeadlocks } from '../db/retry.js';
 import { customers } from '../db/schema.js';
 import { ConflictError, EmailTakenError, InvalidInputError, NotFoundError } from '../errors.js';
-import { retryingDeadlocks, runOnce } from '../idempotency/keys.js';
+import { runOnce } from '../idempotency/keys.js';
 import type { EventHeaders, NewEvent } from '../outbox/event.js';
-import type { AppendedEvent } from '../outbox/store.js';
+import type { AppendedEvent } from '../outbox/rows.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import {
   CUSTOMER_AGGREGATE,

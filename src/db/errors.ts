@@ -1,18 +1,7 @@
-/** MySQL/MariaDB error numbers we act on. Classified by number, never by message text. */
-export const MysqlErrno = {
-  TOO_MANY_CONNECTIONS: 1040,
-  /** NULL into a NOT NULL column. */
-  BAD_NULL: 1048,
-  SERVER_SHUTDOWN: 1053,
-  DUPLICATE_KEY: 1062,
-  LOCK_WAIT_TIMEOUT: 1205,
-  DEADLOCK: 1213,
-  READ_ONLY: 1290,
-  CANNOT_CONNECT: 2002,
-  CANNOT_CONNECT_TCP: 2003,
-  SERVER_GONE: 2006,
-  LOST_CONNECTION: 2013,
-} as const;
+import { ErrorNumber } from './dialect.js';
+
+/** The server's error numbers we act on (db/dialect.ts). Classified by number, never by message text. */
+export const MysqlErrno = ErrorNumber;
 
 interface DriverError {
   readonly code?: unknown;

@@ -1,10 +1,10 @@
 import { is, Param, Placeholder, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
-import { MySqlDialect } from 'drizzle-orm/mysql-core';
 import { drizzle } from 'drizzle-orm/mysql2';
+import { drizzleDialect } from './dialect.js';
 import * as schema from './schema.js';
 
-/** The MySQL dialect, for rendering statements not prepared (client.ts's send). */
-export const dialect = new MySqlDialect();
+/** The dialect's renderer, for statements not prepared (client.ts's send). */
+export const dialect = drizzleDialect;
 
 /** Renders statements to text without a connection: the dialect is all that takes. */
 const renderer = drizzle.mock({ schema, mode: 'default' });

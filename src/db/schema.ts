@@ -59,7 +59,7 @@ export const outbox = mysqlTable(
     /**
      * When the row may next be claimed. A claim moves it to the lease's expiry, a failure to the
      * end of its back-off, a release to now. One column for all three lets the claim query read a
-     * single index range (see outbox/store.ts).
+     * single index range (see outbox/claim.ts).
      */
     nextAttemptAt: timestamp('next_attempt_at').notNull(),
     leaseOwner: varchar('lease_owner', { length: 128 }),

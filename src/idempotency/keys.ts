@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import { type Database, type Executor, type Transaction, transaction, writeAtCommit } from '../db/client.js';
-import { isDuplicateKey, MysqlErrno, mysqlErrno } from '../db/errors.js';
+import { deleteOldest } from '../db/dialect.js';
+import { isDuplicateKey } from '../db/errors.js';
+import { retryingDeadlocks } from '../db/retry.js';
 import { idempotencyKeys } from '../db/schema.js';
 import { ConflictError } from '../errors.js';
 import { canonicalJson } from '../support/json.js';
@@ -12,22 +14,6 @@ export interface Replay<T> {
   readonly operation: string;
   readonly encode: (result: T) => unknown;
   readonly decode: (stored: unknown) => T;
-}
-
-/** Deadlocks and lock wait timeouts roll back the whole transaction; running it again is safe. */
-const RETRIES = 3;
-
-/** Runs a whole transaction (`run`) again after a deadlock or a lock wait timeout, RETRIES times in all. */
-export async function retryingDeadlocks<T>(run: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await run();
-    } catch (error) {
-      const errno = mysqlErrno(error);
-      const retryable = errno === MysqlErrno.DEADLOCK || errno === MysqlErrno.LOCK_WAIT_TIMEOUT;
-      if (!retryable || attempt >= RETRIES) throw error;
-    }
-  }
 }
 
 /**
@@ -111,7 +97,7 @@ async function claimKey(
 /** Deletes up to `limit` keys older than `olderThanMs`, oldest first. */
 export async function pruneKeys(db: Executor, olderThanMs: number, limit: number): Promise<number> {
   const [result] = await db.execute(
-    sql`DELETE FROM ${idempotencyKeys} WHERE ${idempotencyKeys.createdAt} < NOW(3) - INTERVAL ${olderThanMs * 1000} MICROSECOND ORDER BY ${idempotencyKeys.createdAt} LIMIT ${limit}`,
+    deleteOldest(idempotencyKeys, idempotencyKeys.createdAt, olderThanMs, limit),
   );
   return (result as unknown as { affectedRows: number }).affectedRows;
 }

@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Database } from '../db/client.js';
-import { readStats } from '../outbox/store.js';
+import { readStats } from '../outbox/stats.js';
 
 /**
  * The process's Prometheus metrics, in a registry of its own (not prom-client's global one),

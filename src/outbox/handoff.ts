@@ -1,4 +1,4 @@
-import type { AppendedEvent, Lease } from './store.js';
+import type { AppendedEvent, Lease } from './rows.js';
 
 /**
  * The fast path from a writer to a relay in the same process, seen from the outbox: the relay

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { SQLWrapper } from 'drizzle-orm';
 import { defersWrites, type Executor, execute, writeAtCommit } from '../db/client.js';
+import { appendEvent, predecessorUnpublished } from './append.js';
 import type { NewEvent } from './event.js';
 import type { Handoff, Waker } from './handoff.js';
-import { type AppendedEvent, appendEvent, envelopeHead, predecessorUnpublished } from './store.js';
+import { type AppendedEvent, envelopeHead } from './rows.js';
 
 export interface OutboxWriterOptions {
   /** The relay in this process, if any. */
@@ -24,7 +25,7 @@ export class EventTooLargeError extends Error {
  * once that transaction committed. Between them they decide how the event gets moving, so no
  * writer has to: a relay in this process gets the row handed over (written leased to it), and
  * relays elsewhere get a wake-up hint. An event whose predecessor in its aggregate is not
- * published yet is written held (see store.ts) and moves when the predecessor is marked.
+ * published yet is written held (see append.ts) and moves when the predecessor is marked.
  */
 export class OutboxWriter {
   constructor(private readonly options: OutboxWriterOptions) {}

@@ -1,6 +1,6 @@
 import type { OutgoingMessage } from '../broker/publisher.js';
 import { routingKeyOf } from '../outbox/event.js';
-import type { ClaimedEvent } from '../outbox/store.js';
+import type { ClaimedEvent } from '../outbox/rows.js';
 
 /**
  * An outbox row as the broker contract describes it: routing key from the type, the event id

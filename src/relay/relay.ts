@@ -4,17 +4,10 @@ import { isOutage, type Publisher } from '../broker/publisher.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
+import { claimAndSettle } from '../outbox/claim.js';
 import type { Handoff } from '../outbox/handoff.js';
-import {
-  type ClaimedEvent,
-  claimAndSettle,
-  type Lease,
-  markFailed,
-  markPublished,
-  type RetryPolicy,
-  releaseLeases,
-  releaseStranded,
-} from '../outbox/store.js';
+import type { ClaimedEvent, Lease, RetryPolicy } from '../outbox/rows.js';
+import { markFailed, markPublished, releaseLeases, releaseStranded } from '../outbox/settle.js';
 import { Loop } from '../support/loop.js';
 import { backoffDelay, sleep } from '../support/sleep.js';
 import { toMessage } from './message.js';
@@ -50,13 +43,13 @@ const SWEEP_INTERVAL_MS = 30_000;
  * see outbox/handoff.ts): those rows are written leased to this relay. Everything else is
  * claimed by the lanes: each lane is a Loop that claims a batch by locking its rows, publishes
  * it with confirms and settles it (mark published, or schedule a retry / park as dead) in the
- * same transaction (claimAndSettle in outbox/store.ts), and goes again at once while there is
+ * same transaction (claimAndSettle in outbox/claim.ts), and goes again at once while there is
  * work. With nothing due it sleeps for the poll interval, unless wake() is called: by the
  * broker hint of wakeup.ts, by a writer in this process, or by the relay itself when a mark
  * released the held next event of an aggregate.
  *
  * Order: an aggregate has at most one event that is due or in flight; its successors are held
- * in the table until it is marked published (outbox/store.ts), so lanes, relays and the
+ * in the table until it is marked published (outbox/settle.ts), so lanes, relays and the
  * hand-off may publish in any interleaving and each aggregate's events still reach the exchange
  * in sequence order. A failing event holds back only its own aggregate.
  *

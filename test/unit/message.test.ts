@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { routingKeyOf } from '../../src/outbox/event.js';
-import type { ClaimedEvent } from '../../src/outbox/store.js';
+import type { ClaimedEvent } from '../../src/outbox/rows.js';
 import { toMessage } from '../../src/relay/message.js';
 import { parseEnvelope } from '../../src/worker/envelope.js';
 

@@ -1,0 +1,174 @@
+/**
+ * The relay's claim: lock a batch of due rows, publish them, and settle them in the same
+ * transaction. The settlement's statements are settle.ts's; the relay is the only caller.
+ */
+import { and, asc, isNull, lte, type SQL, sql } from 'drizzle-orm';
+import { commitWith, type Database, readRows, transaction } from '../db/client.js';
+import { idIn, jsonText, now, parseJson } from '../db/dialect.js';
+import { prepared } from '../db/prepared.js';
+import { outbox } from '../db/schema.js';
+import type { EventHeaders } from './event.js';
+import { type ClaimedEvent, type EventRow, envelopeOfRow, eventColumns, type RetryPolicy } from './rows.js';
+import { anyHeld, failureStatements, releaseSuccessorsStatement } from './settle.js';
+
+/** What a relay did with a claimed batch (claimAndSettle writes it). */
+export interface Settlement {
+  /** Confirmed by the broker. */
+  readonly published: readonly ClaimedEvent[];
+  /** Refused by the broker (nacked, returned, timed out, not encodable): event ids by error. */
+  readonly failed: ReadonlyMap<string, readonly number[]>;
+  // Every other event of the batch is left as it was: due now, no attempt counted (the broker
+  // went away, or the relay is stopping).
+}
+
+export interface ClaimOutcome {
+  readonly claimed: number;
+  /** Claimed rows that carried another relay's expired hand-off lease. */
+  readonly takenOver: number;
+  readonly marked: number;
+  /** Held successors made due by the marks. */
+  readonly released: number;
+  /** Ids that went dead with this attempt. */
+  readonly dead: readonly number[];
+}
+
+export interface ClaimOptions {
+  readonly limit: number;
+  /** How long the server keeps the claim of a relay that stops answering (frozen, cut off). */
+  readonly holdSeconds: number;
+  readonly retry: RetryPolicy;
+}
+
+/** A claimed row: the payload as the text the database holds. */
+interface ClaimRow extends EventRow {
+  readonly id: number | string;
+  readonly payload: string;
+  readonly headers: unknown;
+  readonly lease_token: string | null;
+  readonly attempts: number;
+}
+
+/** The claim's locking read (see claimAndSettle), rendered once; its rows are mapped by hand. */
+const claimStatement = prepared<{ limit: number }>((db) =>
+  db
+    .select({
+      id: outbox.id,
+      ...eventColumns,
+      // As the text the database holds: the relay sends it as it is, so parsing it (which
+      // mysql2 does for a JSON column) and serializing it again would be wasted work.
+      payload: jsonText(outbox.payload).as('payload'),
+      headers: outbox.headers,
+      leaseToken: outbox.leaseToken,
+      attempts: outbox.attempts,
+    })
+    .from(outbox)
+    .where(and(isNull(outbox.publishedAt), isNull(outbox.deadAt), lte(outbox.nextAttemptAt, now)))
+    .orderBy(asc(outbox.nextAttemptAt), asc(outbox.id))
+    .limit(sql.placeholder('limit'))
+    .for('update', { skipLocked: true }),
+);
+
+/**
+ * Claims up to `limit` due events by locking their rows, lets `publish` send them, and writes
+ * its settlement, in one transaction held open across the broker's confirms. The row locks are
+ * the claim: other relays' SKIP LOCKED reads pass over them, so each row is written once (its
+ * mark, or its failure) instead of twice (a lease, then a mark): the database's share of the
+ * relay's work halves (README, Performance). Returns undefined when nothing is due.
+ *
+ * What bounds a claim held open (docs/DESIGN: "unless the server bounds it"):
+ *   - a relay that crashes: its connection closes and the server rolls back at once, so its
+ *     batch is due again immediately;
+ *   - a relay that freezes or is cut off: the session's wait_timeout, set to `holdSeconds`
+ *     (RELAY_LEASE_MS) for the claim's life, makes the server close the connection and roll
+ *     back; the relay's settlement then fails on the dead connection and writes nothing, so
+ *     another relay publishes the batch again: a duplicate, never a loss;
+ *   - a graceful stop: the batch in hand is settled, what was not confirmed is left due.
+ * The confirm timeout is at most half of it (config), so a relay that keeps answering settles
+ * well before the server would end its claim.
+ *
+ * Rows an in-process writer handed over carry a lease instead (outbox/handoff.ts); once that
+ * lease has expired, they are due and claimed here like any other row ("taken over"), and the
+ * mark or failure written here fences the old lease holder out (markPublished, markFailed).
+ *
+ * The select is
+ *   WHERE published_at IS NULL AND dead_at IS NULL AND next_attempt_at <= NOW(3)
+ *   ORDER BY next_attempt_at, id LIMIT n FOR UPDATE SKIP LOCKED
+ * on outbox_claim_idx (published_at, dead_at, next_attempt_at, id). EXPLAIN on MariaDB 10.11 and
+ * MySQL 8 shows `range` on that index with no filesort: the two IS NULL parts are equalities,
+ * and next_attempt_at is both the range and the sort, so the scan starts at the oldest due row,
+ * stops after n rows, and never reads a published, dead, handed-over or backing-off row. That
+ * is why the order is (next_attempt_at, id) rather than plain id: with ORDER BY id the database
+ * must walk every unpublished row in id order, and each claim would slow down as the backlog
+ * grows. A fresh event's next_attempt_at is its insert time, so the order is still oldest
+ * first. Rows other relays hold are skipped, one lock check each.
+ *
+ * READ COMMITTED: under REPEATABLE READ, InnoDB would keep gap locks on the scanned range and
+ * make writers' inserts wait for the claim, across the broker call.
+ */
+export async function claimAndSettle(
+  db: Database,
+  options: ClaimOptions,
+  publish: (batch: readonly ClaimedEvent[]) => Promise<Settlement>,
+): Promise<ClaimOutcome | undefined> {
+  return transaction(
+    db,
+    async (tx) => {
+      const rows = await readRows<ClaimRow>(tx, claimStatement({ limit: options.limit }));
+      if (rows.length === 0) return undefined;
+      const batch: ClaimedEvent[] = rows.map((r) => ({
+        id: Number(r.id),
+        takenOver: r.lease_token != null,
+        headers: parseJson(r.headers) as EventHeaders,
+        envelope: envelopeOfRow(r),
+        payloadJson: r.payload,
+      }));
+      const attempts = new Map(rows.map((r) => [Number(r.id), r.attempts]));
+      const settlement = await publish(batch);
+
+      const statements: SQL[] = [];
+      const { published } = settlement;
+      // Whether any row is held at all, the usual answer being no: then the release (hundreds
+      // of OR-ed conditions the server must plan, a quarter of its work per batch) is left
+      // out. The answer cannot go stale for our batch: a writer deciding to hold a successor
+      // of one of our rows must first lock that row (predecessorUnpublished), which waits for
+      // our commit and then reads it published; a writer that held one before our claim has
+      // committed it, and READ COMMITTED shows it to this read.
+      const release = published.length > 0 && (await anyHeld(tx));
+      if (published.length > 0) {
+        statements.push(
+          tx
+            .update(outbox)
+            .set({ publishedAt: now })
+            .where(
+              idIn(
+                outbox.id,
+                published.map((e) => e.id),
+              ),
+            )
+            .getSQL(),
+        );
+        if (release) statements.push(releaseSuccessorsStatement(tx, published));
+      }
+      const dead: number[] = [];
+      for (const [error, ids] of settlement.failed) {
+        const failure = failureStatements(
+          tx,
+          ids.map((id) => ({ id, attempts: attempts.get(id) ?? 0 })),
+          error,
+          options.retry,
+        );
+        statements.push(...failure.statements);
+        dead.push(...failure.dying);
+      }
+      const results = await commitWith(tx, statements);
+      return {
+        claimed: batch.length,
+        takenOver: batch.filter((e) => e.takenOver).length,
+        marked: published.length > 0 ? (results[0]?.affectedRows ?? 0) : 0,
+        released: release ? (results[1]?.affectedRows ?? 0) : 0,
+        dead,
+      };
+    },
+    { isolationLevel: 'read committed', idleTimeoutSeconds: options.holdSeconds },
+  );
+}

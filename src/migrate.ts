@@ -3,6 +3,7 @@
  * DATABASE_URL if needed and applies the drizzle/ migrations, as every role also does at start.
  */
 import { loadConfigOrExit } from './config/index.js';
+import { boundsOf } from './db/bounds.js';
 import { connectDatabase, ensureDatabase } from './db/client.js';
 import { runMigrations } from './db/migrate.js';
 import { createLogger } from './log.js';
@@ -13,7 +14,8 @@ const log = createLogger(config.logLevel);
 
 try {
   await ensureDatabase(config.databaseUrl);
-  const handle = connectDatabase(config.databaseUrl, 2);
+  // DDL and the migration lock's wait may take longer than any service statement.
+  const handle = connectDatabase(config.databaseUrl, 2, { ...boundsOf(config), queryTimeoutMs: 0 });
   try {
     await runMigrations(handle);
     log.info({ database: new URL(config.databaseUrl).pathname.slice(1) }, 'migrations applied');

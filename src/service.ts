@@ -7,6 +7,7 @@ import { HintNotifier } from './broker/hint.js';
 import { type Topology, topologyFor } from './broker/topology.js';
 import type { Config } from './config/index.js';
 import { CUSTOMER_HANDLERS } from './customers/handlers.js';
+import { boundsOf } from './db/bounds.js';
 import { connectDatabase, databaseName, ensureDatabase } from './db/client.js';
 import { isTransientDatabaseError } from './db/errors.js';
 import { runMigrations } from './db/migrate.js';
@@ -109,17 +110,27 @@ export async function startService(
     return component;
   };
   const broker = (role: string) => {
-    const connection = new BrokerConnection(config.amqpUrl, `${role} ${instance}`, log.child({ role }));
+    const connection = new BrokerConnection(config.amqpUrl, `${role} ${instance}`, log.child({ role }), {
+      ...config.amqp,
+      keepAliveMs: config.tcpKeepAliveMs,
+    });
     connection.start();
     return started(`${role} broker connection`, connection);
   };
 
   try {
-    const database = connectDatabase(config.databaseUrl, config.dbPoolSize);
+    const bounds = boundsOf(config);
+    const database = connectDatabase(config.databaseUrl, config.dbPoolSize, bounds);
     stack.push({ name: 'database', stop: () => database.close() });
     await untilReachable(config.startupTimeoutMs, log, async () => {
       await ensureDatabase(config.databaseUrl);
-      await runMigrations(database);
+      // DDL and the migration lock's wait may take longer than any service statement.
+      const migrating = connectDatabase(config.databaseUrl, 2, { ...bounds, queryTimeoutMs: 0 });
+      try {
+        await runMigrations(migrating);
+      } finally {
+        await migrating.close();
+      }
     });
     const { db } = database;
     const metrics = new Metrics(db);

@@ -40,11 +40,8 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
     db,
     log,
     readiness: {
-      mysql: async () => {
-        await database.ping();
-        return true;
-      },
-      rabbitmq: async () => broker.isConnected,
+      mysql: () => database.ping(),
+      rabbitmq: () => broker.answers(),
     },
     writer: deps.writer,
     feed,

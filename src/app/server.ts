@@ -7,7 +7,7 @@ import {
 } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
-import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import express, { type ErrorRequestHandler } from 'express';
 import type { Config } from '../config/index.js';
 import type { Database } from '../db/client.js';
 import type { HistoryFeed } from '../history/feed.js';
@@ -16,21 +16,23 @@ import type { OutboxWriter } from '../outbox/writer.js';
 import { listen } from '../support/listen.js';
 import { pipelinePlugin } from './apollo-plugin.js';
 import { type AppContext, eventHeadersFrom, idempotencyKeyFrom, isAdmin } from './context.js';
+import { withRequestDeadline } from './deadline.js';
 import { formatError } from './errors.js';
 import { graphqlPost, refusalBody } from './http.js';
 import { corsFor } from './origin.js';
 import { MAX_TOKENS, OperationPipeline } from './pipeline.js';
 import { mountPlayground } from './playground.js';
+import { type ReadinessCheck, readinessHandler } from './readiness.js';
 import type { WorkerDeadLetters } from './resolvers.js';
 import { buildSchema } from './schema.js';
 import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
 
 export interface AppServerOptions {
-  readonly config: Pick<Config, 'host' | 'port' | 'env' | 'http'>;
+  readonly config: Pick<Config, 'host' | 'port' | 'env' | 'http' | 'requestTimeoutMs'>;
   readonly db: Database;
   readonly log: Logger;
-  /** Dependencies `/readyz` checks; each resolves true when usable. */
-  readonly readiness: Readonly<Record<string, () => Promise<boolean>>>;
+  /** Dependencies `/readyz` checks (readiness.ts). */
+  readonly readiness: Readonly<Record<string, ReadinessCheck>>;
   /** Every event a mutation writes goes through it. */
   readonly writer: OutboxWriter;
   /** The instance's feed of handled events, for subscriptions. */
@@ -130,7 +132,7 @@ export class AppServer {
     app.get('/healthz', (_req, res) => {
       res.json({ status: 'ok' });
     });
-    app.get('/readyz', this.readyz());
+    app.get('/readyz', readinessHandler(this.options.readiness));
     this.options.routes?.(app);
     mountPlayground(app);
     // The root leads a browser to the playground (and a GraphQL client to the endpoint).
@@ -163,9 +165,12 @@ export class AppServer {
       context,
       cors,
     });
-    this.httpServer.on('request', (req, res) => {
-      if (!post(req, res)) app(req, res);
-    });
+    this.httpServer.on(
+      'request',
+      withRequestDeadline(config.requestTimeoutMs, log, (req, res) => {
+        if (!post(req, res)) app(req, res);
+      }),
+    );
 
     this.ws = attachWebSocketServer({
       httpServer: this.httpServer,
@@ -205,20 +210,6 @@ export class AppServer {
   stop(): Promise<void> {
     this.stopping ??= this.apollo.stop();
     return this.stopping;
-  }
-
-  private readyz(): RequestHandler {
-    const checks = Object.entries(this.options.readiness);
-    return async (_req, res) => {
-      const results = await Promise.all(
-        checks.map(async ([name, check]) => [name, await check().catch(() => false)] as const),
-      );
-      const ready = results.every(([, ok]) => ok);
-      res.status(ready ? 200 : 503).json({
-        status: ready ? 'ready' : 'unavailable',
-        checks: Object.fromEntries(results.map(([name, ok]) => [name, ok ? 'up' : 'down'])),
-      });
-    };
   }
 }
 

@@ -1,10 +1,39 @@
+import type { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import amqp, { type ChannelModel } from 'amqplib';
 import type { Logger } from '../log.js';
 import { Loop } from '../support/loop.js';
+import { sleep } from '../support/sleep.js';
 
 const RECONNECT_BASE_MS = 200;
 const RECONNECT_MAX_MS = 10_000;
+/** How long a stop waits for the broker to answer the connection's close. */
+const CLOSE_WAIT_MS = 1_000;
+
+/**
+ * Bounds on waiting for a broker behind a link that silently drops packets: the heartbeat
+ * asked of the broker (amqplib closes a connection that heard nothing for two of them, and the
+ * broker closes ours likewise, handing a cut-off consumer's unacked messages to others), the
+ * time to open a connection, and the idle time before TCP's first keep-alive probe.
+ */
+export interface BrokerBounds {
+  readonly heartbeatSeconds: number;
+  readonly connectTimeoutMs: number;
+  readonly keepAliveMs: number;
+}
+
+export const DEFAULT_BROKER_BOUNDS: BrokerBounds = {
+  heartbeatSeconds: 5,
+  connectTimeoutMs: 5_000,
+  keepAliveMs: 5_000,
+};
+
+/** AMQP_URL with the heartbeat added, unless the URL sets its own. */
+function withHeartbeat(url: string, seconds: number): string {
+  const parsed = new URL(url);
+  if (!parsed.searchParams.has('heartbeat')) parsed.searchParams.set('heartbeat', String(seconds));
+  return parsed.toString();
+}
 
 /**
  * One AMQP connection, kept open: when it drops (broker restart, `close_all_connections`,
@@ -25,6 +54,7 @@ export class BrokerConnection {
     private readonly url: string,
     private readonly name: string,
     private readonly log: Logger,
+    private readonly bounds: BrokerBounds = DEFAULT_BROKER_BOUNDS,
   ) {
     this.loop = new Loop(
       {
@@ -69,13 +99,28 @@ export class BrokerConnection {
     });
   }
 
+  /**
+   * Whether the broker answers now: a channel opened and closed on the open connection (two
+   * round trips), for /readyz. A connection that TCP still calls established says nothing
+   * about a link that drops packets; only an answer does.
+   */
+  async answers(): Promise<boolean> {
+    const model = this.current;
+    if (!model) return false;
+    const channel = await model.createChannel();
+    await channel.close();
+    return true;
+  }
+
   /** Idempotent. Closes the connection; channels on it close with it. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const stopped = this.loop.stop();
       const model = this.current;
       this.current = undefined;
-      await model?.close().catch(() => {});
+      // A broker behind a dead link never answers the close: wait a moment, then drop the socket.
+      await Promise.race([model?.close().catch(() => {}), sleep(CLOSE_WAIT_MS)]);
+      if (model) socketOf(model)?.destroy();
       await stopped;
     })();
     return this.stopping;
@@ -85,8 +130,12 @@ export class BrokerConnection {
   private async connectOnce(signal: AbortSignal): Promise<'busy'> {
     let model: ChannelModel;
     try {
-      model = await amqp.connect(this.url, {
+      model = await amqp.connect(withHeartbeat(this.url, this.bounds.heartbeatSeconds), {
         clientProperties: { connection_name: this.name },
+        // Until the connection is open; the heartbeat bounds every wait after that.
+        timeout: this.bounds.connectTimeoutMs,
+        keepAlive: true,
+        keepAliveDelay: this.bounds.keepAliveMs,
         // amqplib leaves Nagle's algorithm on; with delayed ACKs that holds small frames
         // (a single publish, an ack) back by up to 40 ms on every hop.
         noDelay: true,
@@ -119,6 +168,9 @@ export class BrokerConnection {
     for (const waiter of this.waiters.splice(0)) waiter(model);
     await closed;
     this.current = undefined;
+    // amqplib ends a connection that missed its heartbeats with a FIN, which a dead link never
+    // acknowledges: the socket would linger in TCP's back-off. Destroyed, it is gone at once.
+    socketOf(model)?.destroy();
     if (!signal.aborted) this.log.warn({ connection: this.name }, 'broker connection closed; reconnecting');
     return 'busy';
   }
@@ -133,8 +185,13 @@ export class BrokerConnection {
  * socket as `connection.stream` (net.Socket is the Duplex it keeps as it is); without one
  * where expected, writes stay as they were and the connection says so in the log.
  */
-function writeOncePerTick(model: ChannelModel): boolean {
+function socketOf(model: ChannelModel): Socket | undefined {
   const socket = (model as unknown as { connection?: { stream?: unknown } }).connection?.stream;
+  return socket && typeof (socket as Socket).destroy === 'function' ? (socket as Socket) : undefined;
+}
+
+function writeOncePerTick(model: ChannelModel): boolean {
+  const socket = socketOf(model);
   if (!(socket && typeof (socket as Writable).cork === 'function')) return false;
   const stream = socket as Writable;
   const write = stream.write;

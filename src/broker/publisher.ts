@@ -32,11 +32,18 @@ export type PublishOutcome =
     };
 
 const OK: PublishOutcome = { ok: true };
+/** How long a close waits for the broker's answer (nothing is lost by not waiting longer). */
+const CLOSE_WAIT_MS = 1_000;
 const failed = (reason: PublishFailure, error: string): PublishOutcome => ({ ok: false, reason, error });
 
-/** Failures that say the broker or the connection is away, not that the event is bad. */
+/**
+ * Failures that say the broker or the connection is away, not that the event is bad. A confirm
+ * that never came is one: behind a link that drops packets nothing comes back, and counting it
+ * against the events would park a whole backlog as dead during one long network cut.
+ */
 export const isOutage = (outcome: PublishOutcome): boolean =>
-  !outcome.ok && (outcome.reason === 'no_channel' || outcome.reason === 'channel_closed');
+  !outcome.ok &&
+  (outcome.reason === 'no_channel' || outcome.reason === 'channel_closed' || outcome.reason === 'timeout');
 
 /** What the relay needs of a publisher; tests substitute one to inject a single fault. */
 export interface Publisher {
@@ -81,8 +88,14 @@ export class ConfirmPublisher implements Publisher {
     return this.channel !== undefined;
   }
 
+  /**
+   * Bounded by the confirm timeout as well as by `signal`: a channel that cannot be opened
+   * because the broker stopped answering fails this wait, and the caller backs off and tries
+   * again, instead of waiting as long as TCP takes to give up.
+   */
   async ready(signal?: AbortSignal): Promise<void> {
-    await this.openChannel(signal);
+    const deadline = AbortSignal.timeout(this.options.confirmTimeoutMs);
+    await untilAborted(this.openChannel(signal), deadline);
   }
 
   /**
@@ -112,7 +125,10 @@ export class ConfirmPublisher implements Publisher {
   async close(): Promise<void> {
     const channel = this.channel ?? (await this.opening?.catch(() => undefined));
     this.channel = undefined;
-    await channel?.close().catch(() => {});
+    // A broker behind a dead link never answers the close: do not wait for it past the timeout.
+    await untilAborted(channel?.close() ?? Promise.resolve(), AbortSignal.timeout(CLOSE_WAIT_MS)).catch(
+      () => {},
+    );
   }
 
   private async publishOn(

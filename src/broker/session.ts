@@ -1,10 +1,13 @@
 import type { Channel, ConfirmChannel } from 'amqplib';
 import type { Logger } from '../log.js';
 import { Loop } from '../support/loop.js';
+import { sleep } from '../support/sleep.js';
 import type { BrokerConnection } from './connection.js';
 
 const RETRY_BASE_MS = 200;
 const RETRY_MAX_MS = 10_000;
+/** How long a stop waits for the broker to answer a channel's close. */
+const CLOSE_WAIT_MS = 1_000;
 
 /**
  * A channel that is opened again whenever it closes: a consumer's lifeline. `setup` declares
@@ -58,7 +61,8 @@ export class ChannelSession<C extends Channel = Channel> {
       const stopped = this.loop.stop();
       const channel = this.channel;
       if (channel && beforeClose) await beforeClose(channel).catch(() => {});
-      await channel?.close().catch(() => {});
+      // A broker behind a dead link never answers the close; the connection's stop ends it.
+      await Promise.race([channel?.close().catch(() => {}), sleep(CLOSE_WAIT_MS)]);
       await stopped;
     })();
     return this.stopping;

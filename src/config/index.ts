@@ -22,6 +22,22 @@ export interface Config {
   readonly metricsPort: number;
   readonly databaseUrl: string;
   readonly dbPoolSize: number;
+  /** Bounds on every wait for the database (src/db/bounds.ts). */
+  readonly db: {
+    readonly queryTimeoutMs: number;
+    readonly acquireTimeoutMs: number;
+    readonly connectTimeoutMs: number;
+    readonly idleTransactionTimeoutMs: number;
+  };
+  /** Idle time before the first TCP keep-alive probe on database and broker sockets. */
+  readonly tcpKeepAliveMs: number;
+  /** A GraphQL request still waiting then is answered 503 SERVICE_UNAVAILABLE, its work abandoned. */
+  readonly requestTimeoutMs: number;
+  readonly amqp: {
+    /** The heartbeat asked of the broker: a silent link is noticed after two of them. */
+    readonly heartbeatSeconds: number;
+    readonly connectTimeoutMs: number;
+  };
   readonly amqpUrl: string;
   readonly exchange: string;
   readonly shutdownTimeoutMs: number;
@@ -170,6 +186,14 @@ const schema = z.object({
   DATABASE_URL: url(['mysql:']).default('mysql://root@127.0.0.1:3306/outbox'),
   // Two at least: migrations hold a lock on one connection while the migrator uses another.
   DB_POOL_SIZE: int(2, 1000).default(20),
+  DB_QUERY_TIMEOUT_MS: int(100, 600_000).default(5_000),
+  DB_ACQUIRE_TIMEOUT_MS: int(100, 600_000).default(3_000),
+  DB_CONNECT_TIMEOUT_MS: int(100, 600_000).default(3_000),
+  DB_IDLE_TRANSACTION_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
+  TCP_KEEPALIVE_MS: int(1000, 7_200_000).default(5_000),
+  REQUEST_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  AMQP_HEARTBEAT_S: int(1, 600).default(5),
+  AMQP_CONNECT_TIMEOUT_MS: int(100, 600_000).default(5_000),
   AMQP_URL: url(['amqp:', 'amqps:']).default('amqp://guest:guest@127.0.0.1:5672'),
   OUTBOX_EXCHANGE: name.default('outbox.events'),
   SHUTDOWN_TIMEOUT_MS: int(1000, 600_000).default(10_000),
@@ -259,6 +283,14 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       `Invalid configuration:\n  RELAY_LEASE_MS=${e.RELAY_LEASE_MS}: must not be above ${MAX_CLAIM_HOLD_MS} (a frozen relay's claim is held that long, and writers waiting for it give up after innodb_lock_wait_timeout, 50 s by default)`,
     );
   }
+  // The relay's claim stays open, idle, across its publish (a wait for a channel and then for
+  // the confirms, each up to the confirm timeout): a server that ended idle transactions sooner
+  // would end the claim of a relay that is only waiting for the broker.
+  if (e.DB_IDLE_TRANSACTION_TIMEOUT_MS < 2 * e.RELAY_CONFIRM_TIMEOUT_MS) {
+    throw new ConfigError(
+      `Invalid configuration:\n  DB_IDLE_TRANSACTION_TIMEOUT_MS=${e.DB_IDLE_TRANSACTION_TIMEOUT_MS}: must be at least twice RELAY_CONFIRM_TIMEOUT_MS (${e.RELAY_CONFIRM_TIMEOUT_MS})`,
+    );
+  }
   // The worker trusts only messages whose event is still in the outbox, and its inbox is what
   // tells a redelivery from a new message: an inbox row must outlive its event's outbox row.
   if (e.INBOX_RETENTION < e.OUTBOX_RETENTION) {
@@ -275,6 +307,15 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     metricsPort: e.METRICS_PORT,
     databaseUrl: e.DATABASE_URL,
     dbPoolSize: e.DB_POOL_SIZE,
+    db: {
+      queryTimeoutMs: e.DB_QUERY_TIMEOUT_MS,
+      acquireTimeoutMs: e.DB_ACQUIRE_TIMEOUT_MS,
+      connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
+      idleTransactionTimeoutMs: e.DB_IDLE_TRANSACTION_TIMEOUT_MS,
+    },
+    tcpKeepAliveMs: e.TCP_KEEPALIVE_MS,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    amqp: { heartbeatSeconds: e.AMQP_HEARTBEAT_S, connectTimeoutMs: e.AMQP_CONNECT_TIMEOUT_MS },
     amqpUrl: e.AMQP_URL,
     exchange: e.OUTBOX_EXCHANGE,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

@@ -2,6 +2,7 @@ import type { SQLWrapper } from 'drizzle-orm';
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
 import mysql, { type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
 import { StartupError } from '../support/startup-error.js';
+import { bindPool, type DatabaseBounds, DEFAULT_BOUNDS, poolOptions } from './bounds.js';
 import { BoundStatement, constantStatement, dialect } from './prepared.js';
 import * as schema from './schema.js';
 
@@ -91,8 +92,14 @@ function connectionFailure(url: string, error: unknown): unknown {
   return error;
 }
 
-function createPool(url: string, poolSize: number, inTransaction: boolean): mysql.Pool {
+function createPool(
+  url: string,
+  poolSize: number,
+  inTransaction: boolean,
+  bounds: DatabaseBounds,
+): mysql.Pool {
   const pool = mysql.createPool({
+    ...poolOptions(bounds),
     uri: url,
     connectionLimit: poolSize,
     // Only for commitWith() (one round trip for a transaction's last statements and its COMMIT),
@@ -101,7 +108,6 @@ function createPool(url: string, poolSize: number, inTransaction: boolean): mysq
     // Dates travel as UTC both ways; the session time zone below makes NOW(3) UTC as well.
     timezone: 'Z',
     supportBigNumbers: true,
-    enableKeepAlive: true,
     // mysql2's promise API captures a stack trace per query (for errors that point at the
     // caller), which showed up as ~5 % of the busy time in CPU profiles. Errors still carry the
     // driver's stack and Drizzle's query, which is what the logs need.
@@ -114,6 +120,7 @@ function createPool(url: string, poolSize: number, inTransaction: boolean): mysq
     // See transaction(): with autocommit off, the first statement opens the transaction.
     if (inTransaction) connection.query('SET autocommit = 0');
   });
+  bindPool(pool, bounds, inTransaction);
   return pool;
 }
 
@@ -125,19 +132,27 @@ const transactionPools = new WeakMap<Database, mysql.Pool>();
  * runs, and half as many for single statements (reads, health checks, the pruner): at most
  * 1.5 × `poolSize` connections per process, opened as they are needed.
  */
-export function connectDatabase(url: string, poolSize: number): DatabaseHandle {
-  const pool = createPool(url, Math.max(2, Math.ceil(poolSize / 2)), false);
-  const transactionPool = createPool(url, poolSize, true);
+export function connectDatabase(
+  url: string,
+  poolSize: number,
+  bounds: DatabaseBounds = DEFAULT_BOUNDS,
+): DatabaseHandle {
+  const pool = createPool(url, Math.max(2, Math.ceil(poolSize / 2)), false, bounds);
+  const transactionPool = createPool(url, poolSize, true, bounds);
+  // A connection of its own for ping (/readyz): a probe that hangs in a dead link never takes
+  // one that requests need, and a probe that finds the pool busy cannot say "down" wrongly.
+  let pingPool: mysql.Pool | undefined;
   const db = drizzle(pool, { schema, mode: 'default' });
   transactionPools.set(db, transactionPool);
   return {
     db,
     pool,
     async ping() {
-      await pool.query('SELECT 1');
+      pingPool ??= createPool(url, 1, false, bounds);
+      await pingPool.query('SELECT 1');
     },
     async close() {
-      await Promise.all([pool.end(), transactionPool.end()]);
+      await Promise.all([pool.end(), transactionPool.end(), pingPool?.end()]);
     },
   };
 }

@@ -37,6 +37,8 @@ const CONNECTION_CODES = new Set([
   'EPIPE',
   'PROTOCOL_CONNECTION_LOST',
   'PROTOCOL_SEQUENCE_TIMEOUT',
+  // No pooled connection free in time (db/bounds.ts): every one is busy or stuck in a dead link.
+  'POOL_ACQUIRE_TIMEOUT',
   // Name resolution and routes fail the same way while a container or network is coming up.
   'ENOTFOUND',
   'EAI_AGAIN',

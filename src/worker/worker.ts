@@ -24,6 +24,7 @@ import type { AppendedEvent } from '../outbox/rows.js';
 import { countPredecessors, findEvents } from '../outbox/stored.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { canonicalJson } from '../support/json.js';
+import { sleep } from '../support/sleep.js';
 import { ATTEMPTS_HEADER, COPY_HEADER, ERROR_HEADER, PARKED_AT_HEADER } from './dead-letters.js';
 import { parseEnvelope } from './envelope.js';
 import {
@@ -204,7 +205,9 @@ export class Worker {
    */
   stop(): Promise<void> {
     return this.session.stop(async (channel) => {
-      if (this.consumerTag) await channel.cancel(this.consumerTag).catch(() => {});
+      // Bounded: a broker behind a dead link never answers, and closing the channel cancels too.
+      if (this.consumerTag)
+        await Promise.race([channel.cancel(this.consumerTag).catch(() => {}), sleep(1_000)]);
       await Promise.allSettled([...this.inFlight]);
     });
   }

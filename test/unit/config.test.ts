@@ -289,3 +289,40 @@ describe('the parsed configuration', () => {
     }).toThrow(TypeError);
   });
 });
+
+describe('the bounds on every wait', () => {
+  it('default to seconds, not the operating system’s hours', () => {
+    const config = loadConfig({});
+    expect(config.requestTimeoutMs).toBe(10_000);
+    expect(config.db).toEqual({
+      queryTimeoutMs: 5_000,
+      acquireTimeoutMs: 3_000,
+      connectTimeoutMs: 3_000,
+      idleTransactionTimeoutMs: 30_000,
+    });
+    expect(config.tcpKeepAliveMs).toBe(5_000);
+    expect(config.amqp).toEqual({ heartbeatSeconds: 5, connectTimeoutMs: 5_000 });
+  });
+
+  it.each([
+    ['REQUEST_TIMEOUT_MS', '0'],
+    ['DB_QUERY_TIMEOUT_MS', '10s'],
+    ['DB_ACQUIRE_TIMEOUT_MS', '-1'],
+    ['DB_CONNECT_TIMEOUT_MS', '99'],
+    ['TCP_KEEPALIVE_MS', '999'],
+    ['AMQP_HEARTBEAT_S', '0'],
+    ['AMQP_CONNECT_TIMEOUT_MS', 'x'],
+  ])('refuses %s=%s, naming it', (name, value) => {
+    expect(configErrorOf({ [name]: value }).message).toMatch(new RegExp(`^\\s*${name}="${value}":`, 'm'));
+  });
+
+  it('refuses an idle transaction timeout that would end a relay claim waiting for its confirms', () => {
+    const error = configErrorOf({
+      DB_IDLE_TRANSACTION_TIMEOUT_MS: '15000',
+      RELAY_CONFIRM_TIMEOUT_MS: '10000',
+    });
+    expect(error.message).toContain(
+      'DB_IDLE_TRANSACTION_TIMEOUT_MS=15000: must be at least twice RELAY_CONFIRM_TIMEOUT_MS',
+    );
+  });
+});

@@ -9,11 +9,14 @@ describe('isOutage', () => {
     ['channel_closed', true],
     ['nacked', false],
     ['unroutable', false],
-    ['timeout', false],
+    ['timeout', true],
     ['encoding', false],
-  ])('%s → %s: only a lost connection hands leases back without counting an attempt', (reason, outage) => {
-    expect(isOutage({ ok: false, reason, error: 'x' })).toBe(outage);
-  });
+  ])(
+    '%s → %s: only a lost connection or a missing confirm hands leases back without counting an attempt',
+    (reason, outage) => {
+      expect(isOutage({ ok: false, reason, error: 'x' })).toBe(outage);
+    },
+  );
 
   it('is false for a success', () => {
     expect(isOutage({ ok: true })).toBe(false);

@@ -1,0 +1,74 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../log.js';
+import { Deadline, withDeadline } from '../support/deadline.js';
+
+/** What a 503 tells clients to wait before retrying. */
+export const RETRY_AFTER_SECONDS = 1;
+
+const UNAVAILABLE_BODY = JSON.stringify({
+  errors: [
+    {
+      message: 'The service did not answer in time; retry (with the same Idempotency-Key for a mutation)',
+      extensions: { code: 'SERVICE_UNAVAILABLE' },
+    },
+  ],
+});
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * A server-side deadline for every HTTP request: a request that has not begun its answer within
+ * `timeoutMs` is answered 503 SERVICE_UNAVAILABLE with Retry-After, whatever it waits for (a
+ * pool checkout, a statement in a dead link, the broker). Its work runs under a Deadline
+ * (support/deadline.ts) that aborts then, or as soon as the client goes away, so the database
+ * starts none of its statements later, for a client that is no longer there: a retry with the
+ * same Idempotency-Key finds either the first attempt committed or nothing.
+ *
+ * A response that has begun (its headers written, as a subscription's stream does at once) is
+ * released from the deadline and goes on as long as it needs.
+ */
+export function withRequestDeadline(timeoutMs: number, log: Logger, handle: Handler): Handler {
+  return (req, res) => {
+    const deadline = new Deadline(Date.now() + timeoutMs);
+    const writeHead = res.writeHead;
+    const settle = () => {
+      clearTimeout(timer);
+      deadline.release();
+    };
+    res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+      if (!timedOut) settle();
+      return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+    } as ServerResponse['writeHead'];
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      if (res.headersSent) return settle();
+      timedOut = true;
+      deadline.abort(Object.assign(new Error('request deadline passed'), { code: 'REQUEST_TIMEOUT' }));
+      log.warn({ path: req.url?.split('?')[0], timeoutMs }, 'request deadline passed; answered 503');
+      res.writeHead(503, {
+        'content-type': 'application/json; charset=utf-8',
+        'retry-after': String(RETRY_AFTER_SECONDS),
+      });
+      res.end(UNAVAILABLE_BODY);
+      // The abandoned work may still try to answer: it has been answered.
+      muzzle(res);
+    }, timeoutMs);
+    res.once('close', () => {
+      // Gone before its answer was complete: nothing more is started for it.
+      if (!res.writableFinished) {
+        deadline.abort(Object.assign(new Error('client went away'), { code: 'CLIENT_GONE' }));
+      }
+      clearTimeout(timer);
+    });
+    withDeadline(deadline, () => handle(req, res));
+  };
+}
+
+/** Makes later writes to an answered response do nothing (instead of throwing). */
+function muzzle(res: ServerResponse): void {
+  res.setHeader = () => res;
+  res.writeHead = () => res;
+  res.write = () => true;
+  res.end = () => res;
+  res.removeHeader = () => {};
+}

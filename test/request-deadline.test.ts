@@ -1,0 +1,64 @@
+import mysql from 'mysql2/promise';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningService, startService } from '../src/service.js';
+import { CREATE_CUSTOMER, createCustomer } from './support/customers.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { stopAndClean, testConfig, testLogger, uniqueSuffix } from './support/service.js';
+
+const REQUEST_TIMEOUT_MS = 800;
+
+let db: TestDatabase;
+let service: RunningService;
+let url: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase('request_deadline');
+  service = await startService(
+    testConfig(db.url, { ROLES: 'app', REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) }),
+    testLogger(),
+  );
+  if (!service.app) throw new Error('the app role did not start');
+  url = service.app.url;
+});
+
+afterAll(async () => {
+  await stopAndClean(service);
+  await db?.drop();
+});
+
+describe('the request deadline', () => {
+  it('answers SERVICE_UNAVAILABLE with HTTP 503 and Retry-After when the database does not answer in time', async () => {
+    // A session that holds the customers table: every create waits on it, as on a dead link.
+    const blocker = await mysql.createConnection({ uri: db.url });
+    try {
+      await blocker.query('LOCK TABLES customers WRITE');
+      const started = performance.now();
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': `deadline-${uniqueSuffix()}` },
+        body: JSON.stringify({
+          query: CREATE_CUSTOMER,
+          variables: { input: { email: `late.${uniqueSuffix()}@example.com`, name: 'Late' } },
+        }),
+      });
+      const elapsed = performance.now() - started;
+      const body = (await response.json()) as { errors?: Array<{ extensions?: { code?: string } }> };
+      expect(response.status).toBe(503);
+      expect(response.headers.get('retry-after')).toBe('1');
+      expect(body.errors?.[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
+      expect(elapsed).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 50);
+      expect(elapsed).toBeLessThan(REQUEST_TIMEOUT_MS + 1_000);
+    } finally {
+      await blocker.query('UNLOCK TABLES');
+      await blocker.end();
+    }
+    // Nothing of the abandoned request holds the service up afterwards.
+    await expect(createCustomer(url, 'after')).resolves.toMatchObject({ name: 'Test after' });
+  });
+
+  it('/healthz and /readyz answer as before when nothing hangs', async () => {
+    const base = new URL(url).origin;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    await expect.poll(async () => (await fetch(`${base}/readyz`)).status, { timeout: 10_000 }).toBe(200);
+  });
+});

@@ -28,6 +28,8 @@ afterAll(async () => {
 
 describe('the request deadline', () => {
   it('answers SERVICE_UNAVAILABLE with HTTP 503 and Retry-After when the database does not answer in time', async () => {
+    // Warm: the first request of a process also pays for compiling its path.
+    await createCustomer(url, 'warm');
     // A session that holds the customers table: every create waits on it, as on a dead link.
     const blocker = await mysql.createConnection({ uri: db.url });
     try {
@@ -47,7 +49,8 @@ describe('the request deadline', () => {
       expect(response.headers.get('retry-after')).toBe('1');
       expect(body.errors?.[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
       expect(elapsed).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 50);
-      expect(elapsed).toBeLessThan(REQUEST_TIMEOUT_MS + 1_000);
+      // Far below the statement bound (5 s): the deadline, not the database, answered.
+      expect(elapsed).toBeLessThan(REQUEST_TIMEOUT_MS + 2_500);
     } finally {
       await blocker.query('UNLOCK TABLES');
       await blocker.end();

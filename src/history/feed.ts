@@ -1,6 +1,6 @@
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics/index.js';
+import { type Metrics, secondsSince } from '../metrics/index.js';
 import { Loop } from '../support/loop.js';
 import { type HistoryFilter, type HistoryRow, headPosition, readHistory } from './store.js';
 
@@ -154,6 +154,12 @@ export class HistoryFeed {
     return subscription;
   }
 
+  /** @internal for FeedSubscription: a row handed to a subscriber, timed if handled since it began. */
+  deliveredLive(row: HistoryRow, subscribedAt: number): void {
+    if (row.position > subscribedAt)
+      this.options.metrics?.deliveryLatency.observe(secondsSince(row.occurredAt));
+  }
+
   /** @internal for FeedSubscription */
   forget(subscription: FeedSubscription): void {
     this.subscribers.delete(subscription);
@@ -208,6 +214,8 @@ class FeedSubscription implements HistoryStream {
   /** The last position delivered to the client. */
   private delivered: number;
   private live: boolean;
+  /** The reader's position when this subscription began: rows after it were handled since. */
+  private readonly subscribedAt: number;
   private closed = false;
   private wakeUp: (() => void) | undefined;
 
@@ -221,6 +229,7 @@ class FeedSubscription implements HistoryStream {
     this.last = after;
     this.delivered = after;
     this.live = live;
+    this.subscribedAt = feed.position ?? after;
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<HistoryRow> {
@@ -253,6 +262,7 @@ class FeedSubscription implements HistoryStream {
       const row = this.queue.shift();
       if (row) {
         this.delivered = row.position;
+        this.feed.deliveredLive(row, this.subscribedAt);
         return { done: false, value: row };
       }
       if (this.live) {

@@ -2,6 +2,14 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { Database } from '../db/client.js';
 import { readStats } from '../outbox/stats.js';
 
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+
+/** Seconds from `occurredAt` to `now`; 0 when the writer's clock ran ahead of this one. */
+export function secondsSince(occurredAt: Date | string, now = Date.now()): number {
+  const at = typeof occurredAt === 'string' ? Date.parse(occurredAt) : occurredAt.getTime();
+  return Number.isFinite(at) ? Math.max(0, (now - at) / 1000) : 0;
+}
+
 /**
  * The process's Prometheus metrics, in a registry of its own (not prom-client's global one),
  * so several services in one test process do not collide.
@@ -39,6 +47,27 @@ export class Metrics {
     name: 'outbox_relay_batch_duration_seconds',
     help: 'Time from claiming a batch to settling it.',
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  // The delays a user feels, each from the event's occurredAt (its writer's clock at the
+  // commit) to a step: every figure includes the time waited in the outbox and the queues, which
+  // the batch durations above do not. Buckets reach an hour: an outage's backlog shows as such.
+  readonly publishLatency = new Histogram({
+    name: 'outbox_event_publish_latency_seconds',
+    help: "Time from an event's occurrence to the broker's confirm of its publish.",
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly handleLatency = new Histogram({
+    name: 'worker_event_handle_latency_seconds',
+    help: "Time from an event's occurrence to the commit of the worker's handling (effect and history row).",
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly deliveryLatency = new Histogram({
+    name: 'live_event_delivery_latency_seconds',
+    help: "Time from an event's occurrence to its delivery to a live subscriber (events handled before the subscription started, replayed from the history, are not counted).",
+    buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
   readonly workerHandled = new Counter({

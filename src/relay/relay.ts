@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { isOutage, type Publisher } from '../broker/publisher.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics/index.js';
+import { type Metrics, secondsSince } from '../metrics/index.js';
 import { claimAndSettle } from '../outbox/claim.js';
 import type { Handoff } from '../outbox/handoff.js';
 import type { ClaimedEvent, Lease, RetryPolicy } from '../outbox/rows.js';
@@ -227,9 +227,11 @@ export class Relay implements Handoff {
     const published: ClaimedEvent[] = [];
     const handBack: number[] = [];
     const failed = new Map<string, number[]>();
+    const now = Date.now();
     outcomes.forEach((outcome, i) => {
       const event = batch[i] as ClaimedEvent;
       if (outcome.ok) {
+        this.options.metrics.publishLatency.observe(secondsSince(event.envelope.occurredAt, now));
         published.push(event);
         return;
       }

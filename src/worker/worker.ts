@@ -17,7 +17,7 @@ import {
 import { isTransientDatabaseError } from '../db/errors.js';
 import { appendHistoryAndCommit, type HistoryRow, type NewHistoryRow } from '../history/store.js';
 import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics/index.js';
+import { type Metrics, secondsSince } from '../metrics/index.js';
 import type { EventEnvelope } from '../outbox/event.js';
 import { ForeignMessage, type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
 import type { AppendedEvent } from '../outbox/rows.js';
@@ -316,6 +316,9 @@ export class Worker {
       return 'waiting';
     }
     if (decision.kind === 'handled') {
+      const now = Date.now();
+      for (const row of decision.history)
+        this.options.metrics.handleLatency.observe(secondsSince(row.occurredAt, now));
       this.options.writer.committed(decision.appended);
       this.options.onHistory(decision.history);
     }

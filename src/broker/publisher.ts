@@ -226,7 +226,8 @@ export class ConfirmPublisher implements Publisher {
           this.options.log.warn({ err: error }, 'publisher channel error'),
         );
         channel.on('return', (message: { properties: { messageId?: string } }) => {
-          if (message.properties.messageId) this.returned.add(message.properties.messageId);
+          // An empty id is an id too: the worker's copy of a message that came without one.
+          if (message.properties.messageId !== undefined) this.returned.add(message.properties.messageId);
         });
         channel.once('close', () => {
           if (this.channel === channel) this.channel = undefined;

@@ -1,0 +1,214 @@
+import {
+  type Database,
+  defersWrites,
+  execute,
+  flushDeferredWrites,
+  type Transaction,
+  transaction,
+  writeAtCommit,
+} from '../db/client.js';
+import { appendHistoryAndCommit, type HistoryRow, type NewHistoryRow } from '../history/store.js';
+import type { EventEnvelope } from '../outbox/event.js';
+import type { StoredEvent } from '../outbox/handler.js';
+import type { AppendedEvent } from '../outbox/rows.js';
+import { countPredecessors, findEvents } from '../outbox/stored.js';
+import type { OutboxWriter } from '../outbox/writer.js';
+import type { AnyHandler, Delivery } from './pipeline.js';
+import { verifiedEvent } from './policies/verify.js';
+import {
+  type AggregateKey,
+  type Progress,
+  recordFirstEvent,
+  recordFirstEventAtCommit,
+  recordInbox,
+  setProgress,
+  takeProgress,
+} from './store.js';
+
+/** A delivery that has its claim and its handler (policies/envelope.ts set them). */
+export type Claimed = Delivery & { readonly claim: EventEnvelope; readonly handler: AnyHandler };
+
+/** What one handling transaction decided for one message. */
+export type Decision =
+  | {
+      readonly kind: 'handled';
+      readonly appended: readonly AppendedEvent[];
+      readonly history: readonly HistoryRow[];
+    }
+  | { readonly kind: 'duplicate' }
+  | { readonly kind: 'waiting'; readonly missing: number };
+
+export interface HandlingContext {
+  readonly db: Database;
+  /** The inbox's consumer name. */
+  readonly consumer: string;
+  /** Event types handled: the order check counts only predecessors of these. */
+  readonly types: readonly string[];
+  /** Follow-up events handlers append go through it. */
+  readonly writer: OutboxWriter;
+}
+
+export interface HandlingOptions {
+  /** Defer what can go with the COMMIT (see handleGroup). */
+  readonly deferred: boolean;
+  /** Learns whether a first event's progress and inbox rows were deferred. */
+  readonly attempt?: { firstDeferred: boolean };
+}
+
+/**
+ * One transaction for a group of messages, given in the order of their aggregates and sequences
+ * (group-commit.ts sorts them, so every worker locks progress rows in one order, and a group
+ * holding an aggregate's next events handles them in turn). For each message:
+ *   1. the stored event with the message's id, read once for the group, is compared with the
+ *      message's claims (policies/verify.ts);
+ *   2. its turn (takeTurn): a sequence already handled is a duplicate; one whose predecessor is
+ *      not handled yet is `waiting` (policies/order-wait.ts sends it to wait);
+ *   3. the inbox row, the handler, the progress;
+ * and, last, the group's history rows with the COMMIT (history/store.ts explains why last).
+ *
+ * `deferred`: an aggregate's first event records its progress and inbox rows, and handlers
+ * their `write`s, with the COMMIT, so the usual message costs two round trips: the read of
+ * step 1 and the COMMIT. Any other step first sends what was deferred, since it reads the
+ * progress rows those writes make. A failure among deferred writes stops the COMMIT; the
+ * caller then handles each message again without deferring (group-commit.ts).
+ */
+export function handleGroup(
+  context: HandlingContext,
+  group: readonly Claimed[],
+  { deferred, attempt }: HandlingOptions,
+): Promise<readonly Decision[]> {
+  const handledAt = new Date();
+  return transaction(context.db, async (tx) => {
+    const deferring = deferred && defersWrites(tx);
+    const stored = await findEvents(
+      tx,
+      group.map((d) => d.claim.eventId),
+    );
+    const decisions: Decision[] = new Array(group.length);
+    const handled: Array<{ index: number; appended: AppendedEvent[] }> = [];
+    const rows: NewHistoryRow[] = [];
+    for (const [index, delivery] of group.entries()) {
+      const event = await verifiedEvent(tx, context.consumer, delivery, stored.get(delivery.claim.eventId));
+      const result =
+        event === 'handled before'
+          ? ({ kind: 'duplicate' } as const)
+          : await handleOne(context, tx, { event, handler: delivery.handler, handledAt }, deferring, attempt);
+      if ('kind' in result) {
+        decisions[index] = result;
+        continue;
+      }
+      handled.push({ index, appended: result.appended });
+      rows.push(result.row);
+    }
+    // Last, right before the commit: the counter's lock orders commits (history/store.ts).
+    const history = await appendHistoryAndCommit(tx, rows);
+    handled.forEach(({ index, appended }, i) => {
+      decisions[index] = { kind: 'handled', appended, history: [history[i] as HistoryRow] };
+    });
+    return decisions;
+  });
+}
+
+type Turn = { readonly progress: Progress } | Exclude<Decision, { kind: 'handled' }>;
+
+/**
+ * Whether it is the event's turn: its aggregate's progress row locked (the next handler of the
+ * same aggregate, in any worker, waits for our commit), the inbox row recorded.
+ */
+async function takeTurn(
+  context: HandlingContext,
+  tx: Transaction,
+  event: StoredEvent,
+  handledAt: Date,
+  deferred: boolean,
+  attempt?: { firstDeferred: boolean },
+): Promise<Turn> {
+  const key: AggregateKey = {
+    consumer: context.consumer,
+    aggregateType: event.aggregateType,
+    aggregateId: event.aggregateId,
+  };
+  // The common case, an aggregate's first event seen for the first time: with the COMMIT when
+  // deferred, else one round trip of its own.
+  let first = false;
+  if (deferred && event.sequence === 1) {
+    await recordFirstEventAtCommit(tx, key, event.eventId, handledAt);
+    first = true;
+    if (attempt) attempt.firstDeferred = true;
+  } else {
+    await flushDeferredWrites(tx);
+    first = event.sequence === 1 && (await recordFirstEvent(tx, key, event.eventId, handledAt));
+  }
+  const taken: Progress | 'handled' = first
+    ? { last: 0, written: true }
+    : await takeProgress(tx, key, event.sequence);
+  // Past the progress mark with no inbox row: an event parked and passed (passParked), then
+  // requeued by an operator (dead-letters.ts). It is handled now, after its successors, and
+  // the mark stays where they left it. Anything else past the mark has its inbox row (inbox
+  // rows outlive the outbox's), so this insert finds the duplicate.
+  let passed = false;
+  if (taken === 'handled') {
+    if (!(await recordInbox(tx, context.consumer, event.eventId, handledAt))) return { kind: 'duplicate' };
+    passed = true;
+  }
+  const progress: Progress = taken === 'handled' ? { last: event.sequence, written: true } : taken;
+  if (event.sequence > progress.last + 1) {
+    const { aggregateType, aggregateId, sequence } = event;
+    const missing = await countPredecessors(
+      tx,
+      aggregateType,
+      aggregateId,
+      progress.last,
+      sequence,
+      context.types,
+    );
+    if (missing > 0) return { kind: 'waiting', missing };
+  }
+  if (!first && !passed && !(await recordInbox(tx, context.consumer, event.eventId, handledAt))) {
+    return { kind: 'duplicate' };
+  }
+  return { progress };
+}
+
+/** Decides one verified event inside the group's transaction; a handled one returns its history row. */
+async function handleOne(
+  context: HandlingContext,
+  tx: Transaction,
+  { event, handler, handledAt }: { event: StoredEvent; handler: AnyHandler; handledAt: Date },
+  deferred: boolean,
+  attempt?: { firstDeferred: boolean },
+): Promise<Exclude<Decision, { kind: 'handled' }> | { appended: AppendedEvent[]; row: NewHistoryRow }> {
+  const turn = await takeTurn(context, tx, event, handledAt, deferred, attempt);
+  if ('kind' in turn) return turn;
+  const appended: AppendedEvent[] = [];
+  await handler.handle(tx, event, {
+    handledAt,
+    append: async (next) => {
+      appended.push(await context.writer.append(tx, next));
+    },
+    write: async (statement) => {
+      if (deferred) await writeAtCommit(tx, statement);
+      else await execute(tx, statement);
+    },
+  });
+  const key = {
+    consumer: context.consumer,
+    aggregateType: event.aggregateType,
+    aggregateId: event.aggregateId,
+  };
+  await setProgress(tx, key, event.sequence, turn.progress);
+  return {
+    appended,
+    row: {
+      eventId: event.eventId,
+      type: event.type,
+      aggregateType: event.aggregateType,
+      aggregateId: event.aggregateId,
+      sequence: event.sequence,
+      occurredAt: event.occurredAt,
+      handledAt,
+      handler: handler.name,
+      payload: event.payload,
+    },
+  };
+}

@@ -133,7 +133,14 @@ describe('park', () => {
     } as Delivery;
     const outcome = await park(options(copies))(failing(new ForeignMessage('forged')))(d);
     expect(outcome).toBe('parked');
-    expect(copies.sent).toEqual([{ queue: 'q.dead', attempts: 1, reason: expect.any(ForeignMessage) }]);
+    expect(copies.sent).toEqual([
+      {
+        queue: 'q.dead',
+        attempts: 1,
+        reason: expect.any(ForeignMessage),
+        headers: { 'x-parked-at': expect.any(String) },
+      },
+    ]);
   });
 
   it('anything else goes on to the loop, which gives the message back to the queue', async () => {

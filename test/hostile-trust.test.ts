@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/log.js';
 import { type RunningService, startService } from '../src/service.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { INTERNALS } from './support/rows.js';
+import { INTERNALS, parseJsonColumn } from './support/rows.js';
 import { stopAndClean, testConfig, uniqueSuffix } from './support/service.js';
 import { connectWs, subscribe, type WsClient } from './support/subscriptions.js';
 import { waitFor } from './support/wait.js';
@@ -16,6 +16,10 @@ import { waitFor } from './support/wait.js';
  */
 
 const SECRET = `trust${uniqueSuffix()}`;
+const ADMIN_TOKEN = `admin-${uniqueSuffix()}-0123456789`;
+/** 2^53: the first customer's id; the second's, 2^53 + 1, is where Number() rounds to the first. */
+const FIRST_ID = 2n ** 53n;
+const BEYOND_COLUMN = (2n ** 64n).toString();
 const emailOf = (label: string) => `${SECRET}.${label}.${uniqueSuffix()}@example.com`;
 
 let db: TestDatabase;
@@ -131,8 +135,10 @@ async function expectRefused(
 
 beforeAll(async () => {
   db = await createTestDatabase('hostile_trust');
+  await db.query(`ALTER TABLE customers AUTO_INCREMENT = ${FIRST_ID}`);
   const log = createLogger('info', {}, { write: (line: string) => logLines.push(line) });
-  service = await startService(testConfig(db.url, { ROLES: 'app' }), log);
+  // Every role: the worker's welcome e-mail must find the customer by its exact id too.
+  service = await startService(testConfig(db.url, { ROLES: 'app,relay,worker', ADMIN_TOKEN }), log);
   if (!service.app) throw new Error('the app role did not start');
   url = service.app.url;
   ws = connectWs(url);
@@ -143,6 +149,150 @@ afterAll(async () => {
   await ws?.dispose();
   await stopAndClean(service);
   await db?.drop();
+});
+
+// First in the file, so that its customers get exactly 2^53 and 2^53 + 1.
+describe('ids are exact', () => {
+  const first = FIRST_ID.toString();
+  const second = (FIRST_ID + 1n).toString();
+  const CUSTOMER = 'query($id: ID!) { customer(id: $id) { id name } }';
+  const PAGE =
+    'query($after: String) { customers(first: 1, after: $after) { edges { cursor node { id } } } }';
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+  const names = async () =>
+    db.query<{ id: string; name: string; version: number }>(
+      'SELECT CAST(id AS CHAR) AS id, name, version FROM customers WHERE id IN (?, ?) ORDER BY id',
+      [first, second],
+    );
+
+  beforeAll(async () => {
+    expect((await created('first')).id).toBe(first);
+    expect((await created('second')).id).toBe(second);
+  });
+
+  it('gives a new customer its id exactly, in the answer, the row and the event', async () => {
+    const rows = await db.query<{ aggregate_id: string; payload: unknown }>(
+      "SELECT aggregate_id, payload FROM outbox WHERE type = 'CustomerCreated' ORDER BY id LIMIT 2",
+    );
+    expect(rows.map((r) => r.aggregate_id)).toEqual([first, second]);
+    expect(rows.map((r) => parseJsonColumn<{ customerId: string }>(r.payload).customerId)).toEqual([
+      first,
+      second,
+    ]);
+  });
+
+  it('renames the customer 2^53 + 1, not 2^53', async () => {
+    const before = await names();
+    const outcome = await overHttp(UPDATE, { input: { id: second, name: `${SECRET} renamed` } });
+    expect(outcome.code, outcome.message).toBeUndefined();
+    expect(outcome.data?.updateCustomer).toMatchObject({ customer: { id: second, sequence: 2 } });
+    expect(await names()).toEqual([before[0], { id: second, name: `${SECRET} renamed`, version: 2 }]);
+    await expectHealthy();
+  });
+
+  it('reads the customer 2^53 + 1 by its id and pages to it by cursor', async () => {
+    const one = await overHttp(CUSTOMER, { id: second });
+    expect(one.data?.customer).toMatchObject({ id: second });
+    const page1 = (await overHttp(PAGE)).data?.customers as {
+      edges: Array<{ cursor: string; node: { id: string } }>;
+    };
+    expect(page1.edges.map((e) => e.node.id)).toEqual([first]);
+    const page2 = (await overHttp(PAGE, { after: page1.edges[0]?.cursor })).data?.customers as typeof page1;
+    expect(page2.edges.map((e) => e.node.id)).toEqual([second]);
+  });
+
+  it('replays a create with its exact id', async () => {
+    const key = `exact-id-${uniqueSuffix()}`;
+    const input = { email: emailOf('replay'), name: `${SECRET} replay` };
+    const created1 = await overHttp(CREATE, { input }, { 'idempotency-key': key });
+    const before = await counts();
+    const created2 = await overHttp(CREATE, { input }, { 'idempotency-key': key });
+    expect(created2.data).toEqual(created1.data);
+    const id = (created1.data?.createCustomer as { customer: { id: string } } | undefined)?.customer.id;
+    expect(BigInt(id ?? 0)).toBeGreaterThan(FIRST_ID);
+    expect(await counts()).toEqual(before);
+  });
+
+  it("sends the welcome e-mail of the customer 2^53 + 1 to that customer's address", async () => {
+    const mails = await waitFor('both welcome e-mails', async () => {
+      const rows = await db.query<{ customer_id: string; recipient: string }>(
+        'SELECT CAST(customer_id AS CHAR) AS customer_id, recipient FROM welcome_emails WHERE customer_id IN (?, ?) ORDER BY customer_id',
+        [first, second],
+      );
+      return rows.length === 2 && rows;
+    });
+    const emails = await db.query<{ id: string; email: string }>(
+      'SELECT CAST(id AS CHAR) AS id, email FROM customers WHERE id IN (?, ?) ORDER BY id',
+      [first, second],
+    );
+    expect(mails).toEqual(emails.map((c) => ({ customer_id: c.id, recipient: c.email })));
+  });
+
+  const badIds: Array<[string, string]> = [
+    ['2^64, beyond the column', BEYOND_COLUMN],
+    ['21 digits', '1'.repeat(21)],
+    ['zero', '0'],
+    ['a leading zero', `0${second}`],
+    ['a negative id', '-1'],
+    ['an exponent', '9.007199254740993e15'],
+  ];
+
+  it.each(badIds)('updateCustomer refuses %s on input.id', async (_what, id) => {
+    await expectRefused(() => overHttp(UPDATE, { input: { id, name: `${SECRET} x` } }), {
+      code: 'BAD_USER_INPUT',
+      field: 'input.id',
+    });
+  });
+
+  it('updateCustomer says NOT_FOUND for 2^64 − 1, an id the column holds but no customer has', async () => {
+    await expectRefused(
+      () => overHttp(UPDATE, { input: { id: (2n ** 64n - 1n).toString(), name: `${SECRET} x` } }),
+      { code: 'NOT_FOUND', field: 'input.id' },
+    );
+  });
+
+  it.each(badIds)('customer(id) and customerEvents refuse %s', async (_what, id) => {
+    await expectRefused(() => overHttp(CUSTOMER, { id }), { code: 'BAD_USER_INPUT', field: 'id' });
+    await expectRefused(
+      () => overHttp('query($id: ID!) { customerEvents(customerId: $id) { edges { cursor } } }', { id }),
+      { code: 'BAD_USER_INPUT', field: 'customerId' },
+    );
+  });
+
+  it('onCustomerEvent over WebSocket refuses a customer id beyond the column', async () => {
+    await expectRefused(
+      () =>
+        overWs('subscription($id: ID) { onCustomerEvent(customerId: $id) { eventId } }', {
+          id: BEYOND_COLUMN,
+        }),
+      { code: 'BAD_USER_INPUT', field: 'customerId' },
+    );
+  });
+
+  it.each([
+    ['an id beyond the column', Buffer.from(`customer:${BEYOND_COLUMN}`).toString('base64url')],
+    ['2^53 + 1 with a leading zero', Buffer.from(`customer:0${second}`).toString('base64url')],
+    ['a history cursor', Buffer.from('h1:1').toString('base64url')],
+  ])('customers(after) refuses a cursor with %s', async (_what, after) => {
+    await expectRefused(() => overHttp(PAGE, { after }), { code: 'BAD_USER_INPUT', field: 'after' });
+  });
+
+  it.each([
+    ['a customer id', second],
+    ['a UUID and a character', '75eab541-f64c-4953-8ab0-b9fed932813c0'],
+  ])('the dead-event operations refuse %s as an event id', async (_what, id) => {
+    for (const operation of ['reviveDeadEvents', 'skipDeadEvents']) {
+      await expectRefused(
+        () =>
+          overHttp(
+            `mutation($ids: [ID!]!) { ${operation}(eventIds: $ids) { eventIds } }`,
+            { ids: [id] },
+            admin,
+          ),
+        { code: 'BAD_USER_INPUT', field: 'eventIds.0' },
+      );
+    }
+  });
 });
 
 // Mutations are served over HTTP only (WebSocket refuses them with BAD_REQUEST).

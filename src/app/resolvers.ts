@@ -20,6 +20,7 @@ import type { OutboxWriter } from '../outbox/writer.js';
 import type { DeadLetterQueue } from '../worker/dead-letters.js';
 import type { AppContext } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
+import { parseEventIds } from './event-ids.js';
 
 export interface ResolverOptions {
   readonly maxPageSize: number;
@@ -64,7 +65,7 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         _: unknown,
         args: { customerId: string; first: number; after?: string | null },
         ctx: AppContext,
-      ) => eventPage(ctx, String(parseCustomerId(args.customerId, 'customerId')), args),
+      ) => eventPage(ctx, parseCustomerId(args.customerId, 'customerId'), args),
       outboxStats: (_: unknown, __: unknown, ctx: AppContext) => readStats(ctx.db),
       deadEvents: (_: unknown, args: { first: number }, ctx: AppContext) => {
         requireAdmin(ctx);
@@ -82,13 +83,14 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         updateCustomer(writeContext(ctx), args.input),
       reviveDeadEvents: async (_: unknown, args: { eventIds?: string[] | null }, ctx: AppContext) => {
         requireAdmin(ctx);
-        const eventIds = await reviveDead(ctx.db, args.eventIds ?? undefined);
+        const wanted = args.eventIds == null ? undefined : parseEventIds(args.eventIds);
+        const eventIds = await reviveDead(ctx.db, wanted);
         if (eventIds.length > 0) options.writer.nudge();
         return { eventIds };
       },
       skipDeadEvents: async (_: unknown, args: { eventIds: string[] }, ctx: AppContext) => {
         requireAdmin(ctx);
-        const eventIds = await skipDead(ctx.db, args.eventIds);
+        const eventIds = await skipDead(ctx.db, parseEventIds(args.eventIds));
         if (eventIds.length > 0) options.writer.nudge();
         return { eventIds };
       },
@@ -106,7 +108,7 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
           ctx: AppContext,
         ) => {
           const customerId =
-            args.customerId == null ? undefined : String(parseCustomerId(args.customerId, 'customerId'));
+            args.customerId == null ? undefined : parseCustomerId(args.customerId, 'customerId');
           if (!options.feed) {
             throw new GraphQLError('This instance does not serve subscriptions', {
               extensions: { code: 'SERVICE_UNAVAILABLE' },
@@ -128,10 +130,10 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
       },
     },
     Customer: {
-      id: (customer: Customer) => String(customer.id),
+      id: (customer: Customer) => customer.id,
       sequence: (customer: Customer) => customer.version,
       events: (customer: Customer, args: { first: number; after?: string | null }, ctx: AppContext) =>
-        eventPage(ctx, String(customer.id), args),
+        eventPage(ctx, customer.id, args),
     },
     OutboxStats: {
       workerDeadLetters: () => options.deadLetters?.count() ?? null,

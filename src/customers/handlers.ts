@@ -28,7 +28,7 @@ async function customerOf(tx: Transaction, event: StoredEvent<{ customerId: stri
   const [row] = await tx
     .select({ id: customers.id, email: customers.email, name: customers.name })
     .from(customers)
-    .where(eq(customers.id, Number(event.aggregateId)))
+    .where(eq(customers.id, BigInt(event.aggregateId)))
     .limit(1);
   if (!row) throw new PermanentFailure(`${event.type} for unknown customer ${event.aggregateId}`);
   return row;
@@ -49,7 +49,7 @@ export const welcomeEmail: Handler<CustomerCreatedPayload> = {
     // columns refuse (a one-row INSERT … VALUES fails on NULL in any sql_mode), and the event is
     // parked.
     const w = welcomeEmails;
-    const id = Number(event.aggregateId);
+    const id = BigInt(event.aggregateId);
     const ofCustomer = (column: typeof customers.email | typeof customers.name | typeof customers.id) =>
       sql`(SELECT ${column} FROM ${customers} WHERE ${customers.id} = ${id})`;
     try {

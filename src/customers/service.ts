@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { asc, eq, gt, sql } from 'drizzle-orm';
 import { type Database, execute, type Transaction, transaction } from '../db/client.js';
 import { isDuplicateKey } from '../db/errors.js';
+import { insertedRowId } from '../db/ids.js';
 import { prepared } from '../db/prepared.js';
 import { retryingDeadlocks } from '../db/retry.js';
 import { customers } from '../db/schema.js';
@@ -13,10 +14,10 @@ import type { OutboxWriter } from '../outbox/writer.js';
 import {
   CUSTOMER_AGGREGATE,
   CUSTOMER_CREATED,
-  CUSTOMER_ID_PATTERN,
   CUSTOMER_UPDATED,
   type CustomerCreatedPayload,
   type CustomerUpdatedPayload,
+  isCustomerId,
 } from './events.js';
 import {
   type CreateCustomerInput,
@@ -27,7 +28,8 @@ import {
 } from './validation.js';
 
 export interface Customer {
-  readonly id: number;
+  /** Decimal, exact (db/ids.ts): ids above 2^53 are not numbers here. */
+  readonly id: string;
   readonly email: string;
   readonly name: string;
   readonly createdAt: Date;
@@ -62,8 +64,12 @@ const resultReplay = (operation: string) => ({
     customer: { ...r.customer, createdAt: r.customer.createdAt.toISOString() },
   }),
   decode: (stored: unknown) => {
-    const r = stored as CustomerMutationResult & { customer: { createdAt: string } };
-    return { ...r, customer: { ...r.customer, createdAt: new Date(r.customer.createdAt) } };
+    // The id is a number in answers stored before ids became strings (they were below 2^53).
+    const r = stored as CustomerMutationResult & { customer: { createdAt: string; id: string | number } };
+    return {
+      ...r,
+      customer: { ...r.customer, id: String(r.customer.id), createdAt: new Date(r.customer.createdAt) },
+    };
   },
 });
 
@@ -105,19 +111,16 @@ async function createStepByStep(
     async (tx) => {
       appended.length = 0;
       const createdAt = new Date();
-      let id: number;
+      let id: string;
       try {
-        id = checkedId((await execute(tx, insertCustomerRow(input, createdAt))).insertId);
+        id = insertedRowId((await execute(tx, insertCustomerRow(input, createdAt))).insertId);
       } catch (error) {
         // The only unique key a new customer can collide on is the normalized e-mail. Concurrent
         // requests with one address race here; the database decides and the losers land in this branch.
         if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
         throw error;
       }
-      const event = await ctx.writer.append(
-        tx,
-        customerCreated(ctx, input, randomUUID(), createdAt, String(id)),
-      );
+      const event = await ctx.writer.append(tx, customerCreated(ctx, input, randomUUID(), createdAt, id));
       appended.push(event);
       return { customer: newCustomer(id, input, createdAt), eventId: event.envelope.eventId };
     },
@@ -139,7 +142,7 @@ async function createInOneRoundTrip(
 ): Promise<CustomerMutationResult> {
   const createdAt = new Date();
   const eventId = randomUUID();
-  let created: { event: AppendedEvent; insertedId: () => number };
+  let created: { event: AppendedEvent; insertedId: () => string };
   try {
     created = await retryingDeadlocks(() =>
       transaction(ctx.db, (tx) =>
@@ -156,7 +159,7 @@ async function createInOneRoundTrip(
     if (await emailInUse(ctx.db, normalizeEmail(input.email))) throw new EmailTakenError({ cause: error });
     return createStepByStep(ctx, input);
   }
-  const id = checkedId(created.insertedId());
+  const id = created.insertedId();
   ctx.writer.committed([created.event]);
   return { customer: newCustomer(id, input, createdAt), eventId };
 }
@@ -170,7 +173,7 @@ const insertCustomerRow = (input: CreateCustomerInput, createdAt: Date) =>
     createdAt,
   });
 
-const newCustomer = (id: number, input: CreateCustomerInput, createdAt: Date): Customer => ({
+const newCustomer = (id: string, input: CreateCustomerInput, createdAt: Date): Customer => ({
   id,
   email: input.email,
   name: input.name,
@@ -204,13 +207,6 @@ function customerCreated(
   };
 }
 
-/** An id from the customers INSERT, checked. */
-function checkedId(insertId: number | string): number {
-  const id = Number(insertId);
-  if (!Number.isSafeInteger(id) || id < 1) throw new Error(`INSERT into customers returned id ${id}`);
-  return id;
-}
-
 async function emailInUse(db: Database, emailNormalized: string): Promise<boolean> {
   const rows = await db
     .select({ id: customers.id })
@@ -232,6 +228,7 @@ export async function updateCustomer(
 ): Promise<CustomerMutationResult> {
   const input = parseUpdateCustomerInput(raw);
   const id = parseCustomerId(input.id, 'input.id');
+  const rowId = BigInt(id);
   const appended: AppendedEvent[] = [];
   const result = await runOnce(
     ctx.db,
@@ -240,7 +237,7 @@ export async function updateCustomer(
     resultReplay('updateCustomer'),
     async (tx) => {
       appended.length = 0;
-      const current = await lockCustomer(tx, id);
+      const current = await lockCustomer(tx, rowId);
       if (!current) throw new NotFoundError('input.id', `No customer with id ${id}`);
       if (input.expectedSequence !== undefined && input.expectedSequence !== current.version) {
         throw new ConflictError(
@@ -272,13 +269,13 @@ export async function updateCustomer(
             name: changes.name?.after ?? current.name,
             version,
           })
-          .where(eq(customers.id, id));
+          .where(eq(customers.id, rowId));
       } catch (error) {
         if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
         throw error;
       }
       const payload: CustomerUpdatedPayload = {
-        customerId: String(id),
+        customerId: id,
         changes,
         updatedAt: updatedAt.toISOString(),
       };
@@ -286,7 +283,7 @@ export async function updateCustomer(
         eventId: randomUUID(),
         type: CUSTOMER_UPDATED,
         aggregateType: CUSTOMER_AGGREGATE,
-        aggregateId: String(id),
+        aggregateId: id,
         sequence: version,
         occurredAt: updatedAt,
         payload,
@@ -316,14 +313,24 @@ const customerColumns = {
   version: customers.version,
 };
 
-async function lockCustomer(tx: Transaction, id: number): Promise<Customer | undefined> {
+const customerOfRow = (row: { id: bigint } & Omit<Customer, 'id'>): Customer => ({
+  ...row,
+  id: row.id.toString(),
+});
+
+async function lockCustomer(tx: Transaction, id: bigint): Promise<Customer | undefined> {
   const [row] = await tx.select(customerColumns).from(customers).where(eq(customers.id, id)).for('update');
-  return row;
+  return row && customerOfRow(row);
 }
 
-export async function findCustomer(db: Database, id: number): Promise<Customer | undefined> {
-  const [row] = await db.select(customerColumns).from(customers).where(eq(customers.id, id)).limit(1);
-  return row;
+/** The customer with this id (from parseCustomerId), if there is one. */
+export async function findCustomer(db: Database, id: string): Promise<Customer | undefined> {
+  const [row] = await db
+    .select(customerColumns)
+    .from(customers)
+    .where(eq(customers.id, BigInt(id)))
+    .limit(1);
+  return row && customerOfRow(row);
 }
 
 /**
@@ -334,21 +341,24 @@ export async function findCustomer(db: Database, id: number): Promise<Customer |
 export async function listCustomers(
   db: Database,
   first: number,
-  afterId: number | undefined,
+  afterId: string | undefined,
 ): Promise<Page<Customer>> {
   const rows = await db
     .select(customerColumns)
     .from(customers)
-    .where(afterId === undefined ? undefined : gt(customers.id, afterId))
+    .where(afterId === undefined ? undefined : gt(customers.id, BigInt(afterId)))
     .orderBy(asc(customers.id))
     .limit(first + 1);
-  return { items: rows.slice(0, first), hasNextPage: rows.length > first };
+  return { items: rows.slice(0, first).map(customerOfRow), hasNextPage: rows.length > first };
 }
 
-/** Parses a GraphQL ID argument that must be a customer id. */
-export function parseCustomerId(value: unknown, field: string): number {
-  if (typeof value !== 'string' || !CUSTOMER_ID_PATTERN.test(value)) {
+/**
+ * A GraphQL ID argument that must be a customer id: 1 to 2^64 − 1 (what the column holds), in
+ * decimal without a leading zero. Returned as given, never as a number (db/ids.ts).
+ */
+export function parseCustomerId(value: unknown, field: string): string {
+  if (typeof value !== 'string' || !isCustomerId(value)) {
     throw new InvalidInputError(field, 'Not a valid customer id');
   }
-  return Number(value);
+  return value;
 }

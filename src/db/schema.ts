@@ -21,7 +21,8 @@ const timestamp = (column: string) => datetime(column, { mode: 'date', fsp: 3 })
 export const customers = mysqlTable(
   'customers',
   {
-    id: bigint('id', { mode: 'number', unsigned: true }).autoincrement().primaryKey(),
+    /** Read and written as a bigint: ids above 2^53 are exact (db/ids.ts). */
+    id: bigint('id', { mode: 'bigint', unsigned: true }).autoincrement().primaryKey(),
     /** As the customer typed it, trimmed. */
     email: varchar('email', { length: 254 }).notNull(),
     /**
@@ -110,7 +111,7 @@ export const welcomeEmails = mysqlTable(
   'welcome_emails',
   {
     id: bigint('id', { mode: 'number', unsigned: true }).autoincrement().primaryKey(),
-    customerId: bigint('customer_id', { mode: 'number', unsigned: true }).notNull(),
+    customerId: bigint('customer_id', { mode: 'bigint', unsigned: true }).notNull(),
     eventId: char('event_id', { length: 36 }).notNull(),
     recipient: varchar('recipient', { length: 254 }).notNull(),
     subject: varchar('subject', { length: 200 }).notNull(),
@@ -180,7 +181,7 @@ export const emailChangeNotices = mysqlTable(
   'email_change_notices',
   {
     id: bigint('id', { mode: 'number', unsigned: true }).autoincrement().primaryKey(),
-    customerId: bigint('customer_id', { mode: 'number', unsigned: true }).notNull(),
+    customerId: bigint('customer_id', { mode: 'bigint', unsigned: true }).notNull(),
     eventId: char('event_id', { length: 36 }).notNull(),
     recipient: varchar('recipient', { length: 254 }).notNull(),
     newEmail: varchar('new_email', { length: 254 }).notNull(),

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SQLWrapper } from 'drizzle-orm';
 import { defersWrites, type Executor, execute, writeAtCommit } from '../db/client.js';
+import { insertedRowId } from '../db/ids.js';
 import { appendEvent, predecessorUnpublished } from './append.js';
 import type { NewEvent } from './event.js';
 import type { Handoff, Waker } from './handoff.js';
@@ -52,10 +53,10 @@ export class OutboxWriter {
     tx: Executor,
     insert: SQLWrapper,
     event: (id: string) => NewEvent,
-  ): Promise<{ event: AppendedEvent; insertedId: () => number }> {
+  ): Promise<{ event: AppendedEvent; insertedId: () => string }> {
     if (!defersWrites(tx)) {
-      const id = Number((await execute(tx, insert)).insertId);
-      return { event: await this.append(tx, event(String(id))), insertedId: () => id };
+      const id = insertedRowId((await execute(tx, insert)).insertId);
+      return { event: await this.append(tx, event(id)), insertedId: () => id };
     }
     // Stands for the id until the database gives it. Made per call, after the caller's data, so
     // no value in the payload can hold it and be rewritten with the id. randomUUID, not
@@ -74,10 +75,10 @@ export class OutboxWriter {
     const insertedPromise = writeAtCommit(tx, insert);
     const appendedPromise = appendEvent(tx, template, templateJson, this.options.handoff?.lease, token);
     const [inserted, appended] = await Promise.all([insertedPromise, appendedPromise]);
-    const insertedId = () => Number(inserted().insertId);
+    const insertedId = () => insertedRowId(inserted().insertId);
     let committed: NewEvent | undefined;
     const final = () => {
-      committed ??= event(String(insertedId()));
+      committed ??= event(insertedId());
       return committed;
     };
     return {

@@ -7,6 +7,7 @@ import { connectTestBroker, sameProperties, type TestBroker } from './support/am
 import { brokerObjectsOf, deleteBrokerObjects } from './support/broker.js';
 import { type CreatedCustomer, createCustomer, customerEvents, renameCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { appendRows, handledRow } from './support/history.js';
 import { countRows, INTERNALS } from './support/rows.js';
 import { testConfig, testLogger, uniqueSuffix } from './support/service.js';
 import {
@@ -322,6 +323,9 @@ describe('the WebSocket side keeps the HTTP rules', () => {
     // A service whose database loses its history table: reading a customer's history fails.
     const broken = await createTestDatabase('subscriptions_broken');
     databases.push(broken);
+    // One row, so that a customer's subscription from the start has history to read (one that
+    // starts at the feed's position reads nothing until the feed has read more).
+    await appendRows(broken.db, [handledRow('1', 1)]);
     const service = await start(broken, { ROLES: 'app' });
     const ws = client(service.app?.url as string);
     // The feed knows where the history ends once it can judge a cursor: one past the end is refused.
@@ -329,7 +333,7 @@ describe('the WebSocket side keeps the HTTP rules', () => {
       ws,
       'subscription($after: String) { onCustomerEvent(after: $after) { eventId } }',
       {
-        after: encodeHistoryCursor(1),
+        after: encodeHistoryCursor(2),
       },
     );
     await waitFor('the feed to know the head', () => ahead.completed() || ahead.errors.length > 0);

@@ -21,6 +21,8 @@ export class PrivateMariaDb {
   constructor(
     private readonly dir: string,
     readonly port: number,
+    /** More server options, after the defaults below. */
+    private readonly extraArgs: readonly string[] = [],
   ) {
     this.datadir = join(dir, 'data');
   }
@@ -64,6 +66,7 @@ export class PrivateMariaDb {
         // Small: six service processes, the harness and RabbitMQ share two cores and the memory.
         '--innodb-buffer-pool-size=128M',
         '--max-connections=500',
+        ...this.extraArgs,
       ],
       { logFile: join(this.dir, 'mariadb.log') },
     );

@@ -31,6 +31,7 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
     pollIntervalMs: config.live.pollIntervalMs,
     pageSize: config.live.pageSize,
     bufferSize: config.live.bufferSize,
+    holeTimeoutMs: config.live.holeTimeoutMs,
   });
   feed.start();
   const hints = new HintListener(broker, topology.historyExchange, instance, log, () => feed.wake());

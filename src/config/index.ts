@@ -88,6 +88,8 @@ export interface Config {
     readonly pollIntervalMs: number;
     readonly pageSize: number;
     readonly bufferSize: number;
+    /** How long the history reader waits at a hole before it calls the hole permanent and skips it. */
+    readonly holeTimeoutMs: number;
   };
   readonly retention: {
     readonly outboxMs: number;
@@ -229,6 +231,7 @@ const schema = z.object({
   LIVE_POLL_INTERVAL_MS: int(10, 60_000).default(1_000),
   LIVE_PAGE_SIZE: int(10, 10_000).default(500),
   LIVE_BUFFER_SIZE: int(10, 1_000_000).default(1_000),
+  LIVE_HOLE_TIMEOUT_MS: int(100, 600_000).default(5_000),
   OUTBOX_RETENTION: duration(60_000, 3650 * 86_400_000).default(7 * 86_400_000),
   INBOX_RETENTION: duration(60_000, 3650 * 86_400_000).default(14 * 86_400_000),
   IDEMPOTENCY_KEY_RETENTION: duration(60_000, 3650 * 86_400_000).default(86_400_000),
@@ -357,6 +360,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       pollIntervalMs: e.LIVE_POLL_INTERVAL_MS,
       pageSize: e.LIVE_PAGE_SIZE,
       bufferSize: e.LIVE_BUFFER_SIZE,
+      holeTimeoutMs: e.LIVE_HOLE_TIMEOUT_MS,
     },
     retention: {
       outboxMs: e.OUTBOX_RETENTION,

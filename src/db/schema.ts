@@ -143,8 +143,8 @@ export const workerProgress = mysqlTable(
 
 /**
  * The history of handled events: what customerEvents, Customer.events and onCustomerEvent read.
- * `position` is commit-ordered (see history/store.ts): a reader that has seen position p never
- * later finds a row below p. Kept for good; it is the product's data.
+ * `position` is commit-ordered and gapless (see history/store.ts), though a read may show p + 1 a
+ * moment before p (history/holes.ts). Kept for good; it is the product's data.
  */
 export const handledEvents = mysqlTable(
   'handled_events',

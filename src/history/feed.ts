@@ -1,7 +1,9 @@
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import { type Metrics, secondsSince } from '../metrics/index.js';
-import { Loop } from '../support/loop.js';
+import { Loop, type Turn, type TurnContext } from '../support/loop.js';
+import { sleep } from '../support/sleep.js';
+import { contiguousRows, HoleWait } from './holes.js';
 import { type HistoryFilter, type HistoryRow, headPosition, readHistory } from './store.js';
 
 export interface HistoryFeedOptions {
@@ -15,6 +17,8 @@ export interface HistoryFeedOptions {
   readonly pageSize: number;
   /** Rows queued for one subscriber before it leaves the live fan-out and reads pages instead. */
   readonly bufferSize: number;
+  /** How long the reader waits at a hole before it calls it permanent and skips it (5 s). */
+  readonly holeTimeoutMs?: number;
 }
 
 /** Where a subscription starts. */
@@ -39,9 +43,15 @@ export class CursorAheadError extends Error {
  * other processes, or a call from a worker in this one) and otherwise polls. Hints only save
  * time: the database is the truth, and a lost hint costs at most one poll interval.
  *
+ * Positions go out contiguously: the reader hands out a read only as far as its positions
+ * follow on, and at a hole (a later commit visible before an earlier one, store.ts) reads again
+ * until it fills (holes.ts). Its position is therefore a watermark: every position up to it is
+ * visible to any read that starts afterwards.
+ *
  * Subscribers start in one of two modes. Catching up, they read pages of the history
- * themselves from their cursor; once a read finds nothing the reader has not already passed,
- * they switch, in the same tick, to live, where the reader's fan-out fills their queue. A
+ * themselves from their cursor, never past the reader's position, so they need no hole logic of
+ * their own, filtered or not; once a read finds nothing more up to it, they switch, in the same
+ * tick, to live, where the reader's fan-out fills their queue. A
  * subscriber whose queue grows past `bufferSize` (a slow client) drops its queue and goes back
  * to catching up from the last row it delivered: memory stays bounded, nothing is skipped and
  * nobody is cut off.
@@ -59,11 +69,13 @@ export class HistoryFeed {
    */
   private readonly ready: Promise<void>;
   private resolveReady!: () => void;
+  private readonly holes: HoleWait;
 
   constructor(private readonly options: HistoryFeedOptions) {
     this.ready = new Promise((resolve) => {
       this.resolveReady = resolve;
     });
+    this.holes = new HoleWait(options.holeTimeoutMs ?? 5_000);
     options.metrics?.trackQueuedRows(() => this.queuedRows);
     this.loop = new Loop(
       {
@@ -73,7 +85,7 @@ export class HistoryFeed {
         backoffBaseMs: 200,
         backoffMaxMs: 10_000,
       },
-      () => this.readNext(),
+      (turn) => this.readNext(turn),
     );
   }
 
@@ -120,7 +132,10 @@ export class HistoryFeed {
     await stopping;
   }
 
-  /** The last position fanned out. */
+  /**
+   * The last position fanned out: every position up to it has been handed out (or skipped as a
+   * permanent hole) and is visible to any read that starts from now on.
+   */
   get position(): number | undefined {
     return this.head;
   }
@@ -172,9 +187,9 @@ export class HistoryFeed {
     return total;
   }
 
-  /** @internal for FeedSubscription */
-  async read(after: number, filter: HistoryFilter): Promise<HistoryRow[]> {
-    const rows = await readHistory(this.options.db, after, this.options.pageSize, filter);
+  /** @internal for FeedSubscription: a catch-up's page, up to `through` (the reader's position). */
+  async read(after: number, through: number, filter: HistoryFilter): Promise<HistoryRow[]> {
+    const rows = await readHistory(this.options.db, after, this.options.pageSize, filter, through);
     this.counted('catch_up', rows.length);
     return rows;
   }
@@ -189,19 +204,39 @@ export class HistoryFeed {
     return this.options;
   }
 
-  private async readNext(): Promise<'busy' | 'idle'> {
+  private async readNext({ signal }: TurnContext): Promise<Turn> {
     if (this.head === undefined) {
-      // Start at the end: subscribers bring their own cursors for anything before.
+      // Start at the end: subscribers bring their own cursors for anything before. Every
+      // position up to it is visible to the reads that follow (store.ts): a safe watermark.
       this.head = await headPosition(this.options.db);
       this.resolveReady();
     }
     const rows = await readHistory(this.options.db, this.head, this.options.pageSize);
     this.counted('feed', rows.length);
-    for (const row of rows) {
-      // Rows handed over by committed() while this read was on its way are already out.
-      if (row.position > this.head) this.fanOut(row);
-    }
+    // From the head as it is now: committed() may have handed rows out while this read was out.
+    const { ready, hole } = contiguousRows(rows, this.head);
+    for (const row of ready) this.fanOut(row);
+    const waitedMs = this.holes.passed(this.head);
+    if (waitedMs !== undefined) this.options.metrics?.historyHoleWait.observe(waitedMs / 1000);
+    if (hole) return this.atHole(hole, signal);
     return rows.length === this.options.pageSize ? 'busy' : 'idle';
+  }
+
+  /** The read stopped at missing positions with a later one visible: read again, or skip them. */
+  private async atHole(hole: { from: number; to: number }, signal: AbortSignal): Promise<Turn> {
+    const verdict = this.holes.met(hole.from);
+    if (verdict.action === 'skip') {
+      this.options.metrics?.historyHolesSkipped.inc(hole.to - hole.from + 1);
+      this.options.log.error(
+        { from: hole.from, to: hole.to, waitedMs: verdict.waitedMs },
+        'History positions missing for longer than LIVE_HOLE_TIMEOUT_MS: rows deleted or not restored; subscribers will not get them',
+      );
+      this.head = hole.to;
+      return 'busy';
+    }
+    if (verdict.first) this.options.metrics?.historyHoles.inc();
+    await sleep(verdict.delayMs, signal);
+    return 'busy';
   }
 }
 
@@ -272,21 +307,24 @@ class FeedSubscription implements HistoryStream {
         this.wakeUp = undefined;
         continue;
       }
-      // Catching up. Everything up to the reader's position when the read starts is committed
-      // (positions are commit-ordered), so this read sees all of it.
+      // Catching up, never past the reader: everything up to its position is visible to this
+      // read, while a row above it may have an earlier one this read cannot see (store.ts).
       const readerAt = this.feed.position ?? 0;
-      const rows = await this.feed.read(this.last, this.filter);
+      const rows = this.last < readerAt ? await this.feed.read(this.last, readerAt, this.filter) : [];
       if (this.closed || this.live) continue;
       for (const r of rows) {
         this.queue.push(r);
         this.last = r.position;
       }
-      const exhausted = rows.length < this.feed.settings.pageSize;
-      if (exhausted && this.feed.position === readerAt) {
+      if (rows.length < this.feed.settings.pageSize && this.feed.position === readerAt) {
         // Nothing of ours up to readerAt is left unread, and the reader has fanned out nothing
         // since: from here on its fan-out brings every row. Same tick, so no row falls between.
         this.last = Math.max(this.last, readerAt);
         this.live = true;
+        // The database may hold more than the reader has read yet (a cursor from a busier
+        // instance, a worker elsewhere whose hint has not come): have it look now, not at its
+        // next poll. Wake-ups while it reads coalesce into one more read.
+        this.feed.wake();
       }
     }
   }

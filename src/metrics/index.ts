@@ -100,6 +100,22 @@ export class Metrics {
     labelNames: ['reader'] as const,
     registers: [this.registry],
   });
+  readonly historyHoles = new Counter({
+    name: 'live_history_holes_total',
+    help: "Holes the instance's history reader met: a read showed a position without an earlier one, whose commit was not yet visible to it. The reader waits and reads again; it never hands out the later position first.",
+    registers: [this.registry],
+  });
+  readonly historyHoleWait = new Histogram({
+    name: 'live_history_hole_wait_seconds',
+    help: 'How long the history reader waited at a hole until it filled.',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly historyHolesSkipped = new Counter({
+    name: 'live_history_holes_skipped_total',
+    help: 'Positions the history reader skipped after waiting LIVE_HOLE_TIMEOUT_MS: missing rows (deleted by hand, a partial restore), never a commit on its way. Alert on any.',
+    registers: [this.registry],
+  });
   /** What live_queued_rows reports; the app role points it at its feed. */
   private queuedRows: () => number = () => 0;
 

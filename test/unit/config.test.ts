@@ -257,7 +257,12 @@ describe('the parsed configuration', () => {
     const config = loadConfig({});
     expect(config.worker).toMatchObject({ orderWaitMs: 100, maxMessageBytes: 256 * 1024 });
     expect(config.outboxMaxPayloadBytes).toBe(64 * 1024);
-    expect(config.live).toEqual({ pollIntervalMs: 1_000, pageSize: 500, bufferSize: 1_000 });
+    expect(config.live).toEqual({
+      pollIntervalMs: 1_000,
+      pageSize: 500,
+      bufferSize: 1_000,
+      holeTimeoutMs: 5_000,
+    });
     expect(config.retention).toEqual({
       outboxMs: 7 * 86_400_000,
       inboxMs: 14 * 86_400_000,

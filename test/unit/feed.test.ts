@@ -13,11 +13,13 @@ vi.mock('../../src/history/store.js', () => ({
     after: number,
     limit: number,
     filter?: import('../../src/history/store.js').HistoryFilter,
+    through = Number.POSITIVE_INFINITY,
   ) =>
     history.rows
       .filter(
         (row) =>
           row.position > after &&
+          row.position <= through &&
           (!filter ||
             (row.aggregateType === filter.aggregateType &&
               (filter.aggregateId === undefined || row.aggregateId === filter.aggregateId))),

@@ -109,12 +109,15 @@ export async function startService(
     stack.push({ name, stop: () => component.stop() });
     return component;
   };
+  /** Every role's connection, for dependency_up once the metrics exist. */
+  const brokerConnections: BrokerConnection[] = [];
   const broker = (role: string) => {
     const connection = new BrokerConnection(config.amqpUrl, `${role} ${instance}`, log.child({ role }), {
       ...config.amqp,
       keepAliveMs: config.tcpKeepAliveMs,
     });
     connection.start();
+    brokerConnections.push(connection);
     return started(`${role} broker connection`, connection);
   };
 
@@ -134,6 +137,7 @@ export async function startService(
     });
     const { db } = database;
     const metrics = new Metrics(db);
+    metrics.trackBroker(() => brokerConnections.every((connection) => connection.isConnected));
     const deps = (role: string): RoleDeps => ({
       config,
       db,

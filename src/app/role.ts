@@ -36,6 +36,13 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
   feed.start();
   const hints = new HintListener(broker, topology.historyExchange, instance, log, () => feed.wake());
   hints.start();
+  const deadLetters = new DeadLetterQueue({
+    broker,
+    queue: topology.workerDeadLetterQueue,
+    workerQueue: topology.workerQueue,
+    confirmTimeoutMs: config.relay.confirmTimeoutMs,
+  });
+  metrics.trackDeadLetters(() => deadLetters.count());
   const server = new AppServer({
     config,
     db,
@@ -46,12 +53,7 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
     },
     writer: deps.writer,
     feed,
-    deadLetters: new DeadLetterQueue({
-      broker,
-      queue: topology.workerDeadLetterQueue,
-      workerQueue: topology.workerQueue,
-      confirmTimeoutMs: config.relay.confirmTimeoutMs,
-    }),
+    deadLetters,
     authenticateWebSocket: deps.authenticateWebSocket,
     routes: (express) => {
       express.get('/metrics', async (_req, res) => {

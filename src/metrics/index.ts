@@ -119,6 +119,19 @@ export class Metrics {
   /** What live_queued_rows reports; the app role points it at its feed. */
   private queuedRows: () => number = () => 0;
 
+  /** Whether each of this process's broker connections is open (dependency_up{dependency="broker"}). */
+  private readonly brokers: Array<() => boolean> = [];
+  /** What worker_dead_letter_messages reports; the app role points it at the dead-letter queue. */
+  private deadLetters: (() => Promise<number | null>) | undefined;
+
+  trackBroker(connected: () => boolean): void {
+    this.brokers.push(connected);
+  }
+
+  trackDeadLetters(count: () => Promise<number | null>): void {
+    this.deadLetters = count;
+  }
+
   /** Makes live_queued_rows report `source()` at every scrape. */
   trackQueuedRows(source: () => number): void {
     this.queuedRows = source;
@@ -144,6 +157,29 @@ export class Metrics {
       help: '1 when the backlog figures below could be read from the database at this scrape, 0 when they are the last known ones.',
       registers: [this.registry],
     });
+    let databaseUp = false;
+    const brokers = this.brokers;
+    new Gauge({
+      name: 'dependency_up',
+      help: 'Whether this process reaches a dependency: database (a query at this scrape), broker (every broker connection of its roles open).',
+      labelNames: ['dependency'] as const,
+      registers: [this.registry],
+      async collect() {
+        await fresh();
+        this.set({ dependency: 'database' }, databaseUp ? 1 : 0);
+        if (brokers.length > 0) this.set({ dependency: 'broker' }, brokers.every((up) => up()) ? 1 : 0);
+      },
+    });
+    const deadLetters = () => this.deadLetters?.() ?? Promise.resolve(null);
+    new Gauge({
+      name: 'worker_dead_letter_messages',
+      help: 'Messages the worker parked in its dead-letter queue (reported by app instances; the last known figure while the broker is away).',
+      registers: [this.registry],
+      async collect() {
+        const count = await deadLetters();
+        if (count !== null) this.set(count);
+      },
+    });
     const fresh = async () => {
       // Prometheus asks for several gauges in one scrape; one query serves them all. With the
       // database away, the last figures stay (and outbox_stats_up says so): /metrics keeps
@@ -152,8 +188,10 @@ export class Metrics {
         try {
           stats = await readStats(db);
           statsAt = Date.now();
+          databaseUp = true;
           statsUp.set(1);
         } catch {
+          databaseUp = false;
           statsUp.set(0);
           statsAt = Date.now();
         }

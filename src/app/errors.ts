@@ -3,6 +3,8 @@ import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { isTransientDatabaseError, mysqlErrno } from '../db/errors.js';
 import { DomainError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { LogLimiter } from '../support/log-limit.js';
+import { REPEAT_LOG_INTERVAL_MS } from '../support/loop.js';
 
 /**
  * Codes of errors that GraphQL or Apollo raise about the request itself (syntax, validation,
@@ -22,6 +24,9 @@ const CLIENT_CODES = new Set([
 ]);
 
 export const INTERNAL_ERROR_MESSAGE = 'Internal server error';
+
+/** An outage fails every request alike: one line per error code per interval (`suppressed` counts the rest). */
+const unavailableLines = new LogLimiter(REPEAT_LOG_INTERVAL_MS);
 
 /**
  * The one place where errors become what a client sees, for HTTP and WebSocket alike.
@@ -53,10 +58,10 @@ export function formatError(
   if (isTransientDatabaseError(original)) {
     // Not a bug and not the client's fault: the database is away for now. Logged without the
     // error's text, which may hold the statement and its values.
-    log.warn(
-      { path: formatted.path, code: errorCode(original) },
-      'database unavailable for a GraphQL operation',
-    );
+    const code = errorCode(original);
+    const { log: now, suppressed } = unavailableLines.allow(String(code));
+    if (now)
+      log.warn({ path: formatted.path, code, suppressed }, 'database unavailable for a GraphQL operation');
     return {
       message: 'The service is temporarily unavailable; retry (with the same Idempotency-Key for a mutation)',
       ...location,

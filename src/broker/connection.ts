@@ -6,7 +6,8 @@ import { Loop } from '../support/loop.js';
 import { sleep } from '../support/sleep.js';
 
 const RECONNECT_BASE_MS = 200;
-const RECONNECT_MAX_MS = 10_000;
+// Short: after a network cut heals, the next try must come within seconds.
+const RECONNECT_MAX_MS = 2_000;
 /** How long a stop waits for the broker to answer the connection's close. */
 const CLOSE_WAIT_MS = 1_000;
 
@@ -24,7 +25,7 @@ export interface BrokerBounds {
 
 export const DEFAULT_BROKER_BOUNDS: BrokerBounds = {
   heartbeatSeconds: 5,
-  connectTimeoutMs: 5_000,
+  connectTimeoutMs: 3_000,
   keepAliveMs: 5_000,
 };
 

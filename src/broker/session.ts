@@ -5,7 +5,8 @@ import { sleep } from '../support/sleep.js';
 import type { BrokerConnection } from './connection.js';
 
 const RETRY_BASE_MS = 200;
-const RETRY_MAX_MS = 10_000;
+// Short: after a network cut heals, the next try must come within seconds.
+const RETRY_MAX_MS = 2_000;
 /** How long a stop waits for the broker to answer a channel's close. */
 const CLOSE_WAIT_MS = 1_000;
 

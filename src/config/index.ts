@@ -195,7 +195,7 @@ const schema = z.object({
   TCP_KEEPALIVE_MS: int(1000, 7_200_000).default(5_000),
   REQUEST_TIMEOUT_MS: int(100, 600_000).default(10_000),
   AMQP_HEARTBEAT_S: int(1, 600).default(5),
-  AMQP_CONNECT_TIMEOUT_MS: int(100, 600_000).default(5_000),
+  AMQP_CONNECT_TIMEOUT_MS: int(100, 600_000).default(3_000),
   AMQP_URL: url(['amqp:', 'amqps:']).default('amqp://guest:guest@127.0.0.1:5672'),
   OUTBOX_EXCHANGE: name.default('outbox.events'),
   SHUTDOWN_TIMEOUT_MS: int(1000, 600_000).default(10_000),

@@ -124,6 +124,9 @@ function createPool(
   return pool;
 }
 
+/** The longest a ping (/readyz) waits for MySQL, whatever the bounds of the other pools. */
+const PING_TIMEOUT_MS = 1_500;
+
 /** The pool of connections with autocommit off that transaction() runs on, by database. */
 const transactionPools = new WeakMap<Database, mysql.Pool>();
 
@@ -148,7 +151,14 @@ export function connectDatabase(
     db,
     pool,
     async ping() {
-      pingPool ??= createPool(url, 1, false, bounds);
+      // Bounded by the readiness deadline: a probe stuck in a dead link is dropped before the
+      // next one, which then finds a fresh connection as soon as the link works again.
+      pingPool ??= createPool(url, 1, false, {
+        ...bounds,
+        queryTimeoutMs: Math.min(bounds.queryTimeoutMs, PING_TIMEOUT_MS),
+        acquireTimeoutMs: Math.min(bounds.acquireTimeoutMs, PING_TIMEOUT_MS),
+        connectTimeoutMs: Math.min(bounds.connectTimeoutMs, PING_TIMEOUT_MS),
+      });
       await pingPool.query('SELECT 1');
     },
     async close() {

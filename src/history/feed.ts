@@ -83,7 +83,8 @@ export class HistoryFeed {
         log: options.log,
         idleMs: options.pollIntervalMs,
         backoffBaseMs: 200,
-        backoffMaxMs: 10_000,
+        // Short: after a network cut heals, the feed must read again within seconds.
+        backoffMaxMs: 2_000,
       },
       (turn) => this.readNext(turn),
     );

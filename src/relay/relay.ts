@@ -28,7 +28,7 @@ export interface RelayOptions {
 }
 
 const DB_RETRY_BASE_MS = 100;
-const DB_RETRY_MAX_MS = 5000;
+const DB_RETRY_MAX_MS = 2000;
 const SETTLE_ATTEMPTS = 5;
 /** How long published marks of handed-over events are gathered before one statement writes them. */
 const MARK_DELAY_MS = 25;

@@ -1,6 +1,9 @@
 import type { Logger } from '../log.js';
 import { backoffDelay, sleep } from './sleep.js';
 
+/** While a loop keeps failing, how often it says so again. */
+export const REPEAT_LOG_INTERVAL_MS = 30_000;
+
 /** What one turn of a loop's body reports. */
 export type Turn =
   /** There was work and may be more: go again at once. */
@@ -80,6 +83,7 @@ export class Loop {
     const { log, name, idleMs, backoffBaseMs, backoffMaxMs } = this.options;
     const signal = this.stopController.signal;
     let failures = 0;
+    let lastLoggedAt = 0;
     while (!signal.aborted) {
       // A wake() made before this turn is covered by it (also one made during a back-off, which
       // would otherwise skip the next idle wait for nothing)…
@@ -94,7 +98,12 @@ export class Loop {
         if (signal.aborted) break;
         failures++;
         const delay = backoffDelay(failures, backoffBaseMs, backoffMaxMs);
-        log.warn({ err: error, loop: name, failures, retryInMs: delay }, `${name} failed; backing off`);
+        // One line per outage and then one per interval, not one per retry: a long network cut
+        // must leave the logs readable.
+        if (failures === 1 || Date.now() - lastLoggedAt >= REPEAT_LOG_INTERVAL_MS) {
+          lastLoggedAt = Date.now();
+          log.warn({ err: error, loop: name, failures, retryInMs: delay }, `${name} failed; backing off`);
+        }
         await sleep(delay, signal);
         continue;
       }

@@ -306,7 +306,7 @@ describe('the bounds on every wait', () => {
       idleTransactionTimeoutMs: 30_000,
     });
     expect(config.tcpKeepAliveMs).toBe(5_000);
-    expect(config.amqp).toEqual({ heartbeatSeconds: 5, connectTimeoutMs: 5_000 });
+    expect(config.amqp).toEqual({ heartbeatSeconds: 5, connectTimeoutMs: 3_000 });
   });
 
   it.each([

@@ -1,6 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Logger } from '../../src/log.js';
-import { Loop, type LoopOptions, type Turn, type TurnContext } from '../../src/support/loop.js';
+import {
+  Loop,
+  type LoopOptions,
+  REPEAT_LOG_INTERVAL_MS,
+  type Turn,
+  type TurnContext,
+} from '../../src/support/loop.js';
 
 // Fake timers: every wait the loop makes is a setTimeout, so the clock says exactly how long the
 // loop waited, and "at once" means "without the clock moving".
@@ -196,11 +202,25 @@ describe('Loop failures', () => {
       .map((t, i) => t - (elapsed(p.starts)[i] ?? 0));
     expect(gaps.slice(0, 6)).toEqual([50, 100, 200, 400, 500, 500]);
     expect(p.contexts.slice(0, 7).map((c) => c.failures)).toEqual([0, 1, 2, 3, 4, 5, 6]);
-    expect(p.warn).toHaveBeenCalledTimes(6);
-    expect(p.warn.mock.calls.map(([fields]) => (fields as { failures: number }).failures)).toEqual([
-      1, 2, 3, 4, 5, 6,
-    ]);
-    expect(p.warn.mock.calls[0]?.[0]).toMatchObject({ loop: 'test-loop', retryInMs: 50 });
+    // One line for the outage, not one per retry (REPEAT_LOG_INTERVAL_MS is far above 10 s).
+    expect(p.warn).toHaveBeenCalledTimes(1);
+    expect(p.warn.mock.calls[0]?.[0]).toMatchObject({ loop: 'test-loop', retryInMs: 50, failures: 1 });
+  });
+
+  it('says so again once per REPEAT_LOG_INTERVAL_MS while it keeps failing, with the count of failures', async () => {
+    const p = started(
+      probe(() => {
+        throw new Error('down');
+      }),
+    );
+    await vi.advanceTimersByTimeAsync(REPEAT_LOG_INTERVAL_MS * 3 + 100);
+    const failures = p.warn.mock.calls.map(([fields]) => (fields as { failures: number }).failures);
+    expect(failures.length).toBeGreaterThanOrEqual(3);
+    expect(failures.length).toBeLessThanOrEqual(4);
+    expect(failures[0]).toBe(1);
+    // Each later line counts every failure since the outage began.
+    expect(failures.at(-1)).toBeGreaterThan(REPEAT_LOG_INTERVAL_MS / MAX_MS);
+    await p.loop.stop();
   });
 
   it('resets the failure count after a successful turn, so the next failure backs off from the base again', async () => {

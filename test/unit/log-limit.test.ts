@@ -1,0 +1,22 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { LogLimiter } from '../../src/support/log-limit.js';
+
+describe('LogLimiter', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('lets one line per key through per interval and counts the ones it held back', () => {
+    const limiter = new LogLimiter(1_000);
+    expect(limiter.allow('a')).toEqual({ log: true, suppressed: 0 });
+    for (let i = 0; i < 5; i++) expect(limiter.allow('a').log).toBe(false);
+    // Another condition is not held back by the first.
+    expect(limiter.allow('b')).toEqual({ log: true, suppressed: 0 });
+    vi.advanceTimersByTime(1_000);
+    expect(limiter.allow('a')).toEqual({ log: true, suppressed: 5 });
+    expect(limiter.allow('a').log).toBe(false);
+  });
+});

@@ -8,7 +8,7 @@ import { type Topology, topologyFor } from './broker/topology.js';
 import type { Config } from './config/index.js';
 import { CUSTOMER_HANDLERS } from './customers/handlers.js';
 import { boundsOf } from './db/bounds.js';
-import { connectDatabase, databaseName, ensureDatabase } from './db/client.js';
+import { connectDatabase, databaseName, ensureDatabase, transaction } from './db/client.js';
 import { isTransientDatabaseError } from './db/errors.js';
 import { runMigrations } from './db/migrate.js';
 import { pruneKeys } from './idempotency/keys.js';
@@ -16,7 +16,7 @@ import type { Logger } from './log.js';
 import { Metrics } from './metrics/index.js';
 import { MetricsServer } from './metrics/server.js';
 import type { Handlers } from './outbox/handler.js';
-import { prunePublished } from './outbox/retention.js';
+import { prunePublished, RETENTION_TRANSACTION } from './outbox/retention.js';
 import { OutboxWriter } from './outbox/writer.js';
 import type { Relay } from './relay/relay.js';
 import { type RelayRole, startRelayRole } from './relay/role.js';
@@ -215,8 +215,17 @@ export async function startService(
         lockName: `graphql-outbox:retention:${databaseName(config.databaseUrl)}`,
         tasks: [
           { table: 'outbox', prune: (n) => prunePublished(db, retention.outboxMs, n) },
-          { table: 'inbox', prune: (n) => pruneInbox(db, retention.inboxMs, n) },
-          { table: 'idempotency_keys', prune: (n) => pruneKeys(db, retention.idempotencyKeysMs, n) },
+          // In transactions of retention's kind: no gap locks where workers and writers insert.
+          {
+            table: 'inbox',
+            prune: (n) =>
+              transaction(db, (tx) => pruneInbox(tx, retention.inboxMs, n), RETENTION_TRANSACTION),
+          },
+          {
+            table: 'idempotency_keys',
+            prune: (n) =>
+              transaction(db, (tx) => pruneKeys(tx, retention.idempotencyKeysMs, n), RETENTION_TRANSACTION),
+          },
         ],
       }),
     ).start();

@@ -3,6 +3,7 @@ import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
 import mysql, { type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
 import { StartupError } from '../support/startup-error.js';
 import { bindPool, type DatabaseBounds, DEFAULT_BOUNDS, poolOptions } from './bounds.js';
+import { sessionFor } from './dialect.js';
 import { BoundStatement, constantStatement, dialect } from './prepared.js';
 import * as schema from './schema.js';
 
@@ -344,6 +345,13 @@ export interface TransactionConfig {
    * held open across a call to something else (the relay's claim, across the broker's confirms).
    */
   readonly idleTimeoutSeconds?: number;
+  /**
+   * How long one statement of the transaction waits for a row lock before it fails (the
+   * session's innodb_lock_wait_timeout, in seconds, for the transaction's life). For the relay's
+   * and retention's transactions: a writer that wants a row such a statement holds waits at most
+   * this long behind it, however long the lock it waits for is held (a frozen relay's claim).
+   */
+  readonly lockWaitSeconds?: number;
 }
 
 /**
@@ -428,6 +436,10 @@ export async function transaction<T>(
   if (timeout !== undefined && (!Number.isSafeInteger(timeout) || timeout < 1)) {
     throw new TypeError(`idleTimeoutSeconds: ${timeout}`);
   }
+  const lockWait = config?.lockWaitSeconds;
+  if (lockWait !== undefined && (!Number.isSafeInteger(lockWait) || lockWait < 1)) {
+    throw new TypeError(`lockWaitSeconds: ${lockWait}`);
+  }
   const pool = transactionPools.get(db);
   if (!pool) return drizzleTransaction(db, body, config);
   const connection = await pool.getConnection();
@@ -438,11 +450,11 @@ export async function transaction<T>(
   }
   // The session settings the config asks for, in one round trip; a changed timeout goes back to
   // the server's default with the COMMIT or ROLLBACK, so the pooled session keeps no trace of it.
-  const setup: string[] = [];
-  if (config?.isolationLevel === 'read committed')
-    setup.push('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
-  if (timeout !== undefined) setup.push(`SET SESSION wait_timeout = ${timeout}`);
-  const end = timeout !== undefined ? 'SET SESSION wait_timeout = DEFAULT' : undefined;
+  const { setup, reset: end } = sessionFor({
+    readCommitted: config?.isolationLevel === 'read committed',
+    idleTimeoutSeconds: timeout,
+    lockWaitSeconds: lockWait,
+  });
   const state: TransactionState = { connection, deferred: [], end, committed: false };
   states.set(tx, state);
   let bodyError: { error: unknown } | undefined;

@@ -80,3 +80,32 @@ export function deleteOldest(table: SQL | object, age: Column, olderThanMs: numb
   if (!Number.isSafeInteger(limit) || limit < 1) throw new TypeError(`limit: ${limit}`);
   return sql`DELETE FROM ${table} WHERE ${age} < ${beforeNow(olderThanMs)} ORDER BY ${age} LIMIT ${limit}`;
 }
+
+/**
+ * The session statements that give one transaction the settings it asks for (`setup`, sent
+ * before it), and those that put the pooled session back to the server's defaults (`reset`,
+ * sent with its COMMIT or ROLLBACK), so the next user of the connection finds no trace of them.
+ */
+export function sessionFor(settings: {
+  readonly readCommitted: boolean;
+  readonly idleTimeoutSeconds: number | undefined;
+  readonly lockWaitSeconds: number | undefined;
+}): { setup: string[]; reset: string | undefined } {
+  const setup: string[] = [];
+  const reset: string[] = [];
+  if (settings.readCommitted) setup.push('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
+  if (settings.idleTimeoutSeconds !== undefined) {
+    setup.push(`SET SESSION wait_timeout = ${settings.idleTimeoutSeconds}`);
+    reset.push('wait_timeout = DEFAULT');
+  }
+  if (settings.lockWaitSeconds !== undefined) {
+    setup.push(`SET SESSION innodb_lock_wait_timeout = ${settings.lockWaitSeconds}`);
+    reset.push('innodb_lock_wait_timeout = DEFAULT');
+  }
+  return { setup, reset: reset.length > 0 ? `SET SESSION ${reset.join(', ')}` : undefined };
+}
+
+/** A DATETIME column as the server's own text of it, to be sent back as an exact key. */
+export function asText(column: Column): SQL<string> {
+  return sql<string>`CAST(${column} AS CHAR)`;
+}

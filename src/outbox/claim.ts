@@ -3,13 +3,13 @@
  * transaction. The settlement's statements are settle.ts's; the relay is the only caller.
  */
 import { and, asc, isNull, lte, type SQL, sql } from 'drizzle-orm';
-import { commitWith, type Database, readRows, transaction } from '../db/client.js';
-import { idIn, jsonText, now, parseJson } from '../db/dialect.js';
+import { commitWith, type Database, readRows, type Transaction, transaction } from '../db/client.js';
+import { asText, idIn, jsonText, literal, now, parseJson } from '../db/dialect.js';
 import { prepared } from '../db/prepared.js';
 import { outbox } from '../db/schema.js';
 import type { EventHeaders } from './event.js';
 import { type ClaimedEvent, type EventRow, envelopeOfRow, eventColumns, type RetryPolicy } from './rows.js';
-import { anyHeld, failureStatements, releaseSuccessorsStatement } from './settle.js';
+import { anyHeld, failureStatements, RELAY_TRANSACTION, releaseSuccessorsStatement } from './settle.js';
 
 /** What a relay did with a claimed batch (claimAndSettle writes it). */
 export interface Settlement {
@@ -46,21 +46,27 @@ interface ClaimRow extends EventRow {
   readonly headers: unknown;
   readonly lease_token: string | null;
   readonly attempts: number;
+  readonly next_attempt_key: string;
 }
+
+/** What a claim reads of each row. */
+const claimColumns = {
+  id: outbox.id,
+  ...eventColumns,
+  // As the text the database holds: the relay sends it as it is, so parsing it (which
+  // mysql2 does for a JSON column) and serializing it again would be wasted work.
+  payload: jsonText(outbox.payload).as('payload'),
+  headers: outbox.headers,
+  leaseToken: outbox.leaseToken,
+  attempts: outbox.attempts,
+  // The row's exact key in outbox_claim_idx, as the server's text (see relockStatement).
+  nextAttemptKey: asText(outbox.nextAttemptAt).as('next_attempt_key'),
+};
 
 /** The claim's locking read (see claimAndSettle), rendered once; its rows are mapped by hand. */
 const claimStatement = prepared<{ limit: number }>((db) =>
   db
-    .select({
-      id: outbox.id,
-      ...eventColumns,
-      // As the text the database holds: the relay sends it as it is, so parsing it (which
-      // mysql2 does for a JSON column) and serializing it again would be wasted work.
-      payload: jsonText(outbox.payload).as('payload'),
-      headers: outbox.headers,
-      leaseToken: outbox.leaseToken,
-      attempts: outbox.attempts,
-    })
+    .select(claimColumns)
     .from(outbox)
     .where(and(isNull(outbox.publishedAt), isNull(outbox.deadAt), lte(outbox.nextAttemptAt, now)))
     .orderBy(asc(outbox.nextAttemptAt), asc(outbox.id))
@@ -103,72 +109,111 @@ const claimStatement = prepared<{ limit: number }>((db) =>
  * first. Rows other relays hold are skipped, one lock check each.
  *
  * READ COMMITTED: under REPEATABLE READ, InnoDB would keep gap locks on the scanned range and
- * make writers' inserts wait for the claim, across the broker call.
+ * make writers' inserts wait for the claim, across the broker call. A claim that finds fewer
+ * than n rows is taken again by the rows' exact keys (see below), so that it holds the locks
+ * of its own rows and of nothing else.
  */
 export async function claimAndSettle(
   db: Database,
   options: ClaimOptions,
   publish: (batch: readonly ClaimedEvent[]) => Promise<Settlement>,
+  /** Runs once a batch is locked, before it is published (the relay's durability barrier). */
+  beforePublish?: () => Promise<void>,
 ): Promise<ClaimOutcome | undefined> {
-  return transaction(
+  const config = { ...RELAY_TRANSACTION, idleTimeoutSeconds: options.holdSeconds };
+  const first = await transaction(
     db,
     async (tx) => {
       const rows = await readRows<ClaimRow>(tx, claimStatement({ limit: options.limit }));
-      if (rows.length === 0) return undefined;
-      const batch: ClaimedEvent[] = rows.map((r) => ({
-        id: Number(r.id),
-        takenOver: r.lease_token != null,
-        headers: parseJson(r.headers) as EventHeaders,
-        envelope: envelopeOfRow(r),
-        payloadJson: r.payload,
-      }));
-      const attempts = new Map(rows.map((r) => [Number(r.id), r.attempts]));
-      const settlement = await publish(batch);
-
-      const statements: SQL[] = [];
-      const { published } = settlement;
-      // Whether any row is held at all, the usual answer being no: then the release (hundreds
-      // of OR-ed conditions the server must plan, a quarter of its work per batch) is left
-      // out. The answer cannot go stale for our batch: a writer deciding to hold a successor
-      // of one of our rows must first lock that row (predecessorUnpublished), which waits for
-      // our commit and then reads it published; a writer that held one before our claim has
-      // committed it, and READ COMMITTED shows it to this read.
-      const release = published.length > 0 && (await anyHeld(tx));
-      if (published.length > 0) {
-        statements.push(
-          tx
-            .update(outbox)
-            .set({ publishedAt: now })
-            .where(
-              idIn(
-                outbox.id,
-                published.map((e) => e.id),
-              ),
-            )
-            .getSQL(),
-        );
-        if (release) statements.push(releaseSuccessorsStatement(tx, published));
-      }
-      const dead: number[] = [];
-      for (const [error, ids] of settlement.failed) {
-        const failure = failureStatements(
-          tx,
-          ids.map((id) => ({ id, attempts: attempts.get(id) ?? 0 })),
-          error,
-          options.retry,
-        );
-        statements.push(...failure.statements);
-        dead.push(...failure.dying);
-      }
-      const results = await commitWith(tx, statements);
-      return {
-        claimed: batch.length,
-        takenOver: batch.filter((e) => e.takenOver).length,
-        marked: published.length > 0 ? (results[0]?.affectedRows ?? 0) : 0,
-        released: release ? (results[1]?.affectedRows ?? 0) : 0,
-        dead,
-      };
+      // A full batch: the scan stopped at its LIMIT, on a row of the batch.
+      if (rows.length === options.limit)
+        return { settled: await settle(tx, rows, options, publish, beforePublish) };
+      return { partial: rows };
     },
-    { isolationLevel: 'read committed', idleTimeoutSeconds: options.holdSeconds },
+    config,
   );
+  if ('settled' in first) return first.settled;
+  if (first.partial.length === 0) return undefined;
+  // The scan ran off the end of the due range, and InnoDB keeps the lock it took on the first
+  // row past it (the oldest published row, a handed-over or held row): a frozen relay would
+  // stall whoever needs that row (retention; a writer updating that row's customer; a
+  // hand-off's mark). That claim has ended; the same rows are locked again by their exact
+  // keys, which locks nothing else.
+  return transaction(
+    db,
+    async (tx) => {
+      const rows = await readRows<ClaimRow>(tx, relockStatement(tx, first.partial));
+      if (rows.length === 0) return undefined;
+      return settle(tx, rows, options, publish, beforePublish);
+    },
+    config,
+  );
+}
+
+/** The claim's read again, for the rows of a partial claim only, by their exact index keys. */
+function relockStatement(tx: Transaction, rows: readonly ClaimRow[]): SQL {
+  const keys = rows
+    .map((r) => `(next_attempt_at = ${literal(r.next_attempt_key)} AND id = ${Number(r.id)})`)
+    .join(' OR ');
+  return tx
+    .select(claimColumns)
+    .from(outbox)
+    .where(and(isNull(outbox.publishedAt), isNull(outbox.deadAt), sql.raw(`(${keys})`)))
+    .orderBy(asc(outbox.nextAttemptAt), asc(outbox.id))
+    .for('update', { skipLocked: true })
+    .getSQL();
+}
+
+/** Publishes a locked batch and writes its settlement and the COMMIT in one round trip. */
+async function settle(
+  tx: Transaction,
+  rows: readonly ClaimRow[],
+  options: ClaimOptions,
+  publish: (batch: readonly ClaimedEvent[]) => Promise<Settlement>,
+  beforePublish: (() => Promise<void>) | undefined,
+): Promise<ClaimOutcome> {
+  const batch: ClaimedEvent[] = rows.map((r) => ({
+    id: Number(r.id),
+    takenOver: r.lease_token != null,
+    headers: parseJson(r.headers) as EventHeaders,
+    envelope: envelopeOfRow(r),
+    payloadJson: r.payload,
+  }));
+  const attempts = new Map(rows.map((r) => [Number(r.id), r.attempts]));
+  await beforePublish?.();
+  const settlement = await publish(batch);
+
+  const statements: SQL[] = [];
+  const { published } = settlement;
+  // Whether any row is held at all, the usual answer being no: then the release (hundreds
+  // of OR-ed conditions the server must plan, a quarter of its work per batch) is left
+  // out. The answer cannot go stale for our batch: a writer deciding to hold a successor
+  // of one of our rows must first lock that row (predecessorUnpublished), which waits for
+  // our commit and then reads it published; a writer that held one before our claim has
+  // committed it, and READ COMMITTED shows it to this read.
+  const release = published.length > 0 && (await anyHeld(tx));
+  if (published.length > 0) {
+    const ids = published.map((e) => e.id);
+    statements.push(tx.update(outbox).set({ publishedAt: now }).where(idIn(outbox.id, ids)).getSQL());
+    if (release) statements.push(releaseSuccessorsStatement(tx, published));
+  }
+  const dead: number[] = [];
+  for (const [error, ids] of settlement.failed) {
+    const failure = failureStatements(
+      tx,
+      ids.map((id) => ({ id, attempts: attempts.get(id) ?? 0 })),
+      error,
+      options.retry,
+    );
+    statements.push(...failure.statements);
+    dead.push(...failure.dying);
+  }
+  const results = await commitWith(tx, statements);
+  return {
+    claimed: batch.length,
+    takenOver: batch.filter((e) => e.takenOver).length,
+    marked: published.length > 0 ? (results[0]?.affectedRows ?? 0) : 0,
+    released: release ? (results[1]?.affectedRows ?? 0) : 0,
+    dead,
+  };
 }

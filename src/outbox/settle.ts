@@ -9,6 +9,14 @@ import { fromNow, idIn, literal, now } from '../db/dialect.js';
 import { outbox } from '../db/schema.js';
 import { noLease, type Publishable, type RetryPolicy } from './rows.js';
 
+/**
+ * The relay's own transactions: READ COMMITTED (no gap locks where writers insert) and a short
+ * lock wait, so that a writer queued behind one of these statements, while it waits for a row
+ * another relay's frozen claim holds, waits about a second and not until the server ends that
+ * claim. A statement that gives up is retried by the relay, or its rows go to another relay.
+ */
+export const RELAY_TRANSACTION = { isolationLevel: 'read committed', lockWaitSeconds: 1 } as const;
+
 export interface MarkResult {
   /** Rows marked published by this call. */
   readonly marked: number;
@@ -22,8 +30,8 @@ export interface MarkResult {
  * settles them. Then releases the held successor of each event: the broker has confirmed them
  * all, so each aggregate's next event may follow, even when the mark itself was fenced out.
  *
- * One transaction, sent as one round trip (commitWith): READ COMMITTED (no gap locks held
- * against writers), the mark, the release, the COMMIT. The order matters: the mark waits for
+ * One transaction (RELAY_TRANSACTION), its statements sent as one round trip (commitWith): the
+ * mark, the release, the COMMIT. The order matters: the mark waits for
  * a writer that holds the predecessor's row (predecessorUnpublished) and so commits before
  * it; the release, a locking read, then sees the writer's held row.
  */
@@ -33,28 +41,30 @@ export async function markPublished(
   leaseToken: string,
 ): Promise<MarkResult> {
   if (events.length === 0) return { marked: 0, released: 0 };
-  return transaction(db, async (tx) => {
-    // Only published_at changes: the lease columns stay as a record of which relay published
-    // the row, and an update that keeps the row's size is measurably cheaper for InnoDB.
-    const mark = tx
-      .update(outbox)
-      .set({ publishedAt: now })
-      .where(
-        and(
-          idIn(
-            outbox.id,
-            events.map((e) => e.id),
+  return transaction(
+    db,
+    async (tx) => {
+      // Only published_at changes: the lease columns stay as a record of which relay published
+      // the row, and an update that keeps the row's size is measurably cheaper for InnoDB.
+      const mark = tx
+        .update(outbox)
+        .set({ publishedAt: now })
+        .where(
+          and(
+            idIn(
+              outbox.id,
+              events.map((e) => e.id),
+            ),
+            eq(outbox.leaseToken, leaseToken),
+            isNull(outbox.publishedAt),
           ),
-          eq(outbox.leaseToken, leaseToken),
-          isNull(outbox.publishedAt),
-        ),
-      )
-      .getSQL();
-    const [marked, released] = await commitWith(tx, [mark, releaseSuccessorsStatement(tx, events)], {
-      isolationLevel: 'read committed',
-    });
-    return { marked: marked?.affectedRows ?? 0, released: released?.affectedRows ?? 0 };
-  });
+        )
+        .getSQL();
+      const [marked, released] = await commitWith(tx, [mark, releaseSuccessorsStatement(tx, events)]);
+      return { marked: marked?.affectedRows ?? 0, released: released?.affectedRows ?? 0 };
+    },
+    RELAY_TRANSACTION,
+  );
 }
 
 /**
@@ -139,7 +149,7 @@ export async function markFailed(
       await commitWith(tx, statements);
       return dying;
     },
-    { isolationLevel: 'read committed' },
+    RELAY_TRANSACTION,
   );
 }
 
@@ -203,16 +213,22 @@ export function failureStatements(
  * stopping relay's work is taken by another relay without waiting for the lease to expire.
  */
 export async function releaseLeases(
-  db: Executor,
+  db: Database,
   ids: readonly number[],
   leaseToken: string,
 ): Promise<number> {
   if (ids.length === 0) return 0;
-  const [result] = await db
-    .update(outbox)
-    .set({ ...noLease, nextAttemptAt: now })
-    .where(and(idIn(outbox.id, ids), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)));
-  return result.affectedRows;
+  return transaction(
+    db,
+    async (tx) => {
+      const [result] = await tx
+        .update(outbox)
+        .set({ ...noLease, nextAttemptAt: now })
+        .where(and(idIn(outbox.id, ids), eq(outbox.leaseToken, leaseToken), isNull(outbox.publishedAt)));
+      return result.affectedRows;
+    },
+    RELAY_TRANSACTION,
+  );
 }
 
 /** Dead events revived per transaction by reviveDead. */

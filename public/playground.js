@@ -1,10 +1,126 @@
 // The playground: GraphiQL talking to this service, queries and mutations over HTTP POST,
-// subscriptions over graphql-ws on the same /graphql path.
+// subscriptions over the transport chosen above the editor (?transport=): graphql-ws (the
+// default), GraphQL over SSE with the browser's own EventSource (which reconnects by itself
+// and resumes with Last-Event-ID), or Apollo's multipart protocol over fetch.
 (() => {
   const httpUrl = new URL('/graphql', window.location.href).href;
   const wsUrl = httpUrl.replace(/^http/, 'ws');
-  const wsClient = window.graphqlWs.createClient({ url: wsUrl, lazy: true, retryAttempts: 5 });
-  const fetcher = window.GraphiQL.createFetcher({ url: httpUrl, wsClient });
+  const params = new URLSearchParams(window.location.search);
+  const transport = ['sse', 'multipart'].includes(params.get('transport')) ? params.get('transport') : 'ws';
+  const wsClient =
+    transport === 'ws'
+      ? window.graphqlWs.createClient({ url: wsUrl, lazy: true, retryAttempts: 5 })
+      : undefined;
+  const plain = window.GraphiQL.createFetcher({ url: httpUrl, wsClient });
+  const fetcher =
+    transport === 'ws'
+      ? plain
+      : (request, options) =>
+          isSubscription(request)
+            ? (transport === 'sse' ? overSse : overMultipart)(request)
+            : plain(request, options);
+
+  /** Whether the operation to run is a subscription (comments skipped; a playground's guess). */
+  function isSubscription({ query, operationName }) {
+    const text = query.replace(/#[^\n]*/g, '');
+    const named = operationName
+      ? new RegExp(`\\b(query|mutation|subscription)\\s+${operationName}\\b`).exec(text)
+      : null;
+    return (named ?? /\b(query|mutation|subscription)\b|\{/.exec(text))?.[1] === 'subscription';
+  }
+
+  /** Results as GraphiQL takes them: an async iterator fed by `start(push, end)`, stopped by `stop`. */
+  function stream(start) {
+    const queue = [];
+    let wake;
+    let done = false;
+    const push = (result) => {
+      queue.push(result);
+      wake?.();
+    };
+    const end = () => {
+      done = true;
+      wake?.();
+    };
+    const stop = start(push, end);
+    return {
+      async next() {
+        while (queue.length === 0 && !done) await new Promise((resolve) => (wake = resolve));
+        return queue.length > 0 ? { done: false, value: queue.shift() } : { done: true, value: undefined };
+      },
+      async return() {
+        stop();
+        end();
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
+  function overSse({ query, operationName, variables }) {
+    const search = new URLSearchParams({ query });
+    if (operationName) search.set('operationName', operationName);
+    if (variables) search.set('variables', JSON.stringify(variables));
+    return stream((push, end) => {
+      const events = new EventSource(`${httpUrl}?${search}`);
+      events.addEventListener('next', (message) => push(JSON.parse(message.data)));
+      events.addEventListener('complete', () => {
+        events.close();
+        end();
+      });
+      return () => events.close();
+    });
+  }
+
+  function overMultipart(request) {
+    return stream((push, end) => {
+      const controller = new AbortController();
+      (async () => {
+        const response = await fetch(httpUrl, {
+          method: 'POST',
+          signal: controller.signal,
+          headers: {
+            'content-type': 'application/json',
+            accept: 'multipart/mixed;subscriptionSpec="1.0",application/json',
+          },
+          body: JSON.stringify(request),
+        });
+        if (!(response.headers.get('content-type') ?? '').startsWith('multipart/mixed')) {
+          push(await response.json());
+          return;
+        }
+        const decoder = new TextDecoder();
+        let buffer = '';
+        for await (const chunk of response.body) {
+          buffer += decoder.decode(chunk, { stream: true });
+          const parts = buffer.split('\r\n--graphql');
+          buffer = parts.pop();
+          for (const part of parts) {
+            const json = part.slice(part.indexOf('\r\n\r\n') + 4);
+            if (!json.startsWith('{')) continue;
+            const { payload, errors } = JSON.parse(json);
+            if (payload) push(payload);
+            else if (errors) push({ errors });
+          }
+        }
+      })()
+        .catch((error) => controller.signal.aborted || push({ errors: [{ message: String(error) }] }))
+        .finally(end);
+      return () => controller.abort();
+    });
+  }
+
+  // The transport picker above the editor: a reload keeps the tabs (GraphiQL stores them).
+  const picker = document.getElementById('transport');
+  if (picker) {
+    picker.value = transport;
+    picker.addEventListener('change', () => {
+      params.set('transport', picker.value);
+      window.location.search = params.toString();
+    });
+  }
 
   const examples = [
     {
@@ -75,7 +191,6 @@ mutation Requeue($ids: [ID!]) {
   ];
 
   // ?query=…&variables=… opens the playground on that operation (links, scripted tests).
-  const params = new URLSearchParams(window.location.search);
   const props = { fetcher, defaultEditorToolsVisibility: true, shouldPersistHeaders: false };
   if (params.has('query')) {
     props.query = params.get('query');

@@ -2,11 +2,13 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runInNewContext } from 'node:vm';
 import { buildSchema, parse, validate } from 'graphql';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { type Browser, chromium, type Page, type Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../src/service.js';
+import { createCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { stopAndClean, testConfig, testLogger } from './support/service.js';
+import { waitFor } from './support/wait.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOT = fileURLToPath(new URL('../docs/playground.png', import.meta.url));
@@ -67,7 +69,7 @@ function defaultTabs(): Array<{ query: string }> {
     React: { createElement: (_: unknown, p: typeof props) => (props = p) },
     ReactDOM: { createRoot: () => ({ render: () => undefined }) },
   };
-  const document = { getElementById: () => ({}) };
+  const document = { getElementById: () => ({ addEventListener: () => undefined }) };
   const source = readFileSync(fileURLToPath(new URL('../public/playground.js', import.meta.url)), 'utf8');
   runInNewContext(source, { window, document, URL, URLSearchParams, JSON });
   return props.defaultTabs ?? [];
@@ -124,6 +126,42 @@ describe('playground', () => {
       await live.page.screenshot({ path: SCREENSHOT });
     }
   });
+
+  it.each([
+    ['sse', (r: Request) => r.resourceType() === 'eventsource'],
+    ['multipart', (r: Request) => (r.headers().accept ?? '').includes('subscriptionSpec="1.0"')],
+  ])(
+    'runs the subscription over %s when that transport is chosen, with no WebSocket',
+    async (transport, isStream) => {
+      const live = await openPlayground(`/graphql?transport=${transport}`);
+      expect(await live.page.locator('#transport').inputValue()).toBe(transport);
+      const streams: Request[] = [];
+      live.page.on('request', (request) => {
+        if (isStream(request)) streams.push(request);
+      });
+      await live.page.locator('.graphiql-execute-button').click();
+      await expect.poll(() => streams.length, { timeout: 10_000 }).toBeGreaterThan(0);
+      // The subscription starts at "now" when the server takes it, which it does not acknowledge:
+      // a customer is created every few seconds until one is shown.
+      const url = service.app?.url as string;
+      const made: string[] = [];
+      let lastMade = 0;
+      await waitFor(
+        `an event shown over ${transport}`,
+        async () => {
+          const text = await resultText(live.page);
+          if (made.some((eventId) => text.includes(eventId))) return true;
+          if (Date.now() - lastMade > 3_000) {
+            made.push((await createCustomer(url, transport)).eventId);
+            lastMade = Date.now();
+          }
+          return false;
+        },
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+      expect(live.requests.some((u) => u.startsWith('ws://'))).toBe(false);
+    },
+  );
 
   it('offers default tabs that are all valid operations against schema.graphql', () => {
     const tabs = defaultTabs();

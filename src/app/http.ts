@@ -117,7 +117,7 @@ function plainJson(req: IncomingMessage): boolean {
 }
 
 /** The body as text, or the status refusing it: 413 above `limit` bytes, 400 if cut short. */
-function readBody(req: IncomingMessage, limit: number): Promise<string | number> {
+export function readBody(req: IncomingMessage, limit: number): Promise<string | number> {
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
   // A body refused for its size is read and dropped, as body-parser does, so the connection
   // stays usable and the client is not reset before it reads the 413; HTTP_REQUEST_TIMEOUT_MS

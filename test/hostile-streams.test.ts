@@ -100,7 +100,7 @@ describe('hostile clients of the HTTP subscription transports', () => {
     ['SSE', SSE_ACCEPT],
     ['multipart', MULTIPART_ACCEPT],
   ])(
-    '%s: a malformed cursor or one ahead of the history is BAD_USER_INPUT, and nothing is written',
+    '%s: a malformed cursor or one ahead of the history is BAD_USER_INPUT with the field that gave it, and no internals',
     async (_, accept) => {
       const sse = accept === SSE_ACCEPT;
       for (const cursor of ['%%%', encodeHistoryCursor(9_999_999), 'aDE6MQ'.repeat(20)]) {
@@ -134,7 +134,7 @@ describe('hostile clients of the HTTP subscription transports', () => {
       });
       // The never-readers had every chance to fill the service: the backlog was streamed beside them.
       const after = heapMb();
-      expect(after - before).toBeLessThan(60);
+      expect(after - before).toBeLessThan(30);
       expect(await queuedRows()).toBeLessThanOrEqual((NEVER_READERS + 1) * Math.max(PAGE_SIZE, BUFFER_SIZE));
       const later = heapMb();
       expect(later - after).toBeLessThan(10);
@@ -142,5 +142,5 @@ describe('hostile clients of the HTTP subscription transports', () => {
       reader.close();
       for (const socket of sockets) socket.destroy();
     }
-  });
+  }, 120_000);
 });

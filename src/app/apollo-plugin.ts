@@ -6,7 +6,7 @@ import type { OperationPipeline, TransportRules } from './pipeline.js';
 export const HTTP: TransportRules = {
   serves: ['query', 'mutation'],
   elsewhere:
-    'Subscriptions are served over WebSocket (graphql-ws, subprotocol graphql-transport-ws) at this same path: connect to ws://…/graphql',
+    'Subscriptions are served as streams at this same path: over WebSocket (graphql-ws, subprotocol graphql-transport-ws), or over HTTP with Accept: text/event-stream (GraphQL over SSE) or Accept: multipart/mixed;subscriptionSpec="1.0" (Apollo Client)',
 };
 
 /**

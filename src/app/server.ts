@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { listen } from '../support/listen.js';
 import { pipelinePlugin } from './apollo-plugin.js';
+import { ConnectionBudget } from './connections.js';
 import { type AppContext, eventHeadersFrom, idempotencyKeyFrom, isAdmin } from './context.js';
 import { withRequestDeadline } from './deadline.js';
 import { formatError } from './errors.js';
@@ -25,6 +26,7 @@ import { mountPlayground } from './playground.js';
 import { type ReadinessCheck, readinessHandler } from './readiness.js';
 import type { WorkerDeadLetters } from './resolvers.js';
 import { buildSchema } from './schema.js';
+import { HttpSubscriptions } from './streams.js';
 import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
 
 export interface AppServerOptions {
@@ -53,6 +55,9 @@ export class AppServer {
   private readonly apollo: ApolloServer<AppContext>;
   private readonly pipeline: OperationPipeline;
   private ws: WebSocketHandle | undefined;
+  private streams: HttpSubscriptions | undefined;
+  /** Open WebSocket and HTTP subscription connections, against WS_MAX_CONNECTIONS. */
+  private readonly connections: ConnectionBudget;
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly options: AppServerOptions) {
@@ -79,7 +84,9 @@ export class AppServer {
       introspection: config.http.introspection,
       exposeInternals,
     });
+    this.connections = new ConnectionBudget(config.http.maxWsConnections);
     const ws = () => this.ws;
+    const streams = () => this.streams;
     this.apollo = new ApolloServer<AppContext>({
       schema,
       csrfPrevention: true,
@@ -109,12 +116,12 @@ export class AppServer {
         ApolloServerPluginDrainHttpServer({ httpServer: this.httpServer }),
         // Every operation's rules, its execution and the masking of its errors.
         pipelinePlugin(this.pipeline),
-        // …then close the WebSocket clients, which the HTTP drain does not know about.
+        // …then end the WebSocket clients and the HTTP streams, which it would wait for in vain.
         {
           async serverWillStart() {
             return {
               async drainServer() {
-                await ws()?.dispose();
+                await Promise.all([ws()?.dispose(), streams()?.stop()]);
               },
             };
           },
@@ -165,10 +172,29 @@ export class AppServer {
       context,
       cors,
     });
+    // Subscriptions over HTTP (SSE, multipart), told apart by their Accept header.
+    const streams = new HttpSubscriptions({
+      pipeline: this.pipeline,
+      log,
+      maxBodyBytes: config.http.maxBodyBytes,
+      allowedOrigins: config.http.corsOrigins,
+      cors,
+      connections: this.connections,
+      // Subscriptions only: no operator operation runs there.
+      makeContext: (req, stream) => ({
+        db,
+        log,
+        eventHeaders: eventHeadersFrom(req.headers),
+        admin: false,
+        stream,
+      }),
+    });
+    this.streams = streams;
+    // A stream is under the deadline until it begins (its headers), then released from it.
     this.httpServer.on(
       'request',
       withRequestDeadline(config.requestTimeoutMs, log, (req, res) => {
-        if (!post(req, res)) app(req, res);
+        if (!streams.handle(req, res) && !post(req, res)) app(req, res);
       }),
     );
 
@@ -179,7 +205,7 @@ export class AppServer {
       // Subscriptions only over WebSocket: no operator operation runs there.
       makeContext: (eventHeaders) => ({ db, log, eventHeaders, admin: false }),
       maxMessageBytes: config.http.maxBodyBytes,
-      maxConnections: config.http.maxWsConnections,
+      connections: this.connections,
       maxSubscriptionsPerConnection: config.http.maxSubscriptionsPerConnection,
       allowedOrigins: config.http.corsOrigins,
       keepAliveMs: 12_000,

@@ -110,6 +110,11 @@ export class HttpSubscriptions {
       const position = framing === sseFraming ? { lastEventId: lastEventIdOf(req) } : undefined;
       const context = options.makeContext(req, position);
       const outcome = await options.pipeline.run(request, STREAMS, () => context);
+      // Answered meanwhile (the request deadline passed) or the client left: nothing to write.
+      if (res.headersSent || res.destroyed) {
+        if (outcome.kind === 'stream') await outcome.results.return?.();
+        return;
+      }
       if (outcome.kind === 'stream') {
         const writer = new StreamWriter(res, framing, outcome.results, position);
         this.open.add(writer);

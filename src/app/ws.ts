@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { type ExecutionArgs, GraphQLError } from 'graphql';
 import { WebSocketServer } from 'ws';
 import type { Logger } from '../log.js';
+import type { ConnectionBudget } from './connections.js';
 import { type AppContext, eventHeadersFrom } from './context.js';
 import { isAllowedOrigin } from './origin.js';
 import type { OperationPipeline, TransportRules } from './pipeline.js';
@@ -25,8 +26,8 @@ export interface WebSocketOptions {
   readonly log: Logger;
   readonly makeContext: (eventHeaders: AppContext['eventHeaders']) => AppContext;
   readonly maxMessageBytes: number;
-  /** Open WebSocket connections of this process; the next upgrade is refused with 503. */
-  readonly maxConnections: number;
+  /** Open connections of this process, shared with the HTTP streams; at the cap, upgrades get 503. */
+  readonly connections: ConnectionBudget;
   /** Subscriptions at once on one connection; the next is refused with TOO_MANY_SUBSCRIPTIONS. */
   readonly maxSubscriptionsPerConnection: number;
   /** Cross origins allowed to open a connection, besides the service's own and no Origin at all. */
@@ -56,27 +57,20 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
   // noServer: the upgrade is ours to refuse (wrong path, foreign origin, too many connections)
   // with a plain HTTP answer before any WebSocket exists.
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxMessageBytes });
-  let upgrading = 0;
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const refusal = upgradeRefusal(request, options, wss.clients.size + upgrading);
-    if (refusal) {
+    // Taken before the handshake, so a burst of upgrades cannot all pass the cap before any completes.
+    const refusal = upgradeRefusal(request, options);
+    const release = refusal ? undefined : options.connections.take();
+    if (!release) {
       // A client that resets mid-answer must not become an unhandled 'error' event.
       socket.on('error', () => socket.destroy());
-      rejectUpgrade(socket, ...refusal);
+      rejectUpgrade(socket, ...(refusal ?? CAPPED));
       return;
     }
-    // Counted from here, so a burst of upgrades cannot all pass the check before any completes.
-    upgrading++;
-    let settled = false;
-    const settle = () => {
-      if (settled) return;
-      settled = true;
-      upgrading--;
-    };
-    // A handshake that fails (a bad Sec-WebSocket-Key, say) never calls back; its socket closes.
-    socket.once('close', settle);
+    // The socket's end frees the slot: a closed client, or a handshake that failed (a bad
+    // Sec-WebSocket-Key, say), which never calls back.
+    socket.once('close', release);
     wss.handleUpgrade(request, socket, head, (client) => {
-      settle();
       wss.emit('connection', client, request);
     });
   };
@@ -130,18 +124,15 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
 
 type Refusal = [status: number, reason: string, code: string];
 
-/** Why an upgrade request is refused, or undefined to let it through. */
-function upgradeRefusal(
-  request: IncomingMessage,
-  options: WebSocketOptions,
-  open: number,
-): Refusal | undefined {
+const CAPPED: Refusal = [503, 'Service Unavailable', 'SERVICE_UNAVAILABLE'];
+
+/** Why an upgrade request is refused (the connection cap aside), or undefined to let it through. */
+function upgradeRefusal(request: IncomingMessage, options: WebSocketOptions): Refusal | undefined {
   // As `ws` compares it: the path before any query string, no URL parsing that could throw.
   if ((request.url ?? '').split('?')[0] !== '/graphql') return [404, 'Not Found', 'NOT_FOUND'];
   // Browsers send Origin on every WebSocket and let any page open one to any host: without
   // this check, a page on another site could subscribe with the visitor's network position.
   if (!isAllowedOrigin(request.headers, options.allowedOrigins)) return [403, 'Forbidden', 'FORBIDDEN'];
-  if (open >= options.maxConnections) return [503, 'Service Unavailable', 'SERVICE_UNAVAILABLE'];
   return undefined;
 }
 

@@ -165,6 +165,7 @@ export async function startService(
       handoff: relayRole?.relay,
       waker: notifier(topology.wakeupExchange),
       maxPayloadBytes: config.outboxMaxPayloadBytes,
+      metrics,
     });
 
     let appRole: AppRole | undefined;

@@ -61,6 +61,10 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
       });
     },
   });
+  metrics.trackLive(
+    () => feed.subscriptions,
+    () => server.webSocketConnections,
+  );
   try {
     await server.start();
   } catch (error) {

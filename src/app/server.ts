@@ -130,6 +130,11 @@ export class AppServer {
     });
   }
 
+  /** Open WebSocket connections (graphql_ws_connections). */
+  get webSocketConnections(): number {
+    return this.ws?.connections ?? 0;
+  }
+
   async start(): Promise<void> {
     const { config, log, db } = this.options;
     await this.apollo.start();

@@ -37,6 +37,8 @@ export interface WebSocketOptions {
 }
 
 export interface WebSocketHandle {
+  /** Open WebSocket connections now. */
+  readonly connections: number;
   /** Closes every client and the server. */
   dispose(): Promise<void>;
 }
@@ -114,6 +116,9 @@ export function attachWebSocketServer(options: WebSocketOptions): WebSocketHandl
   wss.on('error', (error) => log.error({ err: error }, 'WebSocket server error'));
 
   return {
+    get connections() {
+      return wss.clients.size;
+    },
     async dispose() {
       options.httpServer.off('upgrade', onUpgrade);
       // Closes every client with 1001 Going Away, then the server.

@@ -181,6 +181,11 @@ export class HistoryFeed {
     this.subscribers.delete(subscription);
   }
 
+  /** Subscriptions open now (live_subscriptions). */
+  get subscriptions(): number {
+    return this.subscribers.size;
+  }
+
   /** Rows read and not yet delivered, over all subscriptions. */
   get queuedRows(): number {
     let total = 0;

@@ -28,6 +28,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly written = new Counter({
+    name: 'outbox_events_written_total',
+    help: 'Events committed to the outbox by this process, by type (CustomerCreated counts creates).',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
   readonly deadEvents = new Counter({
     name: 'outbox_events_dead_total',
     help: 'Events parked as dead after their last attempt.',
@@ -124,6 +130,15 @@ export class Metrics {
   /** What worker_dead_letter_messages reports; the app role points it at the dead-letter queue. */
   private deadLetters: (() => Promise<number | null>) | undefined;
 
+  private subscriptions: () => number = () => 0;
+  private connections: () => number = () => 0;
+
+  /** Makes live_subscriptions and graphql_ws_connections report these at every scrape. */
+  trackLive(subscriptions: () => number, connections: () => number): void {
+    this.subscriptions = subscriptions;
+    this.connections = connections;
+  }
+
   trackBroker(connected: () => boolean): void {
     this.brokers.push(connected);
   }
@@ -140,6 +155,24 @@ export class Metrics {
   constructor(db: Database) {
     collectDefaultMetrics({ register: this.registry });
     const queued = () => this.queuedRows();
+    const subscriptions = () => this.subscriptions();
+    const connections = () => this.connections();
+    new Gauge({
+      name: 'live_subscriptions',
+      help: 'onCustomerEvent subscriptions open on this instance, over every transport.',
+      registers: [this.registry],
+      collect() {
+        this.set(subscriptions());
+      },
+    });
+    new Gauge({
+      name: 'graphql_ws_connections',
+      help: 'WebSocket (graphql-ws) connections open on this instance.',
+      registers: [this.registry],
+      collect() {
+        this.set(connections());
+      },
+    });
     new Gauge({
       name: 'live_queued_rows',
       help: 'Rows read from the history and not yet sent, over all live subscriptions of this instance: bounded by LIVE_PAGE_SIZE and LIVE_BUFFER_SIZE per subscription.',

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { SQLWrapper } from 'drizzle-orm';
 import { defersWrites, type Executor, execute, writeAtCommit } from '../db/client.js';
 import { insertedRowId } from '../db/ids.js';
+import type { Metrics } from '../metrics/index.js';
 import { appendEvent, predecessorUnpublished } from './append.js';
 import type { NewEvent } from './event.js';
 import type { Handoff, Waker } from './handoff.js';
@@ -14,6 +15,8 @@ export interface OutboxWriterOptions {
   readonly waker?: Waker;
   /** Largest payload, as JSON bytes, an event may carry. */
   readonly maxPayloadBytes: number;
+  /** Counts committed events by type (outbox_events_written_total). */
+  readonly metrics?: Pick<Metrics, 'written'>;
 }
 
 /** An event whose payload is over OUTBOX_MAX_PAYLOAD_BYTES: a bug of the writer, not of the data. */
@@ -111,7 +114,8 @@ export class OutboxWriter {
   /** After the commit: hand leased rows to the local relay, and wake whoever must claim the rest. */
   committed(events: readonly AppendedEvent[]): void {
     if (events.length === 0) return;
-    const { handoff, waker } = this.options;
+    const { handoff, waker, metrics } = this.options;
+    for (const event of events) metrics?.written.inc({ type: event.envelope.type });
     const handedOver = events.filter((e) => e.leased);
     if (handedOver.length > 0) handoff?.publish(handedOver);
     if (handedOver.length < events.length) {

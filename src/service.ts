@@ -15,6 +15,7 @@ import { pruneKeys } from './idempotency/keys.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics/index.js';
 import { MetricsServer } from './metrics/server.js';
+import { checkDurability } from './outbox/durability.js';
 import type { Handlers } from './outbox/handler.js';
 import { prunePublished, RETENTION_TRANSACTION } from './outbox/retention.js';
 import { OutboxWriter } from './outbox/writer.js';
@@ -136,6 +137,7 @@ export async function startService(
       }
     });
     const { db } = database;
+    const durability = await checkDurability(db, config.db.durability, log);
     const metrics = new Metrics(db);
     metrics.trackBroker(() => brokerConnections.every((connection) => connection.isConnected));
     const deps = (role: string): RoleDeps => ({
@@ -149,7 +151,7 @@ export async function startService(
     });
 
     const relayRole: RelayRole | undefined = config.roles.includes('relay')
-      ? started('relay', startRelayRole(deps('relay')))
+      ? started('relay', startRelayRole(deps('relay'), { barrier: durability.barrier }))
       : undefined;
 
     // Hints to other processes: "new outbox rows" for relays, "new history rows" for live feeds.

@@ -28,6 +28,11 @@ export interface Config {
     readonly acquireTimeoutMs: number;
     readonly connectTimeoutMs: number;
     readonly idleTransactionTimeoutMs: number;
+    /**
+     * What a start does when the server's settings let it lose commits it acknowledged
+     * (outbox/durability.ts): refuse to start, or warn and run (DB_DURABILITY).
+     */
+    readonly durability: 'refuse' | 'warn';
   };
   /** Idle time before the first TCP keep-alive probe on database and broker sockets. */
   readonly tcpKeepAliveMs: number;
@@ -192,6 +197,7 @@ const schema = z.object({
   DB_ACQUIRE_TIMEOUT_MS: int(100, 600_000).default(3_000),
   DB_CONNECT_TIMEOUT_MS: int(100, 600_000).default(3_000),
   DB_IDLE_TRANSACTION_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
+  DB_DURABILITY: z.enum(['refuse', 'warn'], { message: 'must be refuse or warn' }).default('refuse'),
   TCP_KEEPALIVE_MS: int(1000, 7_200_000).default(5_000),
   REQUEST_TIMEOUT_MS: int(100, 600_000).default(10_000),
   AMQP_HEARTBEAT_S: int(1, 600).default(5),
@@ -315,6 +321,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       acquireTimeoutMs: e.DB_ACQUIRE_TIMEOUT_MS,
       connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
       idleTransactionTimeoutMs: e.DB_IDLE_TRANSACTION_TIMEOUT_MS,
+      durability: e.DB_DURABILITY,
     },
     tcpKeepAliveMs: e.TCP_KEEPALIVE_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,

@@ -8,6 +8,7 @@ import {
   json,
   mysqlTable,
   primaryKey,
+  smallint,
   tinyint,
   uniqueIndex,
   varbinary,
@@ -211,3 +212,14 @@ export const idempotencyKeys = mysqlTable(
   },
   (t) => [index('idempotency_keys_created_idx').on(t.createdAt)],
 );
+
+/**
+ * The relays' durability barrier (outbox/durability.ts): a relay adds one to a slot's counter
+ * after its claim has read a batch and before it publishes it. That write's durable commit
+ * flushes the redo log past every commit the claim saw, so nothing it publishes can be undone
+ * by crash recovery. One row per slot, so relays rarely wait on each other's barrier.
+ */
+export const outboxFlushes = mysqlTable('outbox_flushes', {
+  slot: smallint('slot', { unsigned: true }).primaryKey(),
+  flushes: bigint('flushes', { mode: 'number', unsigned: true }).notNull(),
+});

@@ -1,10 +1,11 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { isOutage, type Publisher } from '../broker/publisher.js';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import { type Metrics, secondsSince } from '../metrics/index.js';
 import { claimAndSettle } from '../outbox/claim.js';
+import { durabilityBarrier } from '../outbox/durability.js';
 import type { Handoff } from '../outbox/handoff.js';
 import type { ClaimedEvent, Lease, RetryPolicy } from '../outbox/rows.js';
 import { markFailed, markPublished, releaseLeases, releaseStranded } from '../outbox/settle.js';
@@ -25,6 +26,11 @@ export interface RelayOptions {
   readonly retry: RetryPolicy;
   /** Lease owner name; defaults to host:pid:random. */
   readonly owner?: string;
+  /**
+   * Commit the durability barrier after each claim and before its publish (outbox/durability.ts):
+   * on unless the server makes a commit visible only once it is durable. Default true.
+   */
+  readonly durabilityBarrier?: boolean;
 }
 
 const DB_RETRY_BASE_MS = 100;
@@ -72,6 +78,8 @@ export class Relay implements Handoff {
   /** Now and then releases successors left held behind published events (releaseStranded). */
   private readonly sweeper: Loop;
   private readonly stopController = new AbortController();
+  /** This relay's first slot of the durability barrier; its lanes take the ones after it. */
+  private readonly slot = randomInt(1 << 16);
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly options: RelayOptions) {
@@ -185,6 +193,7 @@ export class Relay implements Handoff {
         // What is handed back is left as it is: due again once this transaction ends.
         return this.publishBatch(batch);
       },
+      this.options.durabilityBarrier === false ? undefined : () => durabilityBarrier(db, this.slot + lane),
     );
     if (outcome === undefined) return 'idle';
     if (outcome.takenOver > 0) {

@@ -13,15 +13,11 @@ export interface RelayRole extends RunningRole {
  * The relay role: a confirm publisher on the role's own broker connection, the relay's lanes,
  * and a listener for wake-up hints from writers in other processes.
  */
-export function startRelayRole({
-  config,
-  db,
-  log,
-  metrics,
-  topology,
-  broker,
-  instance,
-}: RoleDeps): RelayRole {
+export function startRelayRole(
+  { config, db, log, metrics, topology, broker, instance }: RoleDeps,
+  /** Whether a claimed batch needs the durability barrier (outbox/durability.ts). */
+  { barrier }: { readonly barrier: boolean },
+): RelayRole {
   const publisher = new ConfirmPublisher({
     broker,
     exchange: topology.exchange,
@@ -37,6 +33,7 @@ export function startRelayRole({
     log,
     metrics,
     owner: instance,
+    durabilityBarrier: barrier,
     batchSize: config.relay.batchSize,
     lanes: config.relay.lanes,
     pollIntervalMs: config.relay.pollIntervalMs,

@@ -304,6 +304,7 @@ describe('the bounds on every wait', () => {
       acquireTimeoutMs: 3_000,
       connectTimeoutMs: 3_000,
       idleTransactionTimeoutMs: 30_000,
+      durability: 'refuse',
     });
     expect(config.tcpKeepAliveMs).toBe(5_000);
     expect(config.amqp).toEqual({ heartbeatSeconds: 5, connectTimeoutMs: 3_000 });

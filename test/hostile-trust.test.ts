@@ -138,7 +138,10 @@ beforeAll(async () => {
   await db.query(`ALTER TABLE customers AUTO_INCREMENT = ${FIRST_ID}`);
   const log = createLogger('info', {}, { write: (line: string) => logLines.push(line) });
   // Every role: the worker's welcome e-mail must find the customer by its exact id too.
-  service = await startService(testConfig(db.url, { ROLES: 'app,relay,worker', ADMIN_TOKEN }), log);
+  service = await startService(
+    testConfig(db.url, { ROLES: 'app,relay,worker', ADMIN_TOKEN, OUTBOX_STATS_MAX_AGE_MS: '1000' }),
+    log,
+  );
   if (!service.app) throw new Error('the app role did not start');
   url = service.app.url;
   ws = connectWs(url);
@@ -404,6 +407,66 @@ describe('idempotency keys compare byte for byte', () => {
       () => overHttp(UPDATE, { input: { id: customer.id, name: `${SECRET} R` } }, { 'idempotency-key': key }),
       { code: 'CONFLICT' },
     );
+    await expectHealthy();
+  });
+});
+
+describe('cost follows real work', () => {
+  /** Published events already in the outbox: what `outboxStats { published }` counts. */
+  const PUBLISHED = 200_000;
+  const ALIASES = 450;
+  const statsAliases = `{ ${Array.from({ length: ALIASES }, (_, i) => `s${i}: outboxStats { published }`).join(' ')} }`;
+
+  beforeAll(async () => {
+    // 10^4 rows per statement from four cross-joined digit tables (MySQL and MariaDB alike),
+    // small enough to finish within the test pool's statement timeout.
+    const digits =
+      '(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)';
+    for (let round = 0; round < PUBLISHED / 10_000; round++) {
+      await db.query(
+        `INSERT INTO outbox (event_id, aggregate_type, aggregate_id, sequence, type, payload, headers,
+           occurred_at, next_attempt_at, published_at)
+         SELECT UUID(), 'Bulk', CONCAT(?, '-', a.d, b.d, c.d, e.d), 1, 'BulkPublished', '{}', '{}',
+           NOW(3), NOW(3), NOW(3)
+         FROM ${digits} a, ${digits} b, ${digits} c, ${digits} e`,
+        [round],
+      );
+    }
+  }, 120_000);
+
+  it(`answers ${ALIASES} aliases of outboxStats (cost 4,950, under the limit) with one shared count`, async () => {
+    const before = await counts();
+    const one = performance.now();
+    const single = await overHttp('{ outboxStats { published } }');
+    const oneMs = performance.now() - one;
+    const published = (single.data?.outboxStats as { published: number } | undefined)?.published;
+    expect(published).toBeGreaterThanOrEqual(PUBLISHED);
+
+    const started = performance.now();
+    const outcome = await overHttp(statsAliases);
+    const elapsedMs = performance.now() - started;
+    expect(outcome.code, outcome.message).toBeUndefined();
+    const figures = Object.values(outcome.data ?? {}) as Array<{ published: number }>;
+    expect(figures).toHaveLength(ALIASES);
+    expect(new Set(figures.map((f) => f.published)).size).toBe(1);
+    // Counted once per alias, this took ALIASES times one count (minutes at a million rows).
+    // Shared, it costs about one count: the bound leaves a wide margin for a loaded machine.
+    expect(elapsedMs, `one count took ${oneMs.toFixed(0)} ms`).toBeLessThan(Math.max(5_000, 20 * oneMs));
+    expect(await counts()).toEqual(before);
+    await expectHealthy();
+  });
+
+  it('shares one count among many clients asking at once, and creates stay fast meanwhile', async () => {
+    const started = performance.now();
+    const storm = Promise.all(Array.from({ length: 10 }, () => overHttp(statsAliases)));
+    const createStarted = performance.now();
+    await created('during-stats');
+    const createMs = performance.now() - createStarted;
+    const outcomes = await storm;
+    const elapsedMs = performance.now() - started;
+    expect(outcomes.map((o) => o.code)).toEqual(Array.from({ length: 10 }, () => undefined));
+    expect(elapsedMs).toBeLessThan(10_000);
+    expect(createMs).toBeLessThan(5_000);
     await expectHealthy();
   });
 });

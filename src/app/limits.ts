@@ -35,7 +35,10 @@ export interface QueryLimits {
  * What one resolution of a field costs, for the fields that reach MySQL or RabbitMQ: a round
  * trip or an AMQP channel each. Every other field costs 1. Without these, 1,000 aliases of
  * `outboxStats { workerDeadLetters }` priced 2 each passed a limit of 5,000 and opened 1,000
- * channels; now they are refused before anything runs. Keyed `Type.field`; a unit test checks
+ * channels; now they are refused before anything runs. Fields that count many rows
+ * (outboxStats) are served from a figure shared by all requests (app/resolvers.ts,
+ * OUTBOX_STATS_MAX_AGE_MS), so their price is one computation however often they are asked.
+ * Keyed `Type.field`; a unit test checks
  * every key against the schema, so a renamed field cannot silently become cheap.
  */
 export const FIELD_COSTS: Readonly<Record<string, number>> = {

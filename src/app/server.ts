@@ -72,6 +72,8 @@ export class AppServer {
     });
     const schema = buildSchema({
       maxPageSize: config.http.maxPageSize,
+      db: options.db,
+      statsMaxAgeMs: config.http.statsMaxAgeMs,
       writer: options.writer,
       feed: options.feed,
       deadLetters: options.deadLetters,

@@ -53,6 +53,12 @@ export interface Config {
     readonly maxDepth: number;
     readonly maxCost: number;
     readonly maxPageSize: number;
+    /**
+     * outboxStats and its workerDeadLetters are computed at most once per this many ms per
+     * process and shared by every request meanwhile (support/shared-figure.ts): counting the
+     * published rows reads all of them.
+     */
+    readonly statsMaxAgeMs: number;
     /** Mutation fields one request may run (aliases and fragments counted). */
     readonly maxMutations: number;
     readonly introspection: boolean;
@@ -210,6 +216,7 @@ const schema = z.object({
   GRAPHQL_MAX_DEPTH: int(1, 100).default(8),
   GRAPHQL_MAX_COST: int(1, 1_000_000).default(5_000),
   GRAPHQL_MAX_PAGE_SIZE: int(1, 10_000).default(100),
+  OUTBOX_STATS_MAX_AGE_MS: int(0, 3_600_000).default(1_000),
   GRAPHQL_MAX_MUTATIONS: int(1, 100).default(1),
   HTTP_HEADERS_TIMEOUT_MS: int(1000, 600_000).default(10_000),
   HTTP_REQUEST_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
@@ -335,6 +342,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       maxDepth: e.GRAPHQL_MAX_DEPTH,
       maxCost: e.GRAPHQL_MAX_COST,
       maxPageSize: e.GRAPHQL_MAX_PAGE_SIZE,
+      statsMaxAgeMs: e.OUTBOX_STATS_MAX_AGE_MS,
       maxMutations: e.GRAPHQL_MAX_MUTATIONS,
       introspection: e.GRAPHQL_INTROSPECTION === 'true',
       adminToken: e.ADMIN_TOKEN,

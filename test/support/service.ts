@@ -24,6 +24,9 @@ export function testConfig(databaseUrl: string, env: Record<string, string> = {}
     AMQP_URL: TEST_AMQP_URL,
     OUTBOX_EXCHANGE: `test.events.${suffix}`,
     WORKER_QUEUE: `test.worker.${suffix}`,
+    // Tests read outboxStats right after changing the outbox; a shared figure up to a second
+    // old would be stale there. hostile-trust.test.ts covers the default.
+    OUTBOX_STATS_MAX_AGE_MS: '0',
     ...env,
   });
 }

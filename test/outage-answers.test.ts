@@ -11,7 +11,7 @@ import {
   subscribeCustomerEvents,
   type WsClient,
 } from './support/subscriptions.js';
-import { GET, POST, WEBSOCKET } from './support/transports.js';
+import { GET, MULTIPART, POST, SSE_GET, SSE_POST, WEBSOCKET } from './support/transports.js';
 import { untilLive, waitFor } from './support/wait.js';
 
 /**
@@ -78,6 +78,21 @@ describe('answers during a database outage', () => {
     // From now on: refused before it starts.
     const fresh = await WEBSOCKET.send(url, { query: ON_CUSTOMER_EVENT });
     expect(fresh.code, JSON.stringify(fresh.errors)).toBe('SERVICE_UNAVAILABLE');
+    // Over HTTP streams alike: a stream that started ends with the error (the client resumes
+    // from its last id); one that cannot start is a 503 with Retry-After.
+    for (const transport of [SSE_POST, SSE_GET, MULTIPART]) {
+      const started = await transport.send(url, { query: ON_CUSTOMER_EVENT, variables: { after: cursor } });
+      expect({ status: started.status, code: started.code }, transport.name).toEqual({
+        status: 200,
+        code: 'SERVICE_UNAVAILABLE',
+      });
+      const refused = await transport.send(url, { query: ON_CUSTOMER_EVENT });
+      expect({ status: refused.status, code: refused.code }, transport.name).toEqual({
+        status: 503,
+        code: 'SERVICE_UNAVAILABLE',
+      });
+      expect(refused.headers?.get('retry-after')).toBe('1');
+    }
     for (const transport of [POST, GET]) {
       const answer = await transport.send(url, QUERY);
       expect({ status: answer.status, code: answer.code }, transport.name).toEqual({

@@ -1,5 +1,6 @@
 import { expect } from 'vitest';
 import WebSocket from 'ws';
+import { MULTIPART_ACCEPT, parseMultipart, parseSse, SSE_ACCEPT } from './http-streams.js';
 import { INTERNALS } from './rows.js';
 import { wsUrlOf } from './subscriptions.js';
 
@@ -135,8 +136,99 @@ export const WEBSOCKET: Transport = {
     }),
 };
 
+/**
+ * A subscription over HTTP (SSE, multipart): the JSON refusal when the stream did not start,
+ * else the first result it carries (a `next` event, a `payload` part). A stream that ends with
+ * no result, or none within 10 s, is a failure of the server, never an answer.
+ */
+async function stream(url: string, init: RequestInit, first: (body: string) => unknown): Promise<Answer> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 10_000);
+  try {
+    const response = await fetch(url, { ...init, signal: controller.signal });
+    const type = response.headers.get('content-type') ?? '';
+    if (!type.startsWith('text/event-stream') && !type.startsWith('multipart/mixed')) {
+      return answerOf(response.status, JSON.parse(await response.text()), response.headers);
+    }
+    const decoder = new TextDecoder();
+    let body = '';
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      body += decoder.decode(chunk, { stream: true });
+      const result = first(body);
+      if (result !== undefined) return answerOf(response.status, result, response.headers);
+    }
+    throw new Error(`the stream ended with no result: ${JSON.stringify(body)}`);
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
+}
+
+const firstNext = (body: string) => {
+  const next = parseSse(body).messages.find((m) => m.event === 'next');
+  return next === undefined ? undefined : (JSON.parse(next.data) as unknown);
+};
+
+const firstPayload = (body: string) => {
+  const part = parseMultipart(body).find((p) => 'payload' in p);
+  return part === undefined ? undefined : (part.payload ?? { errors: part.errors });
+};
+
+/** GraphQL over SSE, distinct connections, the operation in a JSON body. */
+export const SSE_POST: Transport = {
+  name: 'SSE POST',
+  serves: ['subscription'],
+  reachesValidation: () => true,
+  send: (url, operation, headers = {}) =>
+    stream(
+      url,
+      {
+        method: 'POST',
+        headers: { accept: SSE_ACCEPT, 'content-type': 'application/json', ...headers },
+        body: operationJson(operation),
+      },
+      firstNext,
+    ),
+};
+
+/** GraphQL over SSE as a browser's EventSource sends it: the operation in the URL, no CSRF header. */
+export const SSE_GET: Transport = {
+  name: 'SSE GET',
+  serves: ['subscription'],
+  reachesValidation: () => true,
+  send: (url, operation, headers = {}) => {
+    const params = new URLSearchParams({ query: operation.query });
+    const { variables } = operation;
+    if (variables)
+      params.set('variables', 'json' in variables ? String(variables.json) : JSON.stringify(variables));
+    if (operation.operationName) params.set('operationName', operation.operationName);
+    return stream(
+      `${url}?${params}`,
+      { method: 'GET', headers: { accept: SSE_ACCEPT, ...headers } },
+      firstNext,
+    );
+  },
+};
+
+/** Apollo's multipart subscriptions, as Apollo Client's HttpLink sends them. */
+export const MULTIPART: Transport = {
+  name: 'multipart',
+  serves: ['subscription'],
+  reachesValidation: () => true,
+  send: (url, operation, headers = {}) =>
+    stream(
+      url,
+      {
+        method: 'POST',
+        headers: { accept: MULTIPART_ACCEPT, 'content-type': 'application/json', ...headers },
+        body: operationJson(operation),
+      },
+      firstPayload,
+    ),
+};
+
 /** Every transport the service serves operations on. */
-export const TRANSPORTS: readonly Transport[] = [POST, GET, WEBSOCKET];
+export const TRANSPORTS: readonly Transport[] = [POST, GET, WEBSOCKET, SSE_POST, SSE_GET, MULTIPART];
 
 /** The transports a case of this kind runs on: those that serve it, or validate it first. */
 export function transportsFor(kind: OperationKind, refusedByValidation: boolean): Transport[] {

@@ -19,7 +19,7 @@ import { StreamWriter } from './stream-writer.js';
 const STREAMS: TransportRules = {
   serves: ['subscription'],
   elsewhere:
-    'Only subscriptions are served as event streams; send queries and mutations as a POST with content-type application/json',
+    'Only subscriptions are served as event streams; send queries and mutations over HTTP as a POST with content-type application/json',
 };
 
 /** Which HTTP subscription protocol an `Accept` header asks for, if any: the first one it lists. */

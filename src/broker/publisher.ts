@@ -118,7 +118,7 @@ export class ConfirmPublisher implements Publisher {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
     }
-    return this.publishOn(channel, messages);
+    return this.publishOn(channel, messages, signal);
   }
 
   /** Idempotent. Unconfirmed messages on the channel fail with "channel closed". */
@@ -134,6 +134,7 @@ export class ConfirmPublisher implements Publisher {
   private async publishOn(
     channel: ConfirmChannel,
     messages: readonly OutgoingMessage[],
+    signal?: AbortSignal,
   ): Promise<PublishOutcome[]> {
     const { exchange, confirmTimeoutMs } = this.options;
     const outcomes: Array<PublishOutcome | undefined> = new Array(messages.length);
@@ -156,6 +157,10 @@ export class ConfirmPublisher implements Publisher {
       failPending('channel_closed', 'channel closed before the broker confirmed');
     };
     channel.once('close', onClose);
+    // A stop does not wait for confirms a broker behind a dead link will never send: what is
+    // unconfirmed is handed back, due again, as for a closed channel.
+    const onAbort = () => failPending('channel_closed', 'stopped before the broker confirmed');
+    signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => {
       failPending('timeout', `no confirm within ${confirmTimeoutMs} ms`);
       // Late confirms on this channel can no longer be matched to a decision; start afresh.
@@ -195,6 +200,7 @@ export class ConfirmPublisher implements Publisher {
     }
     await done;
     clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
     channel.off('close', onClose);
     return outcomes as PublishOutcome[];
   }

@@ -1,6 +1,7 @@
 import type { SQLWrapper } from 'drizzle-orm';
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
 import mysql, { type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
+import { sleep } from '../support/sleep.js';
 import { StartupError } from '../support/startup-error.js';
 import { bindPool, type DatabaseBounds, DEFAULT_BOUNDS, poolOptions } from './bounds.js';
 import { sessionFor } from './dialect.js';
@@ -163,9 +164,23 @@ export function connectDatabase(
       await pingPool.query('SELECT 1');
     },
     async close() {
-      await Promise.all([pool.end(), transactionPool.end(), pingPool?.end()]);
+      // A server behind a dead link never answers the goodbye: do not wait for it.
+      const pools = [pool, transactionPool, pingPool].filter((p) => p !== undefined);
+      await Promise.race([Promise.all(pools.map((p) => p.end())), sleep(CLOSE_WAIT_MS)]);
+      for (const p of pools) destroyConnections(p);
     },
   };
+}
+
+/** How long close() waits for the server to see the connections off. */
+const CLOSE_WAIT_MS = 1_000;
+
+/** Destroys whatever connections a pool still has (their sockets, at once). */
+function destroyConnections(pool: mysql.Pool): void {
+  const core = pool.pool as unknown as { _allConnections?: { toArray?: () => unknown[] } };
+  for (const connection of core._allConnections?.toArray?.() ?? []) {
+    (connection as { stream?: { destroy(): void } }).stream?.destroy();
+  }
 }
 
 /** A Drizzle database over one pooled connection, made once per connection. */

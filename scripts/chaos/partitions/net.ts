@@ -18,7 +18,7 @@ export async function partitionSupport(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces and tc)';
   const probe = `${LINK_PREFIX}${process.pid.toString(16)}p`;
   try {
-    await ip('link', 'add', probe, 'type', 'dummy');
+    await ip('link', 'add', probe, 'type', 'veth', 'peer', 'name', `${probe}q`);
     await tc('qdisc', 'add', 'dev', probe, 'root', 'handle', '1:', 'htb', 'default', '10');
     await tc('class', 'add', 'dev', probe, 'parent', '1:', 'classid', '1:30', 'htb', 'rate', '10gbit');
     await tc('qdisc', 'add', 'dev', probe, 'parent', '1:30', 'handle', '30:', 'blackhole');
@@ -67,7 +67,7 @@ export function removeLeftovers(): string[] {
   };
   const list = (args: string[]) => {
     try {
-      return execFileSync('ip', args, { encoding: 'utf8' });
+      return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     } catch {
       return '';
     }
@@ -181,11 +181,11 @@ export class PartitionNet {
   destroyNow(): void {
     for (const ns of this.namespaces.splice(0)) {
       try {
-        execFileSync('ip', ['netns', 'del', ns.name]);
+        execFileSync('ip', ['netns', 'del', ns.name], { stdio: 'ignore' });
       } catch {}
     }
     try {
-      execFileSync('ip', ['link', 'del', this.bridge]);
+      execFileSync('ip', ['link', 'del', this.bridge], { stdio: 'ignore' });
     } catch {}
   }
 

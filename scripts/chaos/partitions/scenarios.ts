@@ -93,8 +93,14 @@ export async function play(stage: Stage, scenario: Scenario): Promise<ScenarioRe
   for (const m of targets) await net.heal(m.ns, scenario.links);
   const healAt = Date.now();
   say(`healed: ${scenario.label}`);
-  if (scenario.stopDuring) (targets[0] as Member).start();
   const recovery = await measureRecovery(stage, healAt, watched, before);
+  if (scenario.stopDuring) {
+    // Started again only now: a process starting takes the CPU the others recover with.
+    const member = targets[0] as Member;
+    member.start();
+    const limit = Date.now() + 120_000;
+    while (!(await member.healthy()) && Date.now() < limit && !signal.aborted) await delay(500, signal);
+  }
   const app = members.find((m) => m.role === 'app');
   return {
     scenario,

@@ -7,6 +7,7 @@ import { setMaxListeners } from 'node:events';
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ExchangeAudit } from './audit.js';
 import { Cleanup } from './cleanup.js';
 import { type Capabilities, probeCapabilities } from './client.js';
 import { type ChaosConfig, ChaosConfigError, loadChaosConfig } from './config.js';
@@ -15,6 +16,7 @@ import { HarnessDb } from './harness-db.js';
 import { checkFailedRequests, replayAcknowledged } from './idempotency.js';
 import { checkInvariants } from './invariants.js';
 import { Load } from './load.js';
+import { LockWaitSampler } from './lock-waits.js';
 import { PrivateMariaDb } from './mariadb.js';
 import { PortPool } from './ports.js';
 import { missingPrograms } from './prerequisites.js';
@@ -151,6 +153,17 @@ async function execute(
     `the service offers: subscription cursors ${capabilities.cursors ? 'yes' : 'NO'}, event sequence ${capabilities.sequence ? 'yes' : 'NO'}`,
   );
 
+  // Watch the exchange and InnoDB's lock waits for the whole run (durability invariants).
+  const audit = new ExchangeAudit(mq.url, 'outbox.events');
+  audit.start();
+  cleanup.add('exchange audit', () => audit.stop());
+  await Promise.race([audit.ready, delay(30_000, signal)]);
+  const lockDb = new HarnessDb(db.url());
+  cleanup.add('lock-wait sampler connection', () => lockDb.close());
+  const lockWaits = new LockWaitSampler(lockDb);
+  lockWaits.start();
+  cleanup.add('lock-wait sampler', () => lockWaits.stop());
+
   const subscribers = startSubscribers(apps, config.subscribersPerApp, capabilities);
   cleanup.add('subscribers', async () => {
     await Promise.all(subscribers.map((s) => s.stop()));
@@ -195,6 +208,8 @@ async function execute(
   });
   say(`${settled ? 'settled' : 'did NOT settle'} after ${seconds(Date.now() - settleStart)}`);
   await recovery.stop();
+  await lockWaits.stop();
+  await audit.stop();
 
   say('checking');
   const state = await harnessDb.with(readState);
@@ -218,6 +233,7 @@ async function execute(
     recoveryLimitMs: config.recoveryLimitSeconds * 1000,
     settled,
   });
+  rows.push(await harnessDb.with((c) => audit.check(c)), lockWaits.check());
 
   printSummary(config, load, subscribers, capabilities);
   printFaults(player, recovery);

@@ -231,6 +231,27 @@ describe('ids are exact', () => {
     expect(mails).toEqual(emails.map((c) => ({ customer_id: c.id, recipient: c.email })));
   });
 
+  it('refuses an id sent as a JSON number beyond 2^53, which JSON.parse has already rounded', async () => {
+    const body = `{"query":"query($id: ID!) { customer(id: $id) { id } }","variables":{"id":${second}}}`;
+    await expectRefused(
+      async () => {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+        });
+        expect(response.status).toBe(400);
+        const error = ((await response.json()) as { errors?: ErrorShape[] }).errors?.[0];
+        return { code: error?.extensions?.code, field: error?.extensions?.field, message: error?.message };
+      },
+      { code: 'BAD_USER_INPUT', field: 'id', message: /send ids as strings/ },
+    );
+    await expectRefused(
+      () => overWs('subscription($id: ID) { onCustomerEvent(customerId: $id) { eventId } }', { id: 2 ** 53 }),
+      { code: 'BAD_USER_INPUT', field: 'id' },
+    );
+  });
+
   const badIds: Array<[string, string]> = [
     ['2^64, beyond the column', BEYOND_COLUMN],
     ['21 digits', '1'.repeat(21)],

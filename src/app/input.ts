@@ -41,6 +41,41 @@ export function invalidStringError(
 }
 
 /**
+ * The first number among the variables that JSON cannot have carried exactly: an integer beyond
+ * ±(2^53 − 1). JSON.parse has already rounded it (`9007199254740993` arrives as
+ * 9007199254740992), and an `ID` variable takes it as the text of the rounded number: another
+ * customer's id. Nothing in the schema takes such a number (Int is 32-bit), so the request is
+ * refused rather than run on a value the client did not send; ids go as strings.
+ */
+export function inexactNumberPath(
+  value: unknown,
+  path: readonly string[] = [],
+  depth = 0,
+): string | undefined {
+  if (typeof value === 'number') {
+    return Number.isInteger(value) && !Number.isSafeInteger(value) ? path.join('.') : undefined;
+  }
+  if (value === null || typeof value !== 'object' || depth > MAX_WALK_DEPTH) return undefined;
+  for (const [key, child] of Object.entries(value)) {
+    const found = inexactNumberPath(child, [...path, key], depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** BAD_USER_INPUT naming the variable that holds an integer JSON cannot carry exactly. */
+export function inexactNumberError(
+  variables: Record<string, unknown> | null | undefined,
+): GraphQLError | undefined {
+  const field = inexactNumberPath(variables ?? {});
+  if (field === undefined) return undefined;
+  return new GraphQLError(
+    `Variable "$${field}" is a number beyond 2^53, which JSON does not carry exactly: send ids as strings`,
+    { extensions: { code: 'BAD_USER_INPUT', field, http: { status: 400 } } },
+  );
+}
+
+/**
  * Variables that do not fit their declared types (an object for an `ID`), as BAD_USER_INPUT.
  * Apollo does this over HTTP; graphql-ws leaves GraphQL's bare errors, which would otherwise
  * be masked as internal.

@@ -19,7 +19,7 @@ import {
 import type { Logger } from '../log.js';
 import type { AppContext } from './context.js';
 import { formatError } from './errors.js';
-import { invalidStringError, variableErrors } from './input.js';
+import { inexactNumberError, invalidStringError, variableErrors } from './input.js';
 import { costError, limitRules, type QueryLimits } from './limits.js';
 import { type OperationStream, streamOf } from './stream.js';
 
@@ -140,7 +140,7 @@ export class OperationPipeline {
     // variables of the declared shapes, never a 5,000-deep array where an Int was declared.
     const coercion = variableErrors(this.schema, operation, vars);
     if (coercion.length > 0) return coercion;
-    const badText = invalidStringError(vars);
+    const badText = invalidStringError(vars) ?? inexactNumberError(vars);
     if (badText) return [badText];
     const tooCostly = costError(this.schema, document, vars, operationName, this.options.limits.maxCost);
     if (tooCostly) return [tooCostly];

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_EVENT_IDS, parseEventIds } from '../../src/app/event-ids.js';
+import { inexactNumberPath } from '../../src/app/input.js';
 import { parseCustomerId } from '../../src/customers/service.js';
 import { BIGINT_UNSIGNED_MAX, insertedRowId, isRowId } from '../../src/db/ids.js';
 import { InvalidInputError } from '../../src/errors.js';
@@ -76,5 +77,19 @@ describe('event ids of the dead-event operations', () => {
   it(`refuses more than ${MAX_EVENT_IDS} ids`, () => {
     const error = refusal(() => parseEventIds(Array.from({ length: MAX_EVENT_IDS + 1 }, () => id)));
     expect(error.field).toBe('eventIds');
+  });
+});
+
+describe('numbers JSON cannot carry exactly', () => {
+  it('finds an integer beyond 2^53 anywhere in the variables, by its path', () => {
+    expect(inexactNumberPath({ id: 2 ** 53 })).toBe('id');
+    expect(inexactNumberPath({ input: { id: -(2 ** 60) } })).toBe('input.id');
+    expect(inexactNumberPath({ ids: ['1', 1e20] })).toBe('ids.1');
+  });
+
+  it('leaves safe integers, fractions and strings alone', () => {
+    expect(inexactNumberPath({ id: Number.MAX_SAFE_INTEGER, first: 20, f: 1.5, s: '9007199254740993' })).toBe(
+      undefined,
+    );
   });
 });

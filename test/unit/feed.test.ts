@@ -2,9 +2,12 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Database } from '../../src/db/client.js';
 import type { Logger } from '../../src/log.js';
 
-// The history in memory: the feed's logic (catch-up, switch to live, fan-out, slow subscribers)
-// without MariaDB. The queries themselves are covered by the integration tests.
-const history = vi.hoisted(() => ({ rows: [] as import('../../src/history/store.js').HistoryRow[] }));
+// The history in memory: the feed's logic (catch-up, switch to live, fan-out, slow subscribers,
+// holes) without MariaDB. The queries themselves are covered by the integration tests.
+const history = vi.hoisted(() => ({
+  rows: [] as import('../../src/history/store.js').HistoryRow[],
+  reads: 0,
+}));
 
 vi.mock('../../src/history/store.js', () => ({
   headPosition: async () => history.rows.at(-1)?.position ?? 0,
@@ -14,8 +17,9 @@ vi.mock('../../src/history/store.js', () => ({
     limit: number,
     filter?: import('../../src/history/store.js').HistoryFilter,
     through = Number.POSITIVE_INFINITY,
-  ) =>
-    history.rows
+  ) => {
+    history.reads++;
+    return history.rows
       .filter(
         (row) =>
           row.position > after &&
@@ -24,7 +28,8 @@ vi.mock('../../src/history/store.js', () => ({
             (row.aggregateType === filter.aggregateType &&
               (filter.aggregateId === undefined || row.aggregateId === filter.aggregateId))),
       )
-      .slice(0, limit),
+      .slice(0, limit);
+  },
 }));
 
 const { CursorAheadError, HistoryFeed } = await import('../../src/history/feed.js');
@@ -49,10 +54,12 @@ function commit(...aggregateIds: string[]): void {
 }
 
 const feeds: InstanceType<typeof HistoryFeed>[] = [];
-function startFeed(options: { pageSize?: number; bufferSize?: number } = {}) {
+function startFeed(options: { pageSize?: number; bufferSize?: number; holeTimeoutMs?: number } = {}) {
+  const log = { warn: vi.fn(), error: vi.fn() };
   const feed = new HistoryFeed({
     db: {} as Database,
-    log: { warn: vi.fn() } as unknown as Logger,
+    log: log as unknown as Logger,
+    holeTimeoutMs: options.holeTimeoutMs,
     // Long: the tests wake the reader, so a row reaches it only when a test says so.
     pollIntervalMs: 60_000,
     pageSize: options.pageSize ?? 3,
@@ -60,7 +67,7 @@ function startFeed(options: { pageSize?: number; bufferSize?: number } = {}) {
   });
   feeds.push(feed);
   feed.start();
-  return feed;
+  return Object.assign(feed, { log });
 }
 
 /** The positions of the next `count` rows, failing after a deadline rather than hanging. */
@@ -88,6 +95,7 @@ async function until(condition: () => boolean): Promise<void> {
 afterEach(async () => {
   await Promise.all(feeds.splice(0).map((feed) => feed.stop()));
   history.rows.length = 0;
+  history.reads = 0;
 });
 
 describe('HistoryFeed subscriptions', () => {
@@ -156,6 +164,38 @@ describe('HistoryFeed subscriptions', () => {
     await feed.stop();
     expect(await pending).toEqual({ done: true, value: undefined });
     await expect(feed.subscribe({ aggregateType: 'customer' }, 'now')).rejects.toThrow('stopped');
+  });
+
+  it('hold a row back while an earlier position is missing from the reads, live and catching up', async () => {
+    commit('1');
+    const feed = startFeed();
+    const live = await feed.subscribe({ aggregateType: 'customer' }, 'now');
+    const catchUp = await feed.subscribe({ aggregateType: 'customer' }, { after: 0 });
+    commit('1', '1', '1');
+    // Position 3 committed but not yet visible to the reads: what a torn read view shows.
+    const [third] = history.rows.splice(2, 1);
+    feed.wake();
+    await until(() => feed.position === 2);
+    const reads = history.reads;
+    await until(() => history.reads > reads + 3);
+    expect(feed.position).toBe(2);
+    history.rows.splice(2, 0, third as (typeof history.rows)[number]);
+    expect(await take(live, 3)).toEqual([2, 3, 4]);
+    expect(await take(catchUp, 4)).toEqual([1, 2, 3, 4]);
+    expect(feed.log.error).not.toHaveBeenCalled();
+  });
+
+  it('skip a position missing for longer than the hole timeout, with an error', async () => {
+    const feed = startFeed({ holeTimeoutMs: 50 });
+    const live = await feed.subscribe({ aggregateType: 'customer' }, 'now');
+    commit('1', '1', '1');
+    history.rows.splice(1, 1);
+    feed.wake();
+    expect(await take(live, 2)).toEqual([1, 3]);
+    expect(feed.log.error).toHaveBeenCalledWith(
+      expect.objectContaining({ from: 2, to: 2 }),
+      expect.any(String),
+    );
   });
 
   it('end when the client returns, and leave the fan-out', async () => {

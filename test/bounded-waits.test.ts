@@ -138,6 +138,8 @@ describe('/readyz with a dependency that hangs', () => {
       readinessHandler({ mysql: () => live.ping(), rabbitmq: () => silentBroker.answers() }),
     );
     app.get('/up', readinessHandler({ mysql: () => live.ping(), rabbitmq: () => broker.answers() }));
+    // A check that never settles (a round trip lost in a dead link) is down at the deadline.
+    app.get('/stuck', readinessHandler({ mysql: () => live.ping(), rabbitmq: () => new Promise(() => {}) }));
     const server = app.listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
@@ -156,6 +158,10 @@ describe('/readyz with a dependency that hangs', () => {
       const quiet = await probe('/silent-broker');
       expect(quiet.ms).toBeLessThan(2_000);
       expect(quiet.body.checks).toEqual({ mysql: 'up', rabbitmq: 'down' });
+      const stuck = await probe('/stuck');
+      expect(stuck.ms).toBeLessThan(2_000);
+      expect(stuck.status).toBe(503);
+      expect(stuck.body.checks).toEqual({ mysql: 'up', rabbitmq: 'down' });
     } finally {
       server.close();
       await Promise.all([broker.stop(), silentBroker.stop(), live.close(), silent.close()]);

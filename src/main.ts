@@ -15,6 +15,7 @@ import { loadConfigOrExit } from './config/index.js';
 import { createLogger, type Logger } from './log.js';
 import { startService } from './service.js';
 import { StartupError } from './support/startup-error.js';
+import { startTracing } from './telemetry/sdk.js';
 
 const config = loadConfigOrExit(process.argv.slice(2));
 
@@ -53,6 +54,7 @@ async function hintIfBrokerAway(amqpUrl: string, log: Logger): Promise<void> {
 
 async function main(): Promise<void> {
   void hintIfBrokerAway(config.amqpUrl, log);
+  const stopTracing = await startTracing(config.tracing, log);
   const service = await startService(config, log);
   const shutdown = (signal: NodeJS.Signals) => {
     if (shutdownAt !== undefined) {
@@ -67,16 +69,19 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownTimeoutMs);
     deadline.unref();
-    service.stop().then(
-      () => {
-        log.info('stopped');
-        process.exit(0);
-      },
-      (error: unknown) => {
-        log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    service
+      .stop()
+      .then(stopTracing)
+      .then(
+        () => {
+          log.info('stopped');
+          process.exit(0);
+        },
+        (error: unknown) => {
+          log.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);

@@ -22,6 +22,7 @@ import { formatError } from './errors.js';
 import { inexactNumberError, invalidStringError, variableErrors } from './input.js';
 import { costError, limitRules, type QueryLimits } from './limits.js';
 import { type OperationStream, streamOf } from './stream.js';
+import { traceOperation, traceRefusal } from './tracing.js';
 
 export type { OperationStream } from './stream.js';
 export { OperationFailure } from './stream.js';
@@ -160,9 +161,16 @@ export class OperationPipeline {
     context: () => AppContext | Promise<AppContext>,
   ): Promise<OperationOutcome> {
     const prepared = this.prepare(request, transport);
-    if (!('kind' in prepared)) return this.answer('refused', { errors: prepared });
+    if (!('kind' in prepared)) {
+      traceRefusal(prepared);
+      return this.answer('refused', { errors: prepared });
+    }
+    if (prepared.kind !== 'subscription') {
+      return traceOperation(prepared, await context(), async (traced) =>
+        this.answer('result', await execute(this.argsOf(prepared, traced))),
+      );
+    }
     const args = this.argsOf(prepared, await context());
-    if (prepared.kind !== 'subscription') return this.answer('result', await execute(args));
     const stream = await this.subscribe(args);
     if (!(Symbol.asyncIterator in stream)) return this.answer('result', stream);
     return {

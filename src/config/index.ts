@@ -15,6 +15,12 @@ export type { Role } from './roles.js';
 export interface Config {
   readonly env: 'development' | 'production' | 'test';
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /**
+   * Traces over OTLP: on when the standard variables ask for them (OTEL_TRACES_EXPORTER other
+   * than none, or an OTLP endpoint), off when OTEL_SDK_DISABLED=true. The SDK reads the rest of
+   * the OTEL_* variables itself.
+   */
+  readonly tracing: boolean;
   readonly roles: readonly Role[];
   readonly host: string;
   readonly port: number;
@@ -194,6 +200,10 @@ const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ROLES: z.string().default('app,relay,worker'),
+  OTEL_SDK_DISABLED: z.string().optional(),
+  OTEL_TRACES_EXPORTER: z.string().optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().optional(),
   HOST: z.string().min(1).default('0.0.0.0'),
   PORT: int(0, 65535).default(4000),
   DATABASE_URL: url(['mysql:']).default('mysql://root@127.0.0.1:3306/outbox'),
@@ -258,6 +268,18 @@ export type Env = Readonly<Record<string, string | undefined>>;
  * Parses the environment (and the roles given on the command line, which win over `ROLES`).
  * Throws a ConfigError that names every bad variable and says what is wrong with it.
  */
+function tracingWanted(e: {
+  OTEL_SDK_DISABLED?: string;
+  OTEL_TRACES_EXPORTER?: string;
+  OTEL_EXPORTER_OTLP_ENDPOINT?: string;
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?: string;
+}): boolean {
+  if (e.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') return false;
+  const exporters = e.OTEL_TRACES_EXPORTER?.trim().toLowerCase();
+  if (exporters !== undefined && exporters !== '') return exporters !== 'none';
+  return Boolean(e.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim());
+}
+
 export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   // An empty variable means "not set", as in most shells' `VAR= cmd`.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -317,6 +339,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   return deepFreeze({
     env: e.NODE_ENV,
     logLevel: e.LOG_LEVEL,
+    tracing: tracingWanted(e),
     roles,
     host: e.HOST,
     port: e.PORT,

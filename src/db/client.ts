@@ -3,6 +3,7 @@ import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
 import mysql, { type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
 import { sleep } from '../support/sleep.js';
 import { StartupError } from '../support/startup-error.js';
+import { traceTransaction } from '../telemetry/database.js';
 import { bindPool, type DatabaseBounds, DEFAULT_BOUNDS, poolOptions } from './bounds.js';
 import { sessionFor } from './dialect.js';
 import { BoundStatement, constantStatement, dialect } from './prepared.js';
@@ -442,7 +443,15 @@ export async function commitWith(
  *
  * A database not made by connectDatabase (a test's own) falls back to Drizzle's transaction.
  */
-export async function transaction<T>(
+export function transaction<T>(
+  db: Database,
+  body: (tx: Transaction) => Promise<T>,
+  config?: TransactionConfig,
+): Promise<T> {
+  return traceTransaction(() => transactionNow(db, body, config));
+}
+
+async function transactionNow<T>(
   db: Database,
   body: (tx: Transaction) => Promise<T>,
   config?: TransactionConfig,

@@ -12,6 +12,7 @@ import { markFailed, markPublished, releaseLeases, releaseStranded } from '../ou
 import { Loop } from '../support/loop.js';
 import { backoffDelay, sleep } from '../support/sleep.js';
 import { toMessage } from './message.js';
+import { tracePublish } from './tracing.js';
 
 export interface RelayOptions {
   readonly db: Database;
@@ -24,6 +25,8 @@ export interface RelayOptions {
   readonly pollIntervalMs: number;
   readonly leaseMs: number;
   readonly retry: RetryPolicy;
+  /** The exchange published to, for the publish span (messaging.destination.name). */
+  readonly exchange?: string;
   /** Lease owner name; defaults to host:pid:random. */
   readonly owner?: string;
   /**
@@ -229,9 +232,8 @@ export class Relay implements Handoff {
     failed: Map<string, number[]>;
     handBack: number[];
   }> {
-    const outcomes = await this.options.publisher.publishAll(
-      batch.map(toMessage),
-      this.stopController.signal,
+    const outcomes = await tracePublish(this.options.exchange ?? '', batch, () =>
+      this.options.publisher.publishAll(batch.map(toMessage), this.stopController.signal),
     );
     const published: ClaimedEvent[] = [];
     const handBack: number[] = [];

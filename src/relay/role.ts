@@ -34,6 +34,7 @@ export function startRelayRole(
     metrics,
     owner: instance,
     durabilityBarrier: barrier,
+    exchange: topology.exchange,
     batchSize: config.relay.batchSize,
     lanes: config.relay.lanes,
     pollIntervalMs: config.relay.pollIntervalMs,

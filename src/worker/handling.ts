@@ -13,6 +13,7 @@ import type { StoredEvent } from '../outbox/handler.js';
 import type { AppendedEvent } from '../outbox/rows.js';
 import { countPredecessors, findEvents } from '../outbox/stored.js';
 import type { OutboxWriter } from '../outbox/writer.js';
+import { traceHistoryWrite } from '../telemetry/database.js';
 import type { AnyHandler, Delivery } from './pipeline.js';
 import { verifiedEvent } from './policies/verify.js';
 import {
@@ -101,7 +102,7 @@ export function handleGroup(
       rows.push(result.row);
     }
     // Last, right before the commit: the counter's lock orders commits (history/store.ts).
-    const history = await appendHistoryAndCommit(tx, rows);
+    const history = await traceHistoryWrite(rows.length, () => appendHistoryAndCommit(tx, rows));
     handled.forEach(({ index, appended }, i) => {
       decisions[index] = { kind: 'handled', appended, history: [history[i] as HistoryRow] };
     });

@@ -18,6 +18,7 @@ import { orderWait } from './policies/order-wait.js';
 import { park } from './policies/park.js';
 import { parkRedelivered } from './policies/redelivery.js';
 import { attemptsSoFar, retry } from './policies/retry.js';
+import { traceConsume } from './tracing.js';
 
 export interface WorkerOptions {
   readonly db: Database;
@@ -107,8 +108,9 @@ export class Worker {
       const { consumerTag } = await channel.consume(
         topology.workerQueue,
         (message) => {
-          if (message) this.track(this.settle(channel, message));
-          else ChannelSession.cancelled(channel, log, 'worker');
+          if (message) {
+            this.track(traceConsume(topology.workerQueue, message, () => this.settle(channel, message)));
+          } else ChannelSession.cancelled(channel, log, 'worker');
         },
         { noAck: false },
       );

@@ -1,6 +1,7 @@
 import type { Logger } from '../../log.js';
 import { type Metrics, secondsSince } from '../../metrics/index.js';
 import type { Policy } from '../pipeline.js';
+import { traceOutcome } from '../tracing.js';
 
 /**
  * Outermost: counts every delivery by its outcome in worker_messages_total, `requeued` when
@@ -15,6 +16,7 @@ export const countOutcomes =
     try {
       const outcome = await next(delivery);
       metrics.workerHandled.inc({ outcome });
+      traceOutcome(outcome);
       const now = Date.now();
       for (const row of delivery.history ?? [])
         metrics.handleLatency.observe(secondsSince(row.occurredAt, now));
@@ -29,6 +31,7 @@ export const countOutcomes =
       return outcome;
     } catch (error) {
       metrics.workerHandled.inc({ outcome: 'requeued' });
+      traceOutcome('requeued', error instanceof Error ? error.message : String(error));
       throw error;
     }
   };

@@ -5,6 +5,7 @@ import { type CopySender, errorText } from '../copies.js';
 import { PARKED_AT_HEADER } from '../dead-letters.js';
 import type { Policy } from '../pipeline.js';
 import { passParked } from '../store.js';
+import { traceParked } from '../tracing.js';
 import { AttemptsExhausted } from './retry.js';
 
 export interface ParkOptions {
@@ -43,6 +44,7 @@ export const park =
         },
         'message parked in the dead-letter queue',
       );
+      traceParked(errorText(reason));
       await copies.send(deadLetterQueue, delivery.message, {
         attempts: delivery.attempts,
         reason,

@@ -1,0 +1,48 @@
+import {
+  type Context,
+  context,
+  type Link,
+  propagation,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
+
+export type { Context, Link, Span };
+export { context, SpanKind, SpanStatusCode, trace };
+
+/** The service's tracer: the API's no-op until telemetry/sdk.ts registers a provider. */
+export const tracer = trace.getTracer('graphql-outbox');
+
+const getter = {
+  keys: (carrier: Record<string, unknown>) => Object.keys(carrier),
+  get: (carrier: Record<string, unknown>, key: string) => {
+    const value = carrier[key];
+    return typeof value === 'string' ? value : undefined;
+  },
+};
+
+/** The trace context carried in event or message headers (W3C traceparent), or none. */
+export function contextFrom(headers: Record<string, unknown> | undefined): Context {
+  return headers ? propagation.extract(context.active(), headers, getter) : context.active();
+}
+
+/** A link to the span whose context `headers` carry, when they carry one. */
+export function linkFrom(headers: Record<string, unknown> | undefined): Link | undefined {
+  const spanContext = trace.getSpanContext(contextFrom(headers));
+  return spanContext ? { context: spanContext } : undefined;
+}
+
+/** The active span's context as headers to store with an event (traceparent, tracestate). */
+export function currentTraceHeaders(): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier;
+}
+
+/** Ends `span` with an error status and the reason, as the semantic conventions ask. */
+export function failSpan(span: Span, reason: string, type = 'error'): void {
+  span.setStatus({ code: SpanStatusCode.ERROR, message: reason });
+  span.setAttribute('error.type', type);
+}

@@ -1,0 +1,52 @@
+import type { ConsumeMessage } from 'amqplib';
+import { contextFrom, failSpan, SpanKind, trace, tracer } from '../telemetry/tracer.js';
+
+/**
+ * The worker's handling of one message: a CONSUMER span (semantic conventions for messaging:
+ * "process {queue}") continuing the context the message carries (the span that created the
+ * event), so one create's trace holds the GraphQL operation, its transaction and the handling
+ * with its transaction and history write. Log lines written inside carry its ids.
+ */
+export function traceConsume(
+  queue: string,
+  message: ConsumeMessage,
+  run: () => Promise<void>,
+): Promise<void> {
+  const { properties, fields } = message;
+  const parent = contextFrom(properties.headers);
+  return tracer.startActiveSpan(
+    `process ${queue}`,
+    {
+      kind: SpanKind.CONSUMER,
+      attributes: {
+        'messaging.system': 'rabbitmq',
+        'messaging.operation.type': 'process',
+        'messaging.destination.name': queue,
+        'messaging.rabbitmq.destination.routing_key': fields.routingKey,
+        'messaging.message.id': String(properties.messageId ?? ''),
+      },
+    },
+    parent,
+    async (span) => {
+      try {
+        await run();
+      } finally {
+        span.end();
+      }
+    },
+  );
+}
+
+/** The outcome on the handling span; one that could not be settled is an error. */
+export function traceOutcome(outcome: string, reason?: string): void {
+  const span = trace.getActiveSpan();
+  if (!span?.isRecording()) return;
+  span.setAttribute('outbox.worker.outcome', outcome);
+  if (outcome === 'requeued') failSpan(span, reason ?? outcome, outcome);
+}
+
+/** A parked message ends its handling span with an error status and the reason. */
+export function traceParked(reason: string): void {
+  const span = trace.getActiveSpan();
+  if (span?.isRecording()) failSpan(span, reason, 'parked');
+}

@@ -1,0 +1,123 @@
+import { Writable } from 'node:stream';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../src/log.js';
+import { type RunningService, startService } from '../src/service.js';
+import { tracer } from '../src/telemetry/tracer.js';
+import { CREATE_CUSTOMER } from './support/customers.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { graphql, stopAndClean, testConfig, testLogger, uniqueSuffix } from './support/service.js';
+import { waitFor } from './support/wait.js';
+
+/**
+ * One create's trace across the app, the relay and the worker, with the SDK's in-memory
+ * exporter in place of OTLP: the GraphQL span continues the client's traceparent, its
+ * transaction is its child, the relay's PRODUCER span links to it (the context stored with the
+ * event), the worker's CONSUMER span continues it from the AMQP headers, with the history write
+ * inside; a refused request's span has an error status; log lines inside a span carry its ids.
+ */
+
+const exporter = new InMemorySpanExporter();
+const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+let db: TestDatabase;
+let service: RunningService;
+let url: string;
+
+beforeAll(async () => {
+  provider.register();
+  db = await createTestDatabase('tracing');
+  service = await startService(testConfig(db.url, { ROLES: 'app,relay,worker' }), testLogger());
+  url = service.app?.url as string;
+});
+
+afterAll(async () => {
+  await stopAndClean(service);
+  await db?.drop();
+  await provider.shutdown();
+});
+
+const spans = () => exporter.getFinishedSpans();
+const parentOf = (span: ReadableSpan) => span.parentSpanContext?.spanId;
+
+describe('OpenTelemetry traces', () => {
+  it("one create's trace spans the GraphQL operation, its transaction, the relay's publish and the worker's handling", async () => {
+    const clientTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const clientSpan = '00f067aa0ba902b7';
+    const response = await graphql<{ createCustomer: { eventId: string } }>(
+      url,
+      CREATE_CUSTOMER,
+      { input: { email: `traced.${uniqueSuffix()}@example.com`, name: 'Traced' } },
+      { traceparent: `00-${clientTrace}-${clientSpan}-01` },
+    );
+    expect(response.errors).toBeUndefined();
+    const eventId = response.data?.createCustomer.eventId as string;
+
+    const operation = await waitFor('the GraphQL span', () =>
+      spans().find((s) => s.name === 'mutation Create' && s.spanContext().traceId === clientTrace),
+    );
+    expect(operation.kind).toBe(SpanKind.SERVER);
+    expect(parentOf(operation)).toBe(clientSpan);
+    expect(operation.attributes['graphql.operation.type']).toBe('mutation');
+    const own = operation.spanContext().spanId;
+    expect(spans().some((s) => s.name === 'transaction' && parentOf(s) === own)).toBe(true);
+
+    const consumer = await waitFor('the worker span', () =>
+      spans().find((s) => s.kind === SpanKind.CONSUMER && s.attributes['messaging.message.id'] === eventId),
+    );
+    expect(consumer.spanContext().traceId).toBe(clientTrace);
+    expect(parentOf(consumer)).toBe(own);
+    expect(consumer.attributes['messaging.system']).toBe('rabbitmq');
+    expect(consumer.attributes['outbox.worker.outcome']).toBe('handled');
+    const inConsumer = (s: ReadableSpan): boolean => {
+      if (s.spanContext().spanId === consumer.spanContext().spanId) return true;
+      const parent = spans().find((p) => p.spanContext().spanId === parentOf(s));
+      return parent !== undefined && inConsumer(parent);
+    };
+    await waitFor('the history write inside the handling', () =>
+      spans().some((s) => s.name === 'INSERT handled_events' && inConsumer(s)),
+    );
+
+    const producer = spans().find(
+      (s) => s.kind === SpanKind.PRODUCER && s.links.some((l) => l.context.spanId === own),
+    );
+    expect(producer?.name).toBe(`send ${service.topology.exchange}`);
+    expect(parentOf(producer as ReadableSpan)).toBeUndefined();
+    expect(producer?.attributes['messaging.system']).toBe('rabbitmq');
+  });
+
+  it('a refused request ends its span with an error status and the reason', async () => {
+    const response = await graphql(url, '{ nope }');
+    expect(response.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    const refused = await waitFor('the refusal span', () =>
+      spans().find(
+        (s) => s.name === 'GraphQL operation refused' && String(s.status.message).includes('nope'),
+      ),
+    );
+    expect(refused.status.code).toBe(SpanStatusCode.ERROR);
+  });
+
+  it('log lines written inside a span carry trace_id and span_id', () => {
+    const lines: string[] = [];
+    const log = createLogger(
+      'info',
+      {},
+      new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      }),
+    );
+    log.info('outside');
+    const ids = tracer.startActiveSpan('a span', (span) => {
+      log.info('inside');
+      span.end();
+      return span.spanContext();
+    });
+    const [outside, inside] = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(outside?.trace_id).toBeUndefined();
+    expect(inside).toMatchObject({ trace_id: ids.traceId, span_id: ids.spanId });
+  });
+});

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Transaction, transaction } from '../src/db/client.js';
+import { type Executor, transaction } from '../src/db/client.js';
 import { InvalidInputError } from '../src/errors.js';
 import { decodeHistoryCursor, encodeHistoryCursor } from '../src/history/cursor.js';
 import { appendHistoryAndCommit, headPosition, readHistory } from '../src/history/store.js';
@@ -43,7 +43,7 @@ async function positionsOf(eventIds: string[]): Promise<Map<string, number>> {
   return new Map(rows.map((r) => [r.event_id, Number(r.position)]));
 }
 
-async function connectionId(tx: Transaction): Promise<number> {
+async function connectionId(tx: Executor): Promise<number> {
   const [rows] = (await tx.execute(sql`SELECT CONNECTION_ID() AS id`)) as unknown as [Array<{ id: number }>];
   return Number(rows[0]?.id);
 }

@@ -227,8 +227,7 @@ describe('worker: idempotent receiver', () => {
   });
 
   it('a stored CustomerCreated whose customer row is gone is parked with the reason, and nothing of it is written', async () => {
-    // The welcome e-mail's INSERT goes with the COMMIT; with no customer row it fails there, and
-    // the message is handled again statement by statement, where the handler parks it.
+    // The welcome e-mail reads the customer's row and finds none: a PermanentFailure.
     const { handler, calls } = flakyHandler('welcome-email', 0);
     const { service, url, exchange, deadQueue } = await start(
       { ROLES: 'app,worker' },
@@ -250,8 +249,8 @@ describe('worker: idempotent receiver', () => {
       `PermanentFailure: CustomerCreated for unknown customer ${customer.customerId}`,
     );
     expect(await outcomes(service)).toEqual({ parked: 1 });
-    // Once with its INSERT deferred to the COMMIT, once with every statement in its turn.
-    expect(calls).toHaveLength(2);
+    // Parked at its first attempt, never retried.
+    expect(calls).toHaveLength(1);
     expect(await inboxRows(customer.eventId)).toBe(0);
     expect(await welcomeEmails(customer.customerId)).toBe(0);
     expect(await historyRows(customer.customerId)).toBe(0);

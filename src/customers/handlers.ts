@@ -1,6 +1,5 @@
-import { eq, sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { Transaction } from '../db/client.js';
-import { MysqlErrno, mysqlErrno } from '../db/errors.js';
 import { customers, emailChangeNotices, welcomeEmails } from '../db/schema.js';
 import { type Handler, type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
 import {
@@ -42,33 +41,16 @@ async function customerOf(tx: Transaction, event: StoredEvent<{ customerId: stri
 export const welcomeEmail: Handler<CustomerCreatedPayload> = {
   name: 'welcome-email',
   payload: customerCreatedPayload,
-  async handle(_tx, event, { handledAt, write }) {
-    checkAggregate(event);
-    // Recipient and name read from the row by the statement itself, so it can go with the
-    // COMMIT (helpers.write): a customer of another database reads NULL, which the NOT NULL
-    // columns refuse (a one-row INSERT … VALUES fails on NULL in any sql_mode), and the event is
-    // parked.
-    const w = welcomeEmails;
-    const id = BigInt(event.aggregateId);
-    const ofCustomer = (column: typeof customers.email | typeof customers.name | typeof customers.id) =>
-      sql`(SELECT ${column} FROM ${customers} WHERE ${customers.id} = ${id})`;
-    try {
-      await write(sql`
-        INSERT INTO ${w} (${sql.identifier(w.customerId.name)}, ${sql.identifier(w.eventId.name)},
-          ${sql.identifier(w.recipient.name)}, ${sql.identifier(w.subject.name)}, ${sql.identifier(w.body.name)},
-          ${sql.identifier(w.sentAt.name)})
-        VALUES (${ofCustomer(customers.id)}, ${event.eventId}, ${ofCustomer(customers.email)},
-          CONCAT('Welcome, ', ${ofCustomer(customers.name)}, '!'),
-          CONCAT('Hello ', ${ofCustomer(customers.name)}, ',\n\nthank you for signing up. Your account is ready.\n'),
-          ${handledAt})`);
-    } catch (error) {
-      if (mysqlErrno(error) === MysqlErrno.BAD_NULL) {
-        throw new PermanentFailure(`${event.type} for unknown customer ${event.aggregateId}`, {
-          cause: error,
-        });
-      }
-      throw error;
-    }
+  async handle(tx, event, { handledAt }) {
+    const customer = await customerOf(tx, event);
+    await tx.insert(welcomeEmails).values({
+      customerId: customer.id,
+      eventId: event.eventId,
+      recipient: customer.email,
+      subject: `Welcome, ${customer.name}!`,
+      body: `Hello ${customer.name},\n\nthank you for signing up. Your account is ready.\n`,
+      sentAt: handledAt,
+    });
   },
 };
 

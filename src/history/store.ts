@@ -52,7 +52,7 @@ const POSITIONS_ROW = 1;
  * the rows and the COMMIT go to the server as one multi-statement query (commitWith).
  */
 export async function appendHistoryAndCommit(
-  tx: Transaction,
+  tx: Executor,
   rows: readonly NewHistoryRow[],
 ): Promise<HistoryRow[]> {
   if (rows.length === 0) return [];

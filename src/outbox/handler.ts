@@ -1,4 +1,3 @@
-import type { SQL } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { Transaction } from '../db/client.js';
 import type { NewEvent } from './event.js';
@@ -12,16 +11,6 @@ export interface HandlerHelpers {
   readonly handledAt: Date;
   /** Appends a follow-up event in the handling transaction; it moves after the commit. */
   append(event: NewEvent): Promise<void>;
-  /**
-   * Runs a write whose result the handler does not need (its effect, say) in the handling
-   * transaction, as late as the worker can: usually with the COMMIT, in the same round trip. A
-   * write that fails there fails the transaction, and the worker handles the message again with
-   * every statement run at once, where the write throws to the handler as `tx.execute` would.
-   * So a write that must fail when it finds nothing to do says so in SQL (an error of the
-   * statement), not by its affected rows; and nothing in the transaction sees its rows before
-   * the commit: a write something later reads back goes through `tx.execute`.
-   */
-  write(statement: SQL): Promise<void>;
 }
 
 /**
@@ -31,7 +20,8 @@ export interface HandlerHelpers {
  * handler imports nothing of the engine that will run it.
  * `handle` runs inside the worker's transaction, the same one that records the inbox row, the
  * aggregate's progress and the history row, so the effect and "handled" commit together or
- * not at all.
+ * not at all. `tx` is used as a Drizzle database while `handle` runs; once the transaction has
+ * ended it refuses every call.
  */
 export interface Handler<P = unknown> {
   /** Recorded in the history, e.g. `welcome-email`. */

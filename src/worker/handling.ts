@@ -1,11 +1,9 @@
 import {
   type Database,
   defersWrites,
-  execute,
   flushDeferredWrites,
   type Transaction,
   transaction,
-  writeAtCommit,
 } from '../db/client.js';
 import { appendHistoryAndCommit, type HistoryRow, type NewHistoryRow } from '../history/store.js';
 import type { EventEnvelope } from '../outbox/event.js';
@@ -67,9 +65,8 @@ export interface HandlingOptions {
  *   3. the inbox row, the handler, the progress;
  * and, last, the group's history rows with the COMMIT (history/store.ts explains why last).
  *
- * `deferred`: an aggregate's first event records its progress and inbox rows, and handlers
- * their `write`s, with the COMMIT, so the usual message costs two round trips: the read of
- * step 1 and the COMMIT. Any other step first sends what was deferred, since it reads the
+ * `deferred`: an aggregate's first event records its progress and inbox rows with the COMMIT,
+ * so they cost no round trip of their own. Any other step first sends what was deferred, since it reads the
  * progress rows those writes make. A failure among deferred writes stops the COMMIT; the
  * caller then handles each message again without deferring (group-commit.ts).
  */
@@ -186,10 +183,6 @@ async function handleOne(
     handledAt,
     append: async (next) => {
       appended.push(await context.writer.append(tx, next));
-    },
-    write: async (statement) => {
-      if (deferred) await writeAtCommit(tx, statement);
-      else await execute(tx, statement);
     },
   });
   const key = {

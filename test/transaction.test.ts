@@ -1,0 +1,96 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  commitWith,
+  connectDatabase,
+  type DatabaseHandle,
+  execute,
+  type Transaction,
+  TransactionEndedError,
+  transaction,
+  writeAtCommit,
+} from '../src/db/client.js';
+import { customers } from '../src/db/schema.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+
+let db: TestDatabase;
+/** One connection for transactions: the next transaction runs on the kept one's connection. */
+let single: DatabaseHandle;
+
+beforeAll(async () => {
+  db = await createTestDatabase('transaction');
+  single = connectDatabase(db.url, 1);
+});
+
+afterAll(async () => {
+  await single?.close();
+  await db?.drop();
+});
+
+const customer = (name: string) => ({
+  email: `${name}@example.com`,
+  emailNormalized: `${name}@example.com`,
+  name,
+  createdAt: new Date(),
+});
+const names = async () =>
+  (await db.query<{ name: string }>('SELECT name FROM customers ORDER BY id')).map((r) => r.name);
+const connectionId = async (tx: Transaction) =>
+  Number(
+    ((await tx.execute(sql`SELECT CONNECTION_ID() AS id`)) as unknown as [Array<{ id: number }>])[0][0]?.id,
+  );
+
+describe('a transaction used after it ended', () => {
+  it('refuses every call with TransactionEndedError and sends nothing into the next transaction on its connection', async () => {
+    let kept!: Transaction;
+    let builtBefore!: PromiseLike<unknown>;
+    const firstConnection = await transaction(single.db, async (tx) => {
+      kept = tx;
+      await tx.insert(customers).values(customer('inside'));
+      // Built inside, sent after: as an un-awaited call in a handler would be.
+      builtBefore = tx.insert(customers).values(customer('built-inside-sent-after'));
+      return connectionId(tx);
+    });
+
+    await transaction(single.db, async (next) => {
+      // The same pooled connection, now inside another transaction, which commits below.
+      expect(await connectionId(next)).toBe(firstConnection);
+      expect(() => kept.insert(customers)).toThrow(TransactionEndedError);
+      expect(() => kept.select()).toThrow(TransactionEndedError);
+      // Drizzle wraps what the connection threw in its own error.
+      await expect(Promise.resolve(builtBefore)).rejects.toMatchObject({
+        cause: expect.any(TransactionEndedError),
+      });
+      await expect(execute(kept, sql`DELETE FROM customers`)).rejects.toThrow(TransactionEndedError);
+      await expect(writeAtCommit(kept, sql`DELETE FROM customers`)).rejects.toThrow(TransactionEndedError);
+      await expect(commitWith(kept, [sql`DELETE FROM customers`])).rejects.toThrow(TransactionEndedError);
+      await next.insert(customers).values(customer('next'));
+    });
+
+    expect(await names()).toEqual(['inside', 'next']);
+  });
+
+  it('a transaction that rolled back refuses calls too', async () => {
+    let kept!: Transaction;
+    await expect(
+      transaction(single.db, async (tx) => {
+        kept = tx;
+        throw new Error('body fails');
+      }),
+    ).rejects.toThrow('body fails');
+    expect(() => kept.update(customers)).toThrow(
+      /this transaction has ended: a statement sent now would run outside it/,
+    );
+  });
+
+  it('a transaction of Drizzle’s own (a database not made by connectDatabase) refuses calls once it ended', async () => {
+    const { drizzle } = await import('drizzle-orm/mysql2');
+    const own = drizzle(db.pool, { mode: 'default' }) as unknown as Parameters<typeof transaction>[0];
+    let kept!: Transaction;
+    await transaction(own, async (tx) => {
+      kept = tx;
+      await tx.select({ n: sql`1` }).from(customers);
+    });
+    expect(() => kept.delete(customers)).toThrow(TransactionEndedError);
+  });
+});

@@ -24,6 +24,7 @@ import { type RelayRole, startRelayRole } from './relay/role.js';
 import { Pruner } from './retention/pruner.js';
 import type { RoleDeps } from './roles.js';
 import { backoffDelay, sleep } from './support/sleep.js';
+import { pruneAttempts } from './worker/attempts.js';
 import { startWorkerRole, type WorkerRole } from './worker/role.js';
 import { pruneInbox } from './worker/store.js';
 import type { Worker } from './worker/worker.js';
@@ -223,6 +224,11 @@ export async function startService(
             table: 'inbox',
             prune: (n) =>
               transaction(db, (tx) => pruneInbox(tx, retention.inboxMs, n), RETENTION_TRANSACTION),
+          },
+          {
+            table: 'worker_attempts',
+            prune: (n) =>
+              transaction(db, (tx) => pruneAttempts(tx, retention.inboxMs, n), RETENTION_TRANSACTION),
           },
           {
             table: 'idempotency_keys',

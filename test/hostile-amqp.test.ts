@@ -1,11 +1,15 @@
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
 import type { ConsumeMessage, GetMessage, Options } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { customers, outbox } from '../src/db/schema.js';
 import { type RunningService, startService } from '../src/service.js';
 import { connectTestBroker, type TestBroker } from './support/amqp.js';
 import { brokerObjectsOf, deleteBrokerObjects } from './support/broker.js';
 import { type CreatedCustomer, createCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { TEST_AMQP_URL } from './support/env.js';
 import { graphql, testConfig, testLogger } from './support/service.js';
 import { waitFor } from './support/wait.js';
 
@@ -375,5 +379,165 @@ describe('hostile AMQP messages: parked with a reason, nothing written', () => {
     });
     expect(await outcomes()).toEqual({ handled: 4, parked: CASES.length });
     expect(await broker.messageCount(workerQueue)).toBe(0);
+  });
+});
+
+/**
+ * Publishes a message whose header table nests `depth` levels, from a plain Node process: a test
+ * worker's smaller stack cannot even encode it.
+ */
+async function publishDeepHeaders(queue: string, depth: number, body: string): Promise<void> {
+  const script = `
+    const amqp = require(require.resolve('amqplib', { paths: [process.cwd()] }));
+    (async () => {
+      let headers = { leaf: 1 };
+      for (let i = 0; i < ${depth}; i++) headers = { n: headers };
+      const connection = await amqp.connect(process.argv[1]);
+      const channel = await connection.createConfirmChannel();
+      channel.sendToQueue(process.argv[2], Buffer.from(process.argv[3]), { persistent: true, headers });
+      await channel.waitForConfirms();
+      await connection.close();
+    })().catch((error) => { console.error(error); process.exit(1); });`;
+  // A larger stack than Node's default, for amqplib's recursive encoder (the OS stack is 8 MB).
+  await promisify(execFile)(process.execPath, [
+    '--stack-size=6000',
+    '-e',
+    script,
+    TEST_AMQP_URL,
+    queue,
+    body,
+  ]);
+}
+
+/**
+ * Messages no case above can reach with a small WORKER_MAX_MESSAGE_BYTES: a service of its own,
+ * with the defaults. Each must be set aside without holding up the real events behind it.
+ */
+describe('hostile AMQP messages that would stall the worker or suppress a real event', () => {
+  let hdb: TestDatabase;
+  let hostile: RunningService;
+  let hurl: string;
+
+  beforeAll(async () => {
+    hdb = await createTestDatabase('hostile_amqp_stall');
+    hostile = await startService(testConfig(hdb.url, { ROLES: 'app,relay,worker' }), testLogger());
+    hurl = hostile.app?.url as string;
+    await waitFor(
+      'the worker to consume',
+      async () => (await broker.consumerCount(hostile.topology.workerQueue)) > 0,
+    );
+  });
+
+  afterAll(async () => {
+    await hostile?.stop();
+    await hdb?.drop();
+    if (hostile)
+      await deleteBrokerObjects(brokerObjectsOf(hostile.topology.exchange, hostile.topology.workerQueue));
+  });
+
+  const hcount = async (sql: string, params: unknown[] = []) =>
+    Number((await hdb.query<{ n: number | string }>(sql, params))[0]?.n);
+  const houtcomes = async () => {
+    const { values } = await hostile.metrics.workerHandled.get();
+    return Object.fromEntries(values.map((v) => [String(v.labels.outcome), v.value]));
+  };
+  const ready = async () => (await fetch(new URL('/readyz', hurl))).status;
+  const handledFor = async (customerId: string) => ({
+    emails: await hcount('SELECT COUNT(*) AS n FROM welcome_emails WHERE customer_id = ?', [customerId]),
+    history: await hcount(
+      "SELECT COUNT(*) AS n FROM handled_events WHERE aggregate_type = 'Customer' AND aggregate_id = ?",
+      [customerId],
+    ),
+  });
+
+  it('a header table nested 9,000 levels deep (amqplib cannot decode it) is parked at its first delivery; the customers behind it are handled', async () => {
+    const { workerQueue, workerDeadLetterQueue } = hostile.topology;
+    await publishDeepHeaders(workerQueue, 9_000, '{"poison":true}');
+    const behind = await Promise.all([1, 2, 3].map((i) => createCustomer(hurl, `behind-poison-${i}`)));
+
+    await waitFor('the customers behind it handled', async () => {
+      for (const c of behind) if ((await handledFor(c.customerId)).emails !== 1) return false;
+      return true;
+    });
+    await waitFor('the poison parked', async () => (await houtcomes()).parked === 1);
+    const [parked, ...more] = await broker.drain(workerDeadLetterQueue);
+    expect(more).toHaveLength(0);
+    expect(String(parked?.properties.headers?.['x-last-error'])).toMatch(
+      /^PermanentFailure: its properties could not be decoded \(RangeError: Maximum call stack size exceeded\)$/,
+    );
+    expect(parked?.content.toString()).toBe('{"poison":true}');
+    for (const c of behind) expect(await handledFor(c.customerId)).toEqual({ emails: 1, history: 1 });
+    expect(await hcount('SELECT COUNT(*) AS n FROM inbox')).toBe(3);
+    expect(await houtcomes()).toEqual({ parked: 1, handled: 3 });
+    expect(await broker.messageCount(workerQueue)).toBe(0);
+    expect(await broker.consumerCount(workerQueue)).toBe(1);
+    expect(await ready()).toBe(200);
+  });
+
+  it('a forged copy of a real, unhandled CustomerCreated (payload 60,000 deep, x-attempts 4) is parked as a forgery, and the real message is still handled', async () => {
+    const { exchange, workerDeadLetterQueue } = hostile.topology;
+    const before = await houtcomes();
+    // A customer whose event the relay will not publish (marked published): the real message is
+    // sent below, after the forgery, as the relay would have sent it.
+    const email = `forged.${randomUUID()}@example.com`;
+    const [inserted] = await hdb.db
+      .insert(customers)
+      .values({ email, emailNormalized: email, name: 'Real', createdAt: new Date() })
+      .$returningId();
+    const customerId = String(inserted?.id);
+    const eventId = randomUUID();
+    const occurredAt = new Date();
+    const payload = { customerId, email, name: 'Real', createdAt: occurredAt.toISOString() };
+    await hdb.db.insert(outbox).values({
+      eventId,
+      aggregateType: 'Customer',
+      aggregateId: customerId,
+      sequence: 1,
+      type: 'CustomerCreated',
+      payload,
+      headers: {},
+      occurredAt,
+      nextAttemptAt: occurredAt,
+      publishedAt: occurredAt,
+    });
+    const envelope = {
+      eventId,
+      type: 'CustomerCreated',
+      aggregateType: 'Customer',
+      aggregateId: customerId,
+      sequence: 1,
+      occurredAt: occurredAt.toISOString(),
+    };
+    const deep = `${'['.repeat(60_000)}${']'.repeat(60_000)}`;
+    const forged = Buffer.from(`${JSON.stringify(envelope).slice(0, -1)},"payload":${deep}}`);
+    const options = { messageId: eventId, contentType: 'application/json', persistent: true };
+    await broker.publish(exchange, 'customer.created', forged, { ...options, headers: { 'x-attempts': 4 } });
+
+    await waitFor('the forgery parked', async () => (await houtcomes()).parked === (before.parked ?? 0) + 1);
+    const [parked] = await broker.drain(workerDeadLetterQueue);
+    expect(String(parked?.properties.headers?.['x-last-error'])).toBe(
+      'PermanentFailure: message payload cannot be compared with the stored event',
+    );
+    // Parking a forgery writes nothing of the real event: no progress, no inbox row.
+    expect(
+      await hcount('SELECT COUNT(*) AS n FROM worker_progress WHERE aggregate_id = ?', [customerId]),
+    ).toBe(0);
+    expect(await hcount('SELECT COUNT(*) AS n FROM inbox WHERE message_id = ?', [eventId])).toBe(0);
+    expect(await handledFor(customerId)).toEqual({ emails: 0, history: 0 });
+
+    await broker.publish(
+      exchange,
+      'customer.created',
+      Buffer.from(JSON.stringify({ ...envelope, payload })),
+      options,
+    );
+    await waitFor('the real event handled', async () => (await handledFor(customerId)).emails === 1);
+    expect(await handledFor(customerId)).toEqual({ emails: 1, history: 1 });
+    expect(await houtcomes()).toEqual({
+      ...before,
+      parked: (before.parked ?? 0) + 1,
+      handled: (before.handled ?? 0) + 1,
+    });
+    expect(await ready()).toBe(200);
   });
 });

@@ -143,6 +143,25 @@ export const workerProgress = mysqlTable(
 );
 
 /**
+ * The worker's count of failed attempts at one event, its own (never a header a publisher can
+ * set): a handler failure increments it, WORKER_MAX_ATTEMPTS of them park the event. Pruned by
+ * age with the inbox.
+ */
+export const workerAttempts = mysqlTable(
+  'worker_attempts',
+  {
+    consumer: varchar('consumer', { length: 64 }).notNull(),
+    messageId: varchar('message_id', { length: 64 }).notNull(),
+    attempts: int('attempts', { unsigned: true }).notNull(),
+    failedAt: timestamp('failed_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.consumer, t.messageId] }),
+    index('worker_attempts_failed_at_idx').on(t.failedAt),
+  ],
+);
+
+/**
  * The history of handled events: what customerEvents, Customer.events and onCustomerEvent read.
  * `position` is commit-ordered and gapless (see history/store.ts), though a read may show p + 1 a
  * moment before p (history/holes.ts). Kept for good; it is the product's data.

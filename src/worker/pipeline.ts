@@ -17,7 +17,7 @@ export interface Delivery {
   /** What the message claims to be (policies/envelope.ts); the stored event decides. */
   claim?: EventEnvelope;
   handler?: AnyHandler;
-  /** This delivery's attempt, the first being 1 (policies/retry.ts). */
+  /** The event's attempt: 1, or the service's count of its failures (policies/retry.ts). */
   attempts: number;
   /**
    * The message's claims matched the stored event (policies/verify.ts): it is that event, and

@@ -2,6 +2,7 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import type { BrokerConnection } from '../broker/connection.js';
 import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
+import { guardPropertyDecoding } from '../broker/undecodable.js';
 import type { Database } from '../db/client.js';
 import type { HistoryRow } from '../history/store.js';
 import type { Logger } from '../log.js';
@@ -9,6 +10,7 @@ import type { Metrics } from '../metrics/index.js';
 import type { Handlers } from '../outbox/handler.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { sleep } from '../support/sleep.js';
+import { countFailedAttempt } from './attempts.js';
 import { Copies } from './copies.js';
 import { compose, type Step } from './pipeline.js';
 import { readEnvelope } from './policies/envelope.js';
@@ -17,7 +19,7 @@ import { countOutcomes } from './policies/metrics.js';
 import { orderWait } from './policies/order-wait.js';
 import { park } from './policies/park.js';
 import { parkRedelivered } from './policies/redelivery.js';
-import { attemptsSoFar, retry } from './policies/retry.js';
+import { retry } from './policies/retry.js';
 import { traceConsume } from './tracing.js';
 
 export interface WorkerOptions {
@@ -97,12 +99,14 @@ export class Worker {
           retryQueue: topology.workerRetryQueue,
           maxAttempts: options.maxAttempts,
           delayMs: options.retryDelayMs,
+          countFailure: (eventId) => countFailedAttempt(db, consumer, eventId),
           log,
         }),
       ],
       groupCommit.step,
     );
     this.session = new ChannelSession<Channel>(options.broker, 'worker', log, async (channel) => {
+      guardPropertyDecoding(channel);
       await declareWorkerQueues(channel, topology);
       await channel.prefetch(options.prefetch);
       const { consumerTag } = await channel.consume(
@@ -147,7 +151,7 @@ export class Worker {
 
   private async settle(channel: Channel, message: ConsumeMessage): Promise<void> {
     try {
-      await this.pipeline({ message, attempts: attemptsSoFar(message) + 1, verified: false });
+      await this.pipeline({ message, attempts: 1, verified: false });
     } catch (error) {
       // A retry, wait or park copy was not confirmed (returned, nacked, timed out, channel
       // closed): give the message back to the queue rather than hold it unacked for ever.

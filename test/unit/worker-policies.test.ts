@@ -76,17 +76,31 @@ describe('compose', () => {
 });
 
 describe('retry', () => {
-  const options = (copies: CopySender) => ({
+  /** The service's count of failures, by event id, as the database would keep it. */
+  const counter = () => {
+    const counts = new Map<string, number>();
+    return {
+      counts,
+      countFailure: async (id: string) => {
+        counts.set(id, (counts.get(id) ?? 0) + 1);
+        return counts.get(id) as number;
+      },
+    };
+  };
+  const options = (copies: CopySender, count = counter()) => ({
     copies,
     retryQueue: 'q.retry',
     maxAttempts: 3,
     delayMs: 50,
+    countFailure: count.countFailure,
     log,
   });
+  const verified = (headers?: Record<string, unknown>): Delivery =>
+    ({ ...delivery(headers), verified: true, claim: { eventId: 'e1' } }) as Delivery;
 
-  it('a handler failure goes to the retry queue with its attempt and the delay', async () => {
+  it('a handler failure goes to the retry queue with its counted attempt and the delay', async () => {
     const copies = copySender();
-    const outcome = await retry(options(copies))(failing(new Error('boom')))(delivery());
+    const outcome = await retry(options(copies))(failing(new Error('boom')))(verified());
     expect(outcome).toBe('retried');
     expect(copies.sent).toEqual([
       { queue: 'q.retry', attempts: 1, reason: expect.any(Error), expirationMs: 50 },
@@ -94,25 +108,35 @@ describe('retry', () => {
   });
 
   it('the last attempt is given up on: a PermanentFailure whose cause is the handler error', async () => {
-    const d = { ...delivery(), attempts: 3 };
+    const count = counter();
+    count.counts.set('e1', 2);
     const error = new Error('boom');
-    await expect(retry(options(copySender()))(failing(error))(d)).rejects.toMatchObject({
+    await expect(retry(options(copySender(), count))(failing(error))(verified())).rejects.toMatchObject({
       name: 'AttemptsExhausted',
       cause: error,
     });
   });
 
-  it('an outage does not spend an attempt', async () => {
+  it('the attempts are the service’s own: an x-attempts header a publisher set counts for nothing', async () => {
+    const count = counter();
+    const step = retry(options(copySender(), count))(failing(new Error('boom')));
+    expect(await step(verified({ 'x-attempts': 99 }))).toBe('retried');
+    expect(count.counts.get('e1')).toBe(1);
+  });
+
+  it('an outage does not spend an attempt, nor does a copy not verified to be its event', async () => {
     const copies = copySender();
-    const d = { ...delivery(), attempts: 3 };
+    const count = counter();
     const outage = Object.assign(new Error('gone'), { code: 'ECONNREFUSED' });
-    expect(await retry(options(copies))(failing(outage))(d)).toBe('retried');
-    expect(copies.sent[0]?.attempts).toBe(2);
+    expect(await retry(options(copies, count))(failing(outage))(verified())).toBe('retried');
+    expect(await retry(options(copies, count))(failing(new Error('boom')))(delivery())).toBe('retried');
+    expect(count.counts.size).toBe(0);
+    expect(copies.sent.map((c) => c.attempts)).toEqual([0, 0]);
   });
 
   it('a permanent failure passes through untouched', async () => {
     const error = new PermanentFailure('never');
-    await expect(retry(options(copySender()))(failing(error))(delivery())).rejects.toBe(error);
+    await expect(retry(options(copySender()))(failing(error))(verified())).rejects.toBe(error);
   });
 });
 

@@ -1,6 +1,7 @@
 import type { Database } from '../../db/client.js';
 import type { Logger } from '../../log.js';
 import { PermanentFailure } from '../../outbox/handler.js';
+import { forgetAttempts } from '../attempts.js';
 import { type CopySender, errorText } from '../copies.js';
 import { PARKED_AT_HEADER } from '../dead-letters.js';
 import type { Policy } from '../pipeline.js';
@@ -56,6 +57,8 @@ export const park =
         await passParked(db, key, claim.sequence).catch((e: unknown) =>
           log.warn({ err: e }, 'could not record a parked event as passed'),
         );
+        // Requeued by an operator, it starts with all its attempts.
+        await forgetAttempts(db, consumer, claim.eventId).catch(() => {});
       }
       return 'parked';
     }

@@ -1,4 +1,5 @@
 import type { ConsumeMessage } from 'amqplib';
+import { UNDECODABLE_HEADER } from '../../broker/undecodable.js';
 import { PermanentFailure } from '../../outbox/handler.js';
 import type { Policy } from '../pipeline.js';
 
@@ -15,11 +16,19 @@ function redeliveries(message: ConsumeMessage): number {
   return Number.isSafeInteger(value) && value >= 0 ? value : 0;
 }
 
-/** A message that keeps coming back unsettled is parked before anything else is tried. */
+/**
+ * A message that keeps coming back unsettled is parked before anything else is tried, and so is
+ * one whose properties the client library could not decode (broker/undecodable.ts): it would
+ * otherwise come back at every connection for ever.
+ */
 export const parkRedelivered =
   (max = MAX_REDELIVERIES): Policy =>
   (next) =>
   async (delivery) => {
+    const undecodable = delivery.message.properties.headers?.[UNDECODABLE_HEADER];
+    if (undecodable !== undefined) {
+      throw new PermanentFailure(`its properties could not be decoded (${String(undecodable)})`);
+    }
     const count = redeliveries(delivery.message);
     if (count >= max) throw new PermanentFailure(`redelivered ${count} times without being settled`);
     return next(delivery);

@@ -23,7 +23,7 @@
  * catch-ups read no further than the feed has handed out.
  */
 import { and, asc, eq, gt, lte, sql } from 'drizzle-orm';
-import { commitWith, type Executor, type Transaction } from '../db/client.js';
+import { commitWith, type Executor } from '../db/client.js';
 import { preparedPerCount, preparedSql } from '../db/prepared.js';
 import { handledEvents, historyPositions } from '../db/schema.js';
 import type { StoredEvent } from '../outbox/handler.js';

@@ -43,14 +43,17 @@ export const welcomeEmail: Handler<CustomerCreatedPayload> = {
   payload: customerCreatedPayload,
   async handle(tx, event, { handledAt }) {
     const customer = await customerOf(tx, event);
-    await tx.insert(welcomeEmails).values({
-      customerId: customer.id,
-      eventId: event.eventId,
-      recipient: customer.email,
-      subject: `Welcome, ${customer.name}!`,
-      body: `Hello ${customer.name},\n\nthank you for signing up. Your account is ready.\n`,
-      sentAt: handledAt,
-    });
+    // Nothing below reads the e-mail back before the commit: it goes with the COMMIT.
+    await tx.writeAtCommit(
+      tx.insert(welcomeEmails).values({
+        customerId: customer.id,
+        eventId: event.eventId,
+        recipient: customer.email,
+        subject: `Welcome, ${customer.name}!`,
+        body: `Hello ${customer.name},\n\nthank you for signing up. Your account is ready.\n`,
+        sentAt: handledAt,
+      }),
+    );
   },
 };
 
@@ -66,13 +69,15 @@ export const emailChangeNotice: Handler<CustomerUpdatedPayload> = {
     const customer = await customerOf(tx, event);
     const change = event.payload.changes.email;
     if (!change) return;
-    await tx.insert(emailChangeNotices).values({
-      customerId: customer.id,
-      eventId: event.eventId,
-      recipient: change.before,
-      newEmail: change.after,
-      sentAt: handledAt,
-    });
+    await tx.writeAtCommit(
+      tx.insert(emailChangeNotices).values({
+        customerId: customer.id,
+        eventId: event.eventId,
+        recipient: change.before,
+        newEmail: change.after,
+        sentAt: handledAt,
+      }),
+    );
   },
 };
 

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { loadConfig } from '../src/config/index.js';
@@ -145,12 +146,21 @@ export async function spawnBenchService(roles: string, env: Record<string, strin
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const base = `http://127.0.0.1:${port}`;
   // The app role answers /readyz; a standalone relay or worker only /healthz, on its metrics port.
   const healthUrl = roles.split(',').includes('app')
     ? `${base}/readyz`
     : `http://127.0.0.1:${metricsPort}/healthz`;
+  return servedChild(child, base, healthUrl);
+}
+
+/** A spawned service once `healthUrl` answers: its GraphQL URL, its pid, and a graceful stop. */
+export async function servedChild(
+  child: ChildProcess,
+  base: string,
+  healthUrl: string,
+): Promise<ServiceChild> {
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await waitUntil(
     async () => {
       try {

@@ -13,8 +13,8 @@ import {
   createBenchDatabase,
   deleteBrokerObjects,
   freePort,
+  servedChild,
   spawnBenchService,
-  waitUntil,
 } from './support.js';
 
 export type TargetKind = 'product' | 'floor';
@@ -98,25 +98,5 @@ async function spawnFloor(env: Record<string, string>) {
     env: { ...process.env, ...env, AMQP_URL: BENCH_AMQP_URL, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const base = `http://127.0.0.1:${port}`;
-  await waitUntil(
-    async () => {
-      try {
-        return (await fetch(`${base}/readyz`)).ok;
-      } catch {
-        return false;
-      }
-    },
-    100,
-    60_000,
-  );
-  return {
-    url: `${base}/graphql`,
-    pid: child.pid,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return servedChild(child, `http://127.0.0.1:${port}`, `http://127.0.0.1:${port}/readyz`);
 }

@@ -1,10 +1,10 @@
-import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeHistoryCursor } from '../src/history/cursor.js';
 import { type RunningService, startService } from '../src/service.js';
 import { waitForLog } from './support/children.js';
+import { launchChromium } from './support/chromium.js';
 import { createCustomer, customerEvents } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { TEST_AMQP_URL } from './support/env.js';
@@ -12,8 +12,6 @@ import { type ServiceProcess, spawnService } from './support/process.js';
 import { stopAndClean, testConfig, testLogger } from './support/service.js';
 import { ON_CUSTOMER_EVENT } from './support/subscriptions.js';
 import { waitFor } from './support/wait.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 let db: TestDatabase;
 /** Relay, worker and an app for the creates: up for the whole test. */
@@ -50,26 +48,10 @@ async function startApp(port: number): Promise<ServiceProcess> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `This test drives Debian's Chromium, and there is none at ${CHROMIUM}: apt-get install -y chromium`,
-    );
-  }
   db = await createTestDatabase('eventsource');
   core = await startService(testConfig(db.url), testLogger());
   coreUrl = core.app?.url as string;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium('The EventSource test');
 });
 
 afterAll(async () => {

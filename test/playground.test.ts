@@ -1,16 +1,16 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runInNewContext } from 'node:vm';
 import { buildSchema, parse, validate } from 'graphql';
-import { type Browser, chromium, type Page, type Request } from 'playwright-core';
+import type { Browser, Page, Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningService, startService } from '../src/service.js';
+import { launchChromium } from './support/chromium.js';
 import { createCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { stopAndClean, testConfig, testLogger } from './support/service.js';
 import { waitFor } from './support/wait.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SCREENSHOT = fileURLToPath(new URL('../docs/playground.png', import.meta.url));
 
 let db: TestDatabase;
@@ -18,27 +18,9 @@ let service: RunningService;
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `The playground test drives Debian's Chromium, and there is none at ${CHROMIUM}. ` +
-        'Install it with `apt-get install -y chromium` (as root), or point CHROMIUM_PATH at a Chromium.',
-    );
-  }
   db = await createTestDatabase('playground');
   service = await startService(testConfig(db.url), testLogger());
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // The flags keep Chromium from reaching for Google's services, which this network refuses.
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium('The playground test');
 });
 
 afterAll(async () => {

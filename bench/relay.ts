@@ -373,8 +373,8 @@ export async function runRelayBenchmark(events: number): Promise<void> {
     await channel.deleteQueue(topology.workerWaitQueue).catch(() => {});
     await channel.deleteQueue(topology.workerDeadLetterQueue).catch(() => {});
     await channel.deleteExchange(topology.exchange).catch(() => {});
-    await channel.deleteExchange(topology.wakeupExchange).catch(() => {});
-    await channel.deleteExchange(topology.historyExchange).catch(() => {});
+    await channel.deleteExchange(topology.relayHintExchange).catch(() => {});
+    await channel.deleteExchange(topology.historyHintExchange).catch(() => {});
     await admin.close();
     await db.drop();
   }

@@ -30,7 +30,7 @@ const SAME_SIGNAL_WINDOW_MS = 1000;
  * event meanwhile), so a missing broker does not stop the start; it only shows as a retry
  * warning. A newcomer who never started one gets this one line with the way to do it.
  */
-async function hintIfBrokerAway(amqpUrl: string, log: Logger): Promise<void> {
+async function warnIfBrokerAway(amqpUrl: string, log: Logger): Promise<void> {
   const url = new URL(amqpUrl);
   const port = Number(url.port || (url.protocol === 'amqps:' ? 5671 : 5672));
   const reachable = await new Promise<boolean>((resolve) => {
@@ -53,7 +53,7 @@ async function hintIfBrokerAway(amqpUrl: string, log: Logger): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  void hintIfBrokerAway(config.amqpUrl, log);
+  void warnIfBrokerAway(config.amqpUrl, log);
   const stopTracing = await startTracing(config.tracing, log);
   const service = await startService(config, log);
   const shutdown = (signal: NodeJS.Signals) => {

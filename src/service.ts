@@ -166,7 +166,7 @@ export async function startService(
     };
     const writer = new OutboxWriter({
       handoff: relayRole?.relay,
-      waker: notifier(topology.wakeupExchange),
+      relayHint: notifier(topology.relayHintExchange),
       maxPayloadBytes: config.outboxMaxPayloadBytes,
       metrics,
     });
@@ -174,7 +174,7 @@ export async function startService(
     let appRole: AppRole | undefined;
     let workerRole: WorkerRole | undefined;
     if (config.roles.includes('worker')) {
-      const historyHint = notifier(topology.historyExchange);
+      const historyHint = notifier(topology.historyHintExchange);
       workerRole = started(
         'worker',
         startWorkerRole({
@@ -183,7 +183,7 @@ export async function startService(
           writer,
           // The live feed beside it, if any, at once; app instances elsewhere through the broker.
           onHistory: (rows) => {
-            appRole?.feed.committed(rows);
+            appRole?.feed.deliverCommitted(rows);
             historyHint?.notify();
           },
         }),

@@ -110,7 +110,7 @@ async function write(until: number): Promise<void> {
     // The first feed is the worker's neighbour (rows handed over in process); the others poll.
     // A transaction that passed a bound on a loaded machine is not the readers' business.
     await transaction(handle.db, (tx) => appendHistoryAndCommit(tx, rows)).then(
-      (committed) => feeds[0]?.committed(committed),
+      (committed) => feeds[0]?.deliverCommitted(committed),
       () => undefined,
     );
   }

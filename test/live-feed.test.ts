@@ -234,7 +234,7 @@ describe('live delivery without broker hints', () => {
       await waitFor('delivery after the broker returned', delivered(atClose + 5));
       // Now the hints are gone for good: the history exchange and with it every binding of the
       // apps' hint queues. Only the feeds' polling (every 250 ms) still brings new rows.
-      await deleteBrokerObjects({ exchanges: [a.topology.historyExchange] });
+      await deleteBrokerObjects({ exchanges: [a.topology.historyHintExchange] });
       const atDelete = created.length;
       await waitFor('the stream to go on without hints', () => created.length >= atDelete + 10);
     } finally {

@@ -93,7 +93,7 @@ describe('relay and worker with no app listening', () => {
   });
 
   it('the history hint is a non-mandatory publish to a fanout exchange with no queue bound: the broker takes it and drops it, and the worker goes on', async () => {
-    const exchange = service.topology.historyExchange;
+    const exchange = service.topology.historyHintExchange;
     // The worker declared the exchange for its hints (after the first test, it has sent many);
     // nobody bound a queue to it.
     expect(await exchangeType(exchange)).toBe('fanout');

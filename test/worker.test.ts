@@ -320,7 +320,7 @@ describe('worker: idempotent receiver', () => {
         payload: welcomeEmail.payload,
         async handle(tx, event, helpers) {
           await welcomeEmail.handle(tx, event, helpers);
-          const append = helpers.append({
+          const emitted = helpers.emit({
             eventId: randomUUID(),
             type: 'CustomerNoted',
             aggregateType: 'Note',
@@ -331,8 +331,8 @@ describe('worker: idempotent receiver', () => {
             headers: {},
           });
           // Even a handler that catches the error cannot commit without the rows that failed.
-          if (swallow) await append.catch(() => {});
-          else await append;
+          if (swallow) await emitted.catch(() => {});
+          else await emitted;
         },
       };
       const { service, url, exchange, retryQueue, deadQueue } = await start(

@@ -103,13 +103,13 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         requireAdmin(ctx);
         const wanted = args.eventIds == null ? undefined : parseEventIds(args.eventIds);
         const eventIds = await reviveDead(ctx.db, wanted);
-        if (eventIds.length > 0) options.writer.nudge();
+        if (eventIds.length > 0) options.writer.wakeRelays();
         return { eventIds };
       },
       skipDeadEvents: async (_: unknown, args: { eventIds: string[] }, ctx: AppContext) => {
         requireAdmin(ctx);
         const eventIds = await skipDead(ctx.db, parseEventIds(args.eventIds));
-        if (eventIds.length > 0) options.writer.nudge();
+        if (eventIds.length > 0) options.writer.wakeRelays();
         return { eventIds };
       },
       requeueWorkerDeadLetters: async (_: unknown, args: { ids?: string[] | null }, ctx: AppContext) => {

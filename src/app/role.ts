@@ -34,7 +34,7 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
     holeTimeoutMs: config.live.holeTimeoutMs,
   });
   feed.start();
-  const hints = new HintListener(broker, topology.historyExchange, instance, log, () => feed.wake());
+  const hints = new HintListener(broker, topology.historyHintExchange, instance, log, () => feed.wake());
   hints.start();
   const deadLetters = new DeadLetterQueue({
     broker,

@@ -15,10 +15,13 @@ export interface Topology {
   readonly workerDeadLetterQueue: string;
   /** Event types the worker handles; its queue is bound to their routing keys. */
   readonly workerEventTypes: readonly string[];
-  /** Fanout exchange for "new outbox rows" hints to standalone relays (see broker/hint.ts). */
-  readonly wakeupExchange: string;
+  /**
+   * Fanout exchange for "new outbox rows" hints to standalone relays (see broker/hint.ts). Its
+   * name, `<OUTBOX_EXCHANGE>.wakeup`, is part of the broker contract and stays.
+   */
+  readonly relayHintExchange: string;
   /** Fanout exchange for "new history rows" hints to app instances' live feeds. */
-  readonly historyExchange: string;
+  readonly historyHintExchange: string;
 }
 
 export function topologyFor(
@@ -33,8 +36,8 @@ export function topologyFor(
     workerWaitQueue: `${workerQueue}.wait`,
     workerDeadLetterQueue: `${workerQueue}.dead`,
     workerEventTypes,
-    wakeupExchange: `${exchange}.wakeup`,
-    historyExchange: `${exchange}.history`,
+    relayHintExchange: `${exchange}.wakeup`,
+    historyHintExchange: `${exchange}.history`,
   };
 }
 

@@ -125,7 +125,7 @@ async function createStepByStep(
       return { customer: newCustomer(id, input, createdAt), eventId: event.envelope.eventId };
     },
   );
-  ctx.writer.committed(appended);
+  ctx.writer.afterCommit(appended);
   return result;
 }
 
@@ -160,7 +160,7 @@ async function createInOneRoundTrip(
     return createStepByStep(ctx, input);
   }
   const id = created.insertedId();
-  ctx.writer.committed([created.event]);
+  ctx.writer.afterCommit([created.event]);
   return { customer: newCustomer(id, input, createdAt), eventId };
 }
 
@@ -300,7 +300,7 @@ export async function updateCustomer(
       return { customer, eventId: event.envelope.eventId };
     },
   );
-  ctx.writer.committed(appended);
+  ctx.writer.afterCommit(appended);
   return result;
 }
 

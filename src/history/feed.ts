@@ -11,7 +11,7 @@ export interface HistoryFeedOptions {
   readonly log: Logger;
   /** Counts the reads (live_history_reads_total) and reports what is queued (live_queued_rows). */
   readonly metrics?: Metrics;
-  /** How often the reader looks for new rows when no wake-up hint arrives. */
+  /** How often the reader looks for new rows when no hint arrives. */
   readonly pollIntervalMs: number;
   /** Rows per read, for the feed and for each subscriber's catch-up. */
   readonly pageSize: number;
@@ -39,8 +39,8 @@ export class CursorAheadError extends Error {
  * position and fans every new row out to this instance's subscribers, so a thousand
  * subscribers cost one query per new page, not one each.
  *
- * The reader learns of new rows from wake-up hints (wake(): a broker message from workers in
- * other processes, or a call from a worker in this one) and otherwise polls. Hints only save
+ * The reader learns of new rows from hints (a broker message from workers in other processes,
+ * which calls wake()), from a worker in this process (deliverCommitted()), and otherwise polls. Hints only save
  * time: the database is the truth, and a lost hint costs at most one poll interval.
  *
  * Positions go out contiguously: the reader hands out a read only as far as its positions
@@ -105,7 +105,7 @@ export class HistoryFeed {
    * subscriber. Anything else (a gap: rows of another process, or of a transaction here that
    * has not reported yet) wakes the reader, which reads the history in order as always.
    */
-  committed(rows: readonly HistoryRow[]): void {
+  deliverCommitted(rows: readonly HistoryRow[]): void {
     const first = rows[0];
     if (first === undefined || this.head === undefined || first.position !== this.head + 1) {
       this.wake();
@@ -219,7 +219,7 @@ export class HistoryFeed {
     }
     const rows = await readHistory(this.options.db, this.head, this.options.pageSize);
     this.counted('feed', rows.length);
-    // From the head as it is now: committed() may have handed rows out while this read was out.
+    // From the head as it is now: deliverCommitted() may have handed rows out while this read was out.
     const { ready, hole } = contiguousRows(rows, this.head);
     for (const row of ready) this.fanOut(row);
     const waitedMs = this.holes.passed(this.head);
@@ -258,7 +258,8 @@ class FeedSubscription implements HistoryStream {
   /** The reader's position when this subscription began: rows after it were handled since. */
   private readonly subscribedAt: number;
   private closed = false;
-  private wakeUp: (() => void) | undefined;
+  /** Resolves the next() waiting for a row, if any. */
+  private resumeNext: (() => void) | undefined;
 
   constructor(
     private readonly feed: HistoryFeed,
@@ -294,7 +295,7 @@ class FeedSubscription implements HistoryStream {
     }
     this.queue.push(row);
     this.last = row.position;
-    this.wakeUp?.();
+    this.resumeNext?.();
   }
 
   async next(): Promise<IteratorResult<HistoryRow>> {
@@ -308,9 +309,9 @@ class FeedSubscription implements HistoryStream {
       }
       if (this.live) {
         await new Promise<void>((resolve) => {
-          this.wakeUp = resolve;
+          this.resumeNext = resolve;
         });
-        this.wakeUp = undefined;
+        this.resumeNext = undefined;
         continue;
       }
       // Catching up, never past the reader: everything up to its position is visible to this
@@ -329,7 +330,7 @@ class FeedSubscription implements HistoryStream {
         this.live = true;
         // The database may hold more than the reader has read yet (a cursor from a busier
         // instance, a worker elsewhere whose hint has not come): have it look now, not at its
-        // next poll. Wake-ups while it reads coalesce into one more read.
+        // next poll. Calls to wake() while it reads coalesce into one more read.
         this.feed.wake();
       }
     }
@@ -348,7 +349,7 @@ class FeedSubscription implements HistoryStream {
   close(): void {
     this.closed = true;
     this.feed.forget(this);
-    this.wakeUp?.();
+    this.resumeNext?.();
   }
 
   private matches(row: HistoryRow): boolean {

@@ -9,8 +9,8 @@ export type StoredEvent<P = unknown> = Omit<NewEvent, 'payload' | 'headers'> & {
 export interface HandlerHelpers {
   /** When the worker started handling; recorded in the history. */
   readonly handledAt: Date;
-  /** Appends a follow-up event in the handling transaction; it moves after the commit. */
-  append(event: NewEvent): Promise<void>;
+  /** Emits a follow-up event: written to the outbox in the handling transaction, moving after the commit. */
+  emit(event: NewEvent): Promise<void>;
 }
 
 /**

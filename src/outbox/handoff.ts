@@ -6,7 +6,7 @@ import type { AppendedEvent, Lease } from './rows.js';
  * know it exists.
  *
  * A writer writes its row already leased to this relay, in its own transaction, and after the
- * commit hands it over; the relay publishes at once: no poll, no wake-up, no claim transaction
+ * commit hands it over; the relay publishes at once: no poll, no hint, no claim transaction
  * between the commit and the broker. Every guarantee still rests on the table: the row is
  * committed before it is published, marked published only under its lease token, and if the
  * process dies first, the lease expires and any relay claims it like any other.
@@ -20,7 +20,10 @@ export interface Handoff {
   wake(): void;
 }
 
-/** How a writer tells relays in other processes that rows were committed (relay/wakeup.ts). */
-export interface Waker {
+/**
+ * How a writer sends relays in other processes a hint that rows were committed (broker/hint.ts,
+ * over the exchange `<OUTBOX_EXCHANGE>.wakeup`).
+ */
+export interface RelayHint {
   notify(): void;
 }

@@ -53,8 +53,8 @@ const SWEEP_INTERVAL_MS = 30_000;
  * claimed by the lanes: each lane is a Loop that claims a batch by locking its rows, publishes
  * it with confirms and settles it (mark published, or schedule a retry / park as dead) in the
  * same transaction (claimAndSettle in outbox/claim.ts), and goes again at once while there is
- * work. With nothing due it sleeps for the poll interval, unless wake() is called: by the
- * broker hint of wakeup.ts, by a writer in this process, or by the relay itself when a mark
+ * work. With nothing due it sleeps for the poll interval, unless wake() is called: by a hint
+ * from another process (broker/hint.ts), by a writer in this process, or by the relay itself when a mark
  * released the held next event of an aggregate.
  *
  * Order: an aggregate has at most one event that is due or in flight; its successors are held

@@ -11,7 +11,7 @@ export interface RelayRole extends RunningRole {
 
 /**
  * The relay role: a confirm publisher on the role's own broker connection, the relay's lanes,
- * and a listener for wake-up hints from writers in other processes.
+ * and a listener for hints from writers in other processes.
  */
 export function startRelayRole(
   { config, db, log, metrics, topology, broker, instance }: RoleDeps,
@@ -46,7 +46,7 @@ export function startRelayRole(
     },
   });
   relay.start();
-  const listener = new HintListener(broker, topology.wakeupExchange, instance, log, () => relay.wake());
+  const listener = new HintListener(broker, topology.relayHintExchange, instance, log, () => relay.wake());
   listener.start();
   return {
     relay,

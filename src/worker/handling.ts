@@ -181,7 +181,7 @@ async function handleOne(
   const appended: AppendedEvent[] = [];
   await handler.handle(tx, event, {
     handledAt,
-    append: async (next) => {
+    emit: async (next) => {
       appended.push(await context.writer.append(tx, next));
     },
   });

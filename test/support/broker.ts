@@ -63,7 +63,7 @@ export async function bindTestQueue(exchange: string, bindingKey = '#'): Promise
 
 /**
  * Every queue and exchange a service with this exchange and worker queue declares (the worker's
- * retry, wait and dead-letter queues, the wake-up and history hint exchanges), for
+ * retry, wait and dead-letter queues, the relay and history hint exchanges), for
  * deleteBrokerObjects.
  */
 export function brokerObjectsOf(
@@ -73,7 +73,7 @@ export function brokerObjectsOf(
   const t = topologyFor(exchange, workerQueue, []);
   return {
     queues: [t.workerQueue, t.workerRetryQueue, t.workerWaitQueue, t.workerDeadLetterQueue],
-    exchanges: [t.exchange, t.wakeupExchange, t.historyExchange],
+    exchanges: [t.exchange, t.relayHintExchange, t.historyHintExchange],
   };
 }
 

@@ -57,7 +57,7 @@ export async function graphql<T = Record<string, unknown>>(
 }
 
 /**
- * Stops a service and deletes what it declared on the broker (its exchange, the wake-up and
+ * Stops a service and deletes what it declared on the broker (its exchange, the relay and
  * history hint exchanges and the worker's queues), so that test runs leave the broker as they
  * found it.
  */

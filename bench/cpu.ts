@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Pool } from 'mysql2/promise';
+import { BENCH_AMQP_URL, BENCH_MYSQL_URL } from './support.js';
 
 /**
  * CPU time of the processes a create goes through, read from /proc: the service itself, the
@@ -16,14 +17,38 @@ const TICKS_PER_SECOND = (() => {
   }
 })();
 
-/** The first process whose command name is one of `names` (e.g. mariadbd, mysqld, beam.smp). */
-export function findProcess(names: readonly string[]): number | undefined {
+/**
+ * The process listening on TCP `port` whose command name is one of `names` (mariadbd, mysqld,
+ * beam.smp), or else the first process of those names. By port, because other servers of the
+ * same name may run beside the ones the benchmark uses (a fault-injection run starts its own),
+ * and their CPU is not the benchmark's.
+ */
+export function findProcess(names: readonly string[], port?: number): number | undefined {
+  const byName = processesNamed(names);
+  if (port !== undefined) {
+    const inodes = listeningInodes(port);
+    for (const pid of byName) {
+      try {
+        for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+          const link = readlinkOrEmpty(`/proc/${pid}/fd/${fd}`);
+          if (inodes.has(link.replace(/^socket:\[([0-9]+)\]$/, '$1'))) return pid;
+        }
+      } catch {
+        // Gone meanwhile, or not ours to read.
+      }
+    }
+  }
+  return byName[0];
+}
+
+function processesNamed(names: readonly string[]): number[] {
+  const found: number[] = [];
   try {
     for (const entry of readdirSync('/proc')) {
       if (!/^[0-9]+$/.test(entry)) continue;
       try {
         const comm = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
-        if (names.includes(comm)) return Number(entry);
+        if (names.includes(comm)) found.push(Number(entry));
       } catch {
         // Gone meanwhile.
       }
@@ -31,7 +56,35 @@ export function findProcess(names: readonly string[]): number | undefined {
   } catch {
     // No /proc.
   }
-  return undefined;
+  return found;
+}
+
+/** Socket inodes in LISTEN state (0A) on `port`, from /proc/net/tcp and tcp6. */
+function listeningInodes(port: number): Set<string> {
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1];
+      if (!local || fields[3] !== '0A') continue;
+      if (Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port) inodes.add(fields[9] ?? '');
+    }
+  }
+  return inodes;
+}
+
+function readlinkOrEmpty(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
 }
 
 /** User + system CPU seconds a process (with its threads) has used so far; undefined if unknown. */
@@ -47,12 +100,35 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
   }
 }
 
+/**
+ * Read and write system calls a process has made so far (/proc/<pid>/io: syscr + syscw, every
+ * thread), undefined if unknown. Counted, not timed, so steady from run to run where CPU time is
+ * not: on one machine each socket read or write is a system call, and most of a create's cost
+ * outside JavaScript.
+ */
+export function ioCalls(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string) => Number(io.match(new RegExp(`^${name}: ([0-9]+)$`, 'm'))?.[1]);
+    const calls = field('syscr') + field('syscw');
+    return Number.isFinite(calls) ? calls : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Named processes to watch during a benchmark. */
 export function watched(servicePid: number | undefined): Record<string, number | undefined> {
+  return { node: servicePid, ...servers() };
+}
+
+/** The database server and the broker the benchmarks use, found by the ports of their URLs. */
+export function servers(): { mariadb: number | undefined; rabbitmq: number | undefined } {
+  const portOf = (url: string, fallback: number) => Number(new URL(url).port || fallback);
   return {
-    node: servicePid,
-    mariadb: findProcess(['mariadbd', 'mysqld']),
-    rabbitmq: findProcess(['beam.smp']),
+    mariadb: findProcess(['mariadbd', 'mysqld'], portOf(BENCH_MYSQL_URL, 3306)),
+    rabbitmq: findProcess(['beam.smp'], portOf(BENCH_AMQP_URL, 5672)),
   };
 }
 

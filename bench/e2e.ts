@@ -25,6 +25,10 @@ async function withTarget<T>(kind: TargetKind, run: (target: Target) => Promise<
   }
 }
 
+/** Read and write system calls per create, all watched processes. */
+const ioTotal = (f: RateFigures) =>
+  Object.values(f.ioCallsPerCreate).reduce<number>((sum, v) => sum + (v ?? Number.NaN), 0);
+
 const mean = (values: readonly number[]) =>
   values.reduce((sum, v) => sum + v, 0) / Math.max(1, values.length);
 
@@ -68,8 +72,12 @@ export async function runEndToEndBenchmark(
       p99: ratio((f) => f.p99Ms),
       productCpuMs: round(mean(product.map((f) => f.cpuMsPerCreate.total ?? Number.NaN))),
       floorCpuMs: round(mean(floor.map((f) => f.cpuMsPerCreate.total ?? Number.NaN))),
+      productP50Ms: round(mean(product.map((f) => f.p50Ms)), 1),
+      floorP50Ms: round(mean(floor.map((f) => f.p50Ms)), 1),
       productP99Ms: round(mean(product.map((f) => f.p99Ms)), 1),
       floorP99Ms: round(mean(floor.map((f) => f.p99Ms)), 1),
+      productIoCallsPerCreate: round(mean(product.map((f) => ioTotal(f))), 1),
+      floorIoCallsPerCreate: round(mean(floor.map((f) => ioTotal(f))), 1),
     });
   }
 }

@@ -4,7 +4,7 @@
  * mutation to its handled event reaching the subscriber. CPU per create is read from /proc for
  * the service, MariaDB and RabbitMQ; the benchmark's own CPU is reported beside it, not in it.
  */
-import { perUnitMs, sample, watched } from './cpu.js';
+import { ioCalls, perUnitMs, sample, watched } from './cpu.js';
 import { percentile, round } from './support.js';
 import type { Target } from './target.js';
 
@@ -18,6 +18,8 @@ export interface RateFigures {
   readonly p99Ms: number;
   readonly achievedRatePerSecond: number;
   readonly cpuMsPerCreate: Record<string, number | undefined>;
+  /** Read and write system calls per create of each watched process (see ioCalls). */
+  readonly ioCallsPerCreate: Record<string, number | undefined>;
   /** The benchmark process's own CPU per create: kept out of cpuMsPerCreate. */
   readonly clientCpuMsPerCreate: number;
   readonly failureSample?: string;
@@ -28,6 +30,7 @@ let emails = 0;
 export async function driveRate(target: Target, rate: number, seconds: number): Promise<RateFigures> {
   const pids = watched(target.pid);
   const cpuBefore = sample(pids);
+  const ioBefore = ioSample(pids);
   const clientBefore = process.cpuUsage();
   const sent = new Map<string, number>();
   const failures: unknown[] = [];
@@ -60,6 +63,7 @@ export async function driveRate(target: Target, rate: number, seconds: number): 
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const cpu = perUnitMs(cpuBefore, sample(pids), sent.size);
+  const ioAfter = ioSample(pids);
   const client = process.cpuUsage(clientBefore);
   const latencies = [...sent]
     .filter(([id]) => target.received.has(id))
@@ -75,9 +79,20 @@ export async function driveRate(target: Target, rate: number, seconds: number): 
     p99Ms: round(percentile(latencies, 99), 1),
     achievedRatePerSecond: round(sent.size / sendSeconds, 1),
     cpuMsPerCreate: cpu,
+    ioCallsPerCreate: Object.fromEntries(
+      Object.entries(ioAfter).map(([name, after]) => {
+        const before = ioBefore[name];
+        const calls = after === undefined || before === undefined ? Number.NaN : after - before;
+        return [name, Number.isFinite(calls) ? round(calls / Math.max(1, sent.size), 1) : undefined];
+      }),
+    ),
     clientCpuMsPerCreate: round((client.user + client.system) / 1000 / Math.max(1, sent.size)),
     failureSample: failures.length > 0 ? String(JSON.stringify(failures[0])).slice(0, 200) : undefined,
   };
+}
+
+function ioSample(pids: Record<string, number | undefined>): Record<string, number | undefined> {
+  return Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, ioCalls(pid)]));
 }
 
 /** Unmeasured creates, one at a time: JIT compilation and cold caches are paid here. */

@@ -11,7 +11,7 @@ import { CUSTOMER_CREATED } from '../src/customers/events.js';
 import { outbox } from '../src/db/schema.js';
 import { claimAndSettle } from '../src/outbox/claim.js';
 import { routingKeyOf } from '../src/outbox/event.js';
-import { cpuSeconds, findProcess } from './cpu.js';
+import { cpuSeconds, servers } from './cpu.js';
 import {
   BENCH_AMQP_URL,
   type BenchDatabase,
@@ -32,7 +32,7 @@ import {
  * is this benchmark's own process (the raw publisher of the ceiling).
  */
 function cpuMeter(relayPids: readonly (number | undefined)[] = []) {
-  const pids = { mariadb: findProcess(['mariadbd', 'mysqld']), rabbitmq: findProcess(['beam.smp']) };
+  const pids = servers();
   const relays = () =>
     relayPids.reduce<number | undefined>((sum, pid) => {
       const seconds = cpuSeconds(pid);

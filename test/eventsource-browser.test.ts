@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeHistoryCursor } from '../src/history/cursor.js';
+import { decodeHistoryCursor } from '../src/customers/cursor.js';
 import { type RunningService, startService } from '../src/service.js';
 import { waitForLog } from './support/children.js';
 import { launchChromium } from './support/chromium.js';

@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeHistoryCursor, encodeHistoryCursor } from '../src/customers/cursor.js';
 import { type Executor, transaction } from '../src/db/client.js';
 import { InvalidInputError } from '../src/errors.js';
-import { decodeHistoryCursor, encodeHistoryCursor } from '../src/history/cursor.js';
 import { appendHistoryAndCommit, headPosition, readHistory } from '../src/history/store.js';
 import type { RunningService } from '../src/service.js';
 import { startService } from '../src/service.js';

@@ -2,7 +2,7 @@ import { connect, type Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeHistoryCursor } from '../src/history/cursor.js';
+import { encodeHistoryCursor } from '../src/customers/cursor.js';
 import { type RunningService, startService } from '../src/service.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { bulkSeedHistory } from './support/history.js';

@@ -1,7 +1,7 @@
 import { ApolloClient, gql, HttpLink, InMemoryCache } from '@apollo/client/core';
 import { createClient } from 'graphql-sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeHistoryCursor } from '../src/history/cursor.js';
+import { encodeHistoryCursor } from '../src/customers/cursor.js';
 import { type RunningService, startService } from '../src/service.js';
 import { createCustomer, customerEvents } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';

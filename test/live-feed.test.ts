@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { encodeHistoryCursor } from '../src/history/cursor.js';
+import { encodeHistoryCursor } from '../src/customers/cursor.js';
 import { headPosition } from '../src/history/store.js';
 import { type RunningService, startService } from '../src/service.js';
 import { closeBrokerConnections, deleteBrokerObjects } from './support/broker.js';

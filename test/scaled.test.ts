@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeHistoryCursor } from '../src/history/cursor.js';
+import { decodeHistoryCursor } from '../src/customers/cursor.js';
 import { connectTestBroker, type TestBroker } from './support/amqp.js';
 import { brokerObjectsOf, deleteBrokerObjects } from './support/broker.js';
 import { logLines, stopProcess, waitForLog } from './support/children.js';

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../src/config/index.js';
-import { encodeHistoryCursor } from '../src/history/cursor.js';
+import { encodeHistoryCursor } from '../src/customers/cursor.js';
 import { type RunningService, type ServiceOptions, startService } from '../src/service.js';
 import { connectTestBroker, sameProperties, type TestBroker } from './support/amqp.js';
 import { brokerObjectsOf, deleteBrokerObjects } from './support/broker.js';

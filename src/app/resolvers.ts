@@ -1,6 +1,7 @@
 import type { IResolvers } from '@graphql-tools/utils';
 import { GraphQLError } from 'graphql';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
+import { decodeCustomerCursor, encodeCustomerCursor } from '../customers/cursor.js';
 import { type CustomerEvent, customerEventPage, customerEventStream } from '../customers/history.js';
 import {
   type Customer,
@@ -21,7 +22,6 @@ import type { OutboxWriter } from '../outbox/writer.js';
 import { SharedFigure } from '../support/shared-figure.js';
 import type { DeadLetterQueue } from '../worker/dead-letters.js';
 import type { AppContext } from './context.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
 import { parseEventIds } from './event-ids.js';
 
 export interface ResolverOptions {
@@ -67,9 +67,9 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
         findCustomer(ctx.db, parseCustomerId(args.id, 'id')),
       customers: async (_: unknown, args: { first: number; after?: string | null }, ctx: AppContext) => {
         const first = pageSize(args.first, options.maxPageSize);
-        const afterId = args.after == null ? undefined : decodeCursor(args.after, 'after');
+        const afterId = args.after == null ? undefined : decodeCustomerCursor(args.after, 'after');
         const page = await listCustomers(ctx.db, first, afterId);
-        const edges = page.items.map((node) => ({ cursor: encodeCursor(node.id), node }));
+        const edges = page.items.map((node) => ({ cursor: encodeCustomerCursor(node.id), node }));
         return {
           edges,
           pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null },

@@ -1,8 +1,8 @@
 import type { Database } from '../db/client.js';
 import { InvalidInputError } from '../errors.js';
-import { decodeHistoryCursor, encodeHistoryCursor } from '../history/cursor.js';
 import { CursorAheadError, type HistoryFeed, type HistoryStream } from '../history/feed.js';
 import { type HistoryRow, headPosition, readHistory } from '../history/store.js';
+import { decodeHistoryCursor, encodeHistoryCursor } from './cursor.js';
 import { CUSTOMER_AGGREGATE } from './events.js';
 
 /** What onCustomerEvent, customerEvents and Customer.events return: one handled event. */

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { multipartFraming } from '../../src/app/multipart.js';
 import { sseFraming } from '../../src/app/sse.js';
+import { encodeHistoryCursor } from '../../src/customers/cursor.js';
 import { LAST_EVENT_ID, resumeAfter } from '../../src/customers/history.js';
 import { InvalidInputError } from '../../src/errors.js';
-import { encodeHistoryCursor } from '../../src/history/cursor.js';
 
 /** The messages of an SSE body as the HTML standard's parser builds them (fields, no dispatch rules). */
 function sseMessages(body: string): Array<Record<string, string>> {

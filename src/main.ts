@@ -5,15 +5,15 @@
  *   npm start -- relay        one standalone relay
  *   npm start -- app,worker   (or ROLES=app,worker)
  *
- * The first SIGTERM/SIGINT stops gracefully and exits 0; a second one, or the shutdown
- * deadline passing, exits at once with 1.
+ * The first SIGTERM/SIGINT stops gracefully and exits 0, during the start as well (the start is
+ * aborted); a second one, or the shutdown deadline passing, exits at once with 1.
  */
 // First: it sets what the libraries imported below read when they load.
 import './support/node-env.js';
 import { connect } from 'node:net';
 import { loadConfigOrExit } from './config/index.js';
 import { createLogger, type Logger } from './log.js';
-import { startService } from './service.js';
+import { type RunningService, startService } from './service.js';
 import { StartupError } from './support/startup-error.js';
 import { startTracing } from './telemetry/sdk.js';
 
@@ -52,42 +52,66 @@ async function warnIfBrokerAway(amqpUrl: string, log: Logger): Promise<void> {
   }
 }
 
+const starting = new AbortController();
+let started: Promise<{ service: RunningService; stopTracing: () => Promise<void> } | undefined> | undefined;
+
+/**
+ * Installed before anything that can wait (main's first line): a SIGTERM while the start waits
+ * for the database must stop it, not meet Node's default. The start is aborted; whatever it
+ * already started is stopped, then the process exits 0.
+ */
+function shutdown(signal: NodeJS.Signals): void {
+  if (shutdownAt !== undefined) {
+    if (Date.now() - shutdownAt < SAME_SIGNAL_WINDOW_MS) return;
+    log.warn({ signal }, 'second signal: exiting now');
+    process.exit(1);
+  }
+  shutdownAt = Date.now();
+  log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutting down');
+  const deadline = setTimeout(() => {
+    log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown deadline passed: exiting now');
+    process.exit(1);
+  }, config.shutdownTimeoutMs);
+  deadline.unref();
+  starting.abort();
+  // An aborted or failed start has stopped what it started already.
+  const running = started?.catch(() => undefined) ?? Promise.resolve(undefined);
+  running
+    .then(async (up) => {
+      await up?.service.stop();
+      await up?.stopTracing();
+    })
+    .then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+}
+
 async function main(): Promise<void> {
-  void warnIfBrokerAway(config.amqpUrl, log);
-  const stopTracing = await startTracing(config.tracing, log);
-  const service = await startService(config, log);
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (shutdownAt !== undefined) {
-      if (Date.now() - shutdownAt < SAME_SIGNAL_WINDOW_MS) return;
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    shutdownAt = Date.now();
-    log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutting down');
-    const deadline = setTimeout(() => {
-      log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown deadline passed: exiting now');
-      process.exit(1);
-    }, config.shutdownTimeoutMs);
-    deadline.unref();
-    service
-      .stop()
-      .then(stopTracing)
-      .then(
-        () => {
-          log.info('stopped');
-          process.exit(0);
-        },
-        (error: unknown) => {
-          log.error({ err: error }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-  };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  void warnIfBrokerAway(config.amqpUrl, log);
+  started = (async () => {
+    const stopTracing = await startTracing(config.tracing, log);
+    try {
+      return { service: await startService(config, log, { signal: starting.signal }), stopTracing };
+    } catch (error) {
+      await stopTracing();
+      throw error;
+    }
+  })();
+  await started;
 }
 
 main().catch((error: unknown) => {
+  // Stopped by a signal during the start: shutdown() exits.
+  if (starting.signal.aborted) return;
   // A server not running or a port taken: the message says what to do; a stack would bury it.
   if (error instanceof StartupError) log.fatal(error.message);
   else log.fatal({ err: error }, 'start failed');

@@ -48,24 +48,38 @@ export interface RunningService {
  * Runs the first database work of a start, waiting for the server while it is unreachable (a
  * deploy that starts the service before its database, a database restarting): logged once per
  * attempt, one line, retried with back-off until `timeoutMs`, after which the start fails with
- * the last error. A refused login or any other error fails at once.
+ * the last error. A refused login or any other error fails at once. An abort (a signal during
+ * the start) ends the wait at once, even inside an attempt, with StartAbortedError.
  */
-async function untilReachable(timeoutMs: number, log: Logger, work: () => Promise<void>): Promise<void> {
+async function untilReachable(
+  timeoutMs: number,
+  log: Logger,
+  signal: AbortSignal | undefined,
+  work: () => Promise<void>,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const aborted = new Promise<never>((_, reject) => {
+    const abort = () => reject(new StartAbortedError('The start was stopped'));
+    if (signal?.aborted) abort();
+    else signal?.addEventListener('abort', abort, { once: true });
+  });
+  // Only ever raced, so never unhandled.
+  aborted.catch(() => {});
   for (let failures = 1; ; failures++) {
     try {
-      await work();
+      await Promise.race([work(), aborted]);
       if (failures > 1) log.info('database reachable; starting');
       return;
     } catch (error) {
       const left = deadline - Date.now();
-      if (!isTransientDatabaseError(error) || left <= 0) throw error;
+      if (error instanceof StartAbortedError || !isTransientDatabaseError(error) || left <= 0) throw error;
       const delay = Math.min(left, backoffDelay(failures, 500, 5000));
       log.warn(
         { retryInMs: delay, waitedMs: timeoutMs - left, timeoutMs },
         `waiting for the database: ${error instanceof Error ? error.message : String(error)}`,
       );
-      await sleep(delay);
+      await sleep(delay, signal);
+      if (signal?.aborted) throw new StartAbortedError('The start was stopped');
     }
   }
 }
@@ -75,6 +89,13 @@ export interface ServiceOptions {
   readonly handlers?: Handlers;
   /** Authenticates WebSocket connections; see README, "Authentication". Off by default. */
   readonly authenticateWebSocket?: ConnectionAuthenticator;
+  /** Aborts the start (a signal): its waits end, what it started is stopped, it rejects. */
+  readonly signal?: AbortSignal;
+}
+
+/** The start was aborted through ServiceOptions.signal. */
+export class StartAbortedError extends Error {
+  override readonly name = 'StartAbortedError';
 }
 
 /**
@@ -127,7 +148,7 @@ export async function startService(
     const bounds = boundsOf(config);
     const database = connectDatabase(config.databaseUrl, config.dbPoolSize, bounds);
     stack.push({ name: 'database', stop: () => database.close() });
-    await untilReachable(config.startupTimeoutMs, log, async () => {
+    await untilReachable(config.startupTimeoutMs, log, options.signal, async () => {
       await ensureDatabase(config.databaseUrl);
       // DDL and the migration lock's wait may take longer than any service statement.
       const migrating = connectDatabase(config.databaseUrl, 2, { ...bounds, queryTimeoutMs: 0 });

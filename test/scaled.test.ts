@@ -5,8 +5,7 @@ import { brokerObjectsOf, deleteBrokerObjects } from './support/broker.js';
 import { logLines, stopProcess, waitForLog } from './support/children.js';
 import { type CreatedCustomer, createCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
-import { TEST_AMQP_URL } from './support/env.js';
-import { type ServiceProcess, spawnService } from './support/process.js';
+import { childEnv, type ServiceProcess, spawnService } from './support/process.js';
 import { uniqueSuffix } from './support/service.js';
 import {
   type CustomerEventData,
@@ -39,16 +38,7 @@ let ws: WsClient | undefined;
 let subscriber: EventSubscription;
 
 function spawn(name: string, roles: string): Child {
-  const proc = spawnService(roles, {
-    NODE_ENV: 'test',
-    HOST: '127.0.0.1',
-    PORT: '0',
-    METRICS_PORT: '0',
-    DATABASE_URL: db.url,
-    AMQP_URL: TEST_AMQP_URL,
-    OUTBOX_EXCHANGE: exchange,
-    WORKER_QUEUE: workerQueue,
-  });
+  const proc = spawnService(roles, childEnv(db.url, exchange, workerQueue));
   const child = { name, proc };
   children.push(child);
   return child;

@@ -3,12 +3,15 @@ import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeHistoryCursor } from '../src/customers/cursor.js';
 import { createLogger } from '../src/log.js';
 import { type RunningService, startService } from '../src/service.js';
 import { tracer } from '../src/telemetry/tracer.js';
-import { CREATE_CUSTOMER } from './support/customers.js';
+import { CREATE_CUSTOMER, createCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { openMultipart, openSse } from './support/http-streams.js';
 import { graphql, stopAndClean, testConfig, testLogger, uniqueSuffix } from './support/service.js';
+import { connectWs, subscribeCustomerEvents } from './support/subscriptions.js';
 import { waitFor } from './support/wait.js';
 
 /**
@@ -16,7 +19,9 @@ import { waitFor } from './support/wait.js';
  * exporter in place of OTLP: the GraphQL span continues the client's traceparent, its
  * transaction is its child, the relay's PRODUCER span links to it (the context stored with the
  * event), the worker's CONSUMER span continues it from the AMQP headers, with the history write
- * inside; a refused request's span has an error status; log lines inside a span carry its ids.
+ * inside; each subscriber's delivery of the handled event (WebSocket, SSE, multipart) is a span
+ * linked to that handling; a refused request's span has an error status; log lines inside a
+ * span carry its ids.
  */
 
 const exporter = new InMemorySpanExporter();
@@ -85,6 +90,56 @@ describe('OpenTelemetry traces', () => {
     expect(producer?.name).toBe(`send ${service.topology.exchange}`);
     expect(parentOf(producer as ReadableSpan)).toBeUndefined();
     expect(producer?.attributes['messaging.system']).toBe('rabbitmq');
+  });
+
+  it("each subscriber's delivery, on every transport, is a span linked to the worker's handling span", async () => {
+    const customer = await createCustomer(url, 'delivered');
+    const ws = connectWs(url);
+    const subscribers = [
+      subscribeCustomerEvents(ws, customer.customerId),
+      await openSse(url, { variables: { customerId: customer.customerId } }),
+      await openMultipart(url, { variables: { customerId: customer.customerId }, method: 'POST' }),
+    ];
+    try {
+      const handling = await waitFor('the handling span', () =>
+        spans().find(
+          (s) => s.kind === SpanKind.CONSUMER && s.attributes['messaging.message.id'] === customer.eventId,
+        ),
+      );
+      // Ended when each transport has written the event and comes back for the next one.
+      const deliveries = await waitFor('three delivery spans', () => {
+        const found = spans().filter(
+          (s) => s.name === 'onCustomerEvent deliver' && s.attributes['outbox.event.id'] === customer.eventId,
+        );
+        return found.length === subscribers.length ? found : undefined;
+      });
+      for (const delivery of deliveries) {
+        expect(delivery.kind).toBe(SpanKind.CONSUMER);
+        expect(parentOf(delivery)).toBeUndefined();
+        expect(delivery.links.map((l) => l.context.spanId)).toEqual([handling.spanContext().spanId]);
+        expect(delivery.links[0]?.context.traceId).toBe(handling.spanContext().traceId);
+        expect(delivery.attributes).toMatchObject({
+          'graphql.operation.type': 'subscription',
+          'graphql.operation.name': 'OnCustomerEvent',
+          'outbox.event.type': 'CustomerCreated',
+        });
+        expect(delivery.status.code).not.toBe(SpanStatusCode.ERROR);
+      }
+      const received = await waitFor('the event over WebSocket', () =>
+        (subscribers[0] as ReturnType<typeof subscribeCustomerEvents>).events().at(0),
+      );
+      for (const delivery of deliveries) {
+        expect(delivery.attributes['outbox.history.position']).toBe(
+          decodeHistoryCursor(received.cursor, 'cursor'),
+        );
+      }
+    } finally {
+      for (const subscriber of subscribers) {
+        if ('unsubscribe' in subscriber) subscriber.unsubscribe();
+        else subscriber.close();
+      }
+      await ws.dispose();
+    }
   });
 
   it('a refused request ends its span with an error status and the reason', async () => {

@@ -12,12 +12,12 @@ import {
   type OperationDefinitionNode,
   parse,
   specifiedRules,
-  subscribe,
   type ValidationRule,
   validate,
 } from 'graphql';
 import type { Logger } from '../log.js';
 import type { AppContext } from './context.js';
+import { subscribeDelivering } from './deliveries.js';
 import { formatError } from './errors.js';
 import { inexactNumberError, invalidStringError, variableErrors } from './input.js';
 import { costError, limitRules, type QueryLimits } from './limits.js';
@@ -195,12 +195,12 @@ export class OperationPipeline {
   }
 
   /**
-   * graphql-js's subscribe. A subscription whose source fails later (the database away
+   * graphql-js's subscribe, each event's delivery traced (deliveries.ts). A subscription whose source fails later (the database away
    * mid-stream) rejects its iterator's next(); transports turn that into their error message
    * through `format`/`formatErrors`, which follow the error to its cause.
    */
   async subscribe(args: ExecutionArgs): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
-    return subscribe(args);
+    return subscribeDelivering(args);
   }
 
   /** A result as the client sees it: errors masked (internal ones logged), nothing else changed. */

@@ -1,12 +1,18 @@
 import type { Database } from '../db/client.js';
 import { InvalidInputError } from '../errors.js';
 import { CursorAheadError, type HistoryFeed, type HistoryStream } from '../history/feed.js';
-import { type HistoryRow, headPosition, readHistory } from '../history/store.js';
+import {
+  FROM_HISTORY_ROW,
+  type FromHistoryRow,
+  type HistoryRow,
+  headPosition,
+  readHistory,
+} from '../history/store.js';
 import { decodeHistoryCursor, encodeHistoryCursor } from './cursor.js';
 import { CUSTOMER_AGGREGATE } from './events.js';
 
 /** What onCustomerEvent, customerEvents and Customer.events return: one handled event. */
-export interface CustomerEvent {
+export interface CustomerEvent extends FromHistoryRow {
   readonly eventId: string;
   readonly type: string;
   readonly customerId: string;
@@ -28,6 +34,7 @@ export function toCustomerEvent(row: HistoryRow): CustomerEvent {
     handledAt: row.handledAt,
     payload: row.payload,
     cursor: encodeHistoryCursor(row.position),
+    [FROM_HISTORY_ROW]: row,
   };
 }
 

@@ -179,6 +179,11 @@ export const handledEvents = mysqlTable(
     handledAt: timestamp('handled_at').notNull(),
     handler: varchar('handler', { length: 64 }).notNull(),
     payload: json('payload').notNull(),
+    /**
+     * The W3C traceparent of the worker's span that handled the event, when tracing was on: the
+     * delivery to each subscriber links to it (app/deliveries.ts). Null when it was off.
+     */
+    traceparent: varchar('traceparent', { length: 55 }),
   },
   (t) => [
     uniqueIndex('handled_events_event_id_uq').on(t.eventId),

@@ -33,9 +33,23 @@ export interface HistoryRow extends StoredEvent {
   readonly position: number;
   readonly handledAt: Date;
   readonly handler: string;
+  /** The W3C traceparent of the span that handled it, when tracing was on (app/deliveries.ts). */
+  readonly traceparent: string | null;
 }
 
 export type NewHistoryRow = Omit<HistoryRow, 'position'>;
+
+/**
+ * Under this key an object made from a history row (a subscription's event) keeps the row, so
+ * that the engine delivering it (app/deliveries.ts) can trace the delivery without knowing the
+ * object's shape.
+ */
+export const FROM_HISTORY_ROW: unique symbol = Symbol('history row');
+
+/** An object that may keep the history row it was made from. */
+export interface FromHistoryRow {
+  readonly [FROM_HISTORY_ROW]?: HistoryRow;
+}
 
 /** Which rows a reader wants: one aggregate type, optionally one aggregate. */
 export interface HistoryFilter {
@@ -96,6 +110,7 @@ const insertRows = preparedPerCount<Record<string, unknown>>(
         handler: sql.placeholder(`handler${i}`),
         // The JSON text as it is, not through the column's encoding (which would encode it again).
         payload: sql`${sql.placeholder(`payload${i}`)}`,
+        traceparent: sql.placeholder(`traceparent${i}`),
       })),
     ),
 );
@@ -112,6 +127,7 @@ function rowValues(row: NewHistoryRow, i: number): Array<[string, unknown]> {
     [`handledAt${i}`, row.handledAt],
     [`handler${i}`, row.handler],
     [`payload${i}`, JSON.stringify(row.payload)],
+    [`traceparent${i}`, row.traceparent],
   ];
 }
 

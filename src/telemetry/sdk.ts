@@ -13,8 +13,13 @@ export type StopTracing = () => Promise<void>;
  */
 export async function startTracing(enabled: boolean, log: Logger): Promise<StopTracing> {
   if (!enabled) return async () => {};
-  const { NodeSDK } = await import('@opentelemetry/sdk-node');
-  const sdk = new NodeSDK({ serviceName: 'graphql-outbox', instrumentations: [] });
+  const { NodeSDK, resources } = await import('@opentelemetry/sdk-node');
+  // The name when none is given: a base the detected resource is merged onto, so that
+  // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win (the SDK's `serviceName` would override them).
+  const resource = resources
+    .defaultResource()
+    .merge(resources.resourceFromAttributes({ 'service.name': 'graphql-outbox' }));
+  const sdk = new NodeSDK({ resource, instrumentations: [] });
   sdk.start();
   log.info('OpenTelemetry tracing started (OTLP)');
   return async () => {

@@ -41,6 +41,22 @@ export function currentTraceHeaders(): Record<string, string> {
   return carrier;
 }
 
+/**
+ * The active span's context as a W3C traceparent, to store with what it wrote (a history row),
+ * or undefined when no span records: nothing is formatted while tracing is off.
+ */
+export function activeTraceparent(): string | undefined {
+  const span = trace.getActiveSpan();
+  if (!span?.isRecording()) return undefined;
+  const { traceId, spanId, traceFlags } = span.spanContext();
+  return `00-${traceId}-${spanId}-${(traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+}
+
+/** A link to the span a stored traceparent names, or undefined for none or a malformed one. */
+export function linkToTraceparent(traceparent: string | null | undefined): Link | undefined {
+  return traceparent ? linkFrom({ traceparent }) : undefined;
+}
+
 /** Ends `span` with an error status and the reason, as the semantic conventions ask. */
 export function failSpan(span: Span, reason: string, type = 'error'): void {
   span.setStatus({ code: SpanStatusCode.ERROR, message: reason });

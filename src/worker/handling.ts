@@ -90,7 +90,7 @@ export function handleGroup(
       const result =
         event === 'handled before'
           ? ({ kind: 'duplicate' } as const)
-          : await handleOne(context, tx, { event, handler: delivery.handler, handledAt }, deferring, attempt);
+          : await handleOne(context, tx, { event, delivery, handledAt }, deferring, attempt);
       if ('kind' in result) {
         decisions[index] = result;
         continue;
@@ -172,12 +172,13 @@ async function takeTurn(
 async function handleOne(
   context: HandlingContext,
   tx: Transaction,
-  { event, handler, handledAt }: { event: StoredEvent; handler: AnyHandler; handledAt: Date },
+  { event, delivery, handledAt }: { event: StoredEvent; delivery: Claimed; handledAt: Date },
   deferred: boolean,
   attempt?: { firstDeferred: boolean },
 ): Promise<Exclude<Decision, { kind: 'handled' }> | { appended: AppendedEvent[]; row: NewHistoryRow }> {
   const turn = await takeTurn(context, tx, event, handledAt, deferred, attempt);
   if ('kind' in turn) return turn;
+  const { handler } = delivery;
   const appended: AppendedEvent[] = [];
   await handler.handle(tx, event, {
     handledAt,
@@ -203,6 +204,7 @@ async function handleOne(
       handledAt,
       handler: handler.name,
       payload: event.payload,
+      traceparent: delivery.traceparent ?? null,
     },
   };
 }

@@ -26,6 +26,11 @@ export interface Delivery {
   verified: boolean;
   /** With outcome `waiting`: earlier events of its aggregate not handled yet. */
   missing?: number;
+  /**
+   * The W3C traceparent of the span handling it, when tracing is on: stored with its history row
+   * so that the delivery to each subscriber links to the handling (app/deliveries.ts).
+   */
+  readonly traceparent?: string;
   /** With outcome `handled`: the history rows its commit appended. */
   history?: readonly HistoryRow[];
 }

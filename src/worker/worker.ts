@@ -10,6 +10,7 @@ import type { Metrics } from '../metrics/index.js';
 import type { Handlers } from '../outbox/handler.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { sleep } from '../support/sleep.js';
+import { activeTraceparent } from '../telemetry/tracer.js';
 import { countFailedAttempt } from './attempts.js';
 import { Copies } from './copies.js';
 import { compose, type Step } from './pipeline.js';
@@ -151,7 +152,7 @@ export class Worker {
 
   private async settle(channel: Channel, message: ConsumeMessage): Promise<void> {
     try {
-      await this.pipeline({ message, attempts: 1, verified: false });
+      await this.pipeline({ message, attempts: 1, verified: false, traceparent: activeTraceparent() });
     } catch (error) {
       // A retry, wait or park copy was not confirmed (returned, nacked, timed out, channel
       // closed): give the message back to the queue rather than hold it unacked for ever.

@@ -17,6 +17,7 @@ export function handledRow(customerId: string, sequence: number): NewHistoryRow 
     handledAt: now,
     handler: 'test',
     payload: { customerId, n: sequence },
+    traceparent: null,
   };
 }
 

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { TEST_AMQP_URL } from './env.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -30,4 +31,27 @@ export function spawnService(roles: string, env: Record<string, string>): Servic
     child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
   });
   return { child, pid: child.pid as number, output: () => output, exited };
+}
+
+/**
+ * The environment of a service process in a test: the test's database, its own exchange and
+ * worker queue, any free port for GraphQL and for /metrics; `extra` adds or overrides.
+ */
+export function childEnv(
+  databaseUrl: string,
+  exchange: string,
+  workerQueue: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    NODE_ENV: 'test',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    METRICS_PORT: '0',
+    DATABASE_URL: databaseUrl,
+    AMQP_URL: TEST_AMQP_URL,
+    OUTBOX_EXCHANGE: exchange,
+    WORKER_QUEUE: workerQueue,
+    ...extra,
+  };
 }

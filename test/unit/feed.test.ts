@@ -48,6 +48,7 @@ function commit(...aggregateIds: string[]): void {
       occurredAt: new Date(0),
       handledAt: new Date(0),
       handler: 'test',
+      traceparent: null,
       payload: {},
     });
   }

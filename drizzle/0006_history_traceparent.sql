@@ -1,0 +1,1 @@
+ALTER TABLE `handled_events` ADD `traceparent` varchar(55);

@@ -87,7 +87,7 @@ async function untilReachable(
 export interface ServiceOptions {
   /** Replaces the worker's handlers (tests inject a failing one). */
   readonly handlers?: Handlers;
-  /** Authenticates WebSocket connections; see README, "Authentication". Off by default. */
+  /** Authenticates WebSocket connections; see docs/api.md, "WebSocket rules and authentication". Off by default. */
   readonly authenticateWebSocket?: ConnectionAuthenticator;
   /** Aborts the start (a signal): its waits end, what it started is stopped, it rejects. */
   readonly signal?: AbortSignal;

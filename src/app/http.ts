@@ -31,8 +31,8 @@ export interface GraphqlPostOptions {
 
 /**
  * `POST /graphql` with a JSON body, the one request every mutation and most queries are,
- * handed to Apollo without Express: routing, body-parser, content negotiation and an ETag per
- * response were a seventh of the service's CPU per request in profiles (README, Performance).
+ * handed to Apollo without Express: this one request pays for none of Express's routing,
+ * body-parser, content negotiation and per-response ETag, which it does not need.
  * It answers exactly as the Express path does (same limits, same refusals, same Apollo call);
  * anything else (another method or path, a charset other than UTF-8, a compressed body)
  * returns false and goes to Express, which owns every other case.

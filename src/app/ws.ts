@@ -13,7 +13,7 @@ import { serveGraphQLWs } from './ws-adapter.js';
  * Decides whether a WebSocket connection may proceed, from its upgrade request and the
  * `connection_init` payload (where browser clients put tokens, since they cannot set headers).
  * Return false to refuse with close code 4403 Forbidden. Off by default: every connection is
- * accepted. See README, "Authentication".
+ * accepted. See docs/api.md, "WebSocket rules and authentication".
  */
 export type ConnectionAuthenticator = (
   request: IncomingMessage,

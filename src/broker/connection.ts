@@ -179,8 +179,8 @@ export class BrokerConnection {
 
 /**
  * amqplib hands the socket each message's frames as a write of their own: a relay's batch of
- * 500 publishes, or a worker's acks, went out as hundreds of system calls and TCP segments,
- * each costing the process and the broker CPU (README, Performance). Corked from a tick's
+ * 500 publishes, or a worker's acks, would go out as hundreds of system calls and TCP segments,
+ * each costing the process and the broker CPU. Corked from a tick's
  * first write to the end of that tick, they leave as one writev; nothing waits longer than it
  * did, since the tick's other writes were queued behind the first anyway. amqplib exposes the
  * socket as `connection.stream` (net.Socket is the Duplex it keeps as it is); without one

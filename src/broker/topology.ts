@@ -57,7 +57,7 @@ export async function declareWorkerQueues(channel: Channel, topology: Topology):
   // PRECONDITION_FAILED, forever), so the worker queue keeps the ones it has always had. RabbitMQ
   // 4's delivery limit for quorum queues (20 by default; none on 3.x), past which a message with
   // no dead-letter target is dropped, is handled by the worker instead: it parks a message
-  // redelivered ten times, well before the broker would drop it (worker.ts).
+  // redelivered ten times, well before the broker would drop it (worker/policies/redelivery.ts).
   await channel.assertQueue(topology.workerQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
   for (const type of topology.workerEventTypes) {
     await channel.bindQueue(topology.workerQueue, topology.exchange, routingKeyOf(type));

@@ -111,7 +111,7 @@ function createPool(
     timezone: 'Z',
     supportBigNumbers: true,
     // mysql2's promise API captures a stack trace per query (for errors that point at the
-    // caller), which showed up as ~5 % of the busy time in CPU profiles. Errors still carry the
+    // caller): work on every statement for a stack the logs do not need. Errors still carry the
     // driver's stack and Drizzle's query, which is what the logs need.
     trace: false,
   });
@@ -193,8 +193,7 @@ export async function execute(tx: Executor, statement: SQLWrapper): Promise<Resu
 /**
  * Runs one read and returns its rows as the driver gives them, keyed by column name or alias:
  * for a hot read that maps its own rows, since Drizzle builds a query object and maps every row
- * through its columns (the larger part of the relay's and the worker's Drizzle time in
- * profiles). BIGINT comes as a number while it is a safe integer, JSON as text on MariaDB and
+ * through its columns, per row of every claim and stored-event read. BIGINT comes as a number while it is a safe integer, JSON as text on MariaDB and
  * parsed on MySQL 8, DATETIME as a UTC Date, or as text when the connection was told to
  * (`dateStrings` in DATABASE_URL, or Drizzle's own transaction, which a database not made by
  * connectDatabase runs): read it with utcIso. Writes deferred to the COMMIT are not visible to

@@ -51,9 +51,8 @@ export const literal = (value: string): string => escapeLiteral(value);
 
 /**
  * `column IN (1,2,3)` with the ids inlined. The relay's statements carry hundreds of ids; as
- * bound parameters each one costs Drizzle an object and a type check, which measured as the
- * largest share of the relay's CPU. Inlining is safe only because every id is checked to be an
- * integer.
+ * bound parameters each one would cost Drizzle an object and a type check. Inlining is safe
+ * only because every id is checked to be an integer.
  */
 export function idIn(column: Column, ids: readonly number[]): SQL {
   for (const id of ids) {

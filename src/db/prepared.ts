@@ -44,10 +44,9 @@ export function constantStatement(text: string): BoundStatement {
 /**
  * A statement of the hot paths (a create, a worker's handling) that Drizzle renders once, from
  * the schema, with named placeholders (`sql.placeholder`) where its values go; each call binds
- * the values, each through its column's encoding (dates, JSON). Drizzle's query builders and
- * their rendering, run again for every statement, were about an eighth of the service's CPU in
- * profiles of the write path. The column list stays Drizzle's, so the schema remains the one
- * place that names the columns.
+ * the values, each through its column's encoding (dates, JSON), so the hot paths do not build
+ * and render the same query again for every statement. The column list stays Drizzle's, so the
+ * schema remains the one place that names the columns.
  */
 export function prepared<Values extends object>(
   build: (db: Renderer) => Renderable,

@@ -78,10 +78,11 @@ const claimStatement = prepared<{ limit: number }>((db) =>
  * Claims up to `limit` due events by locking their rows, lets `publish` send them, and writes
  * its settlement, in one transaction held open across the broker's confirms. The row locks are
  * the claim: other relays' SKIP LOCKED reads pass over them, so each row is written once (its
- * mark, or its failure) instead of twice (a lease, then a mark): the database's share of the
- * relay's work halves (README, Performance). Returns undefined when nothing is due.
+ * mark, or its failure) instead of twice (a lease, then a mark), and moving a row's entry in the
+ * claim index is the dearest write the relay makes. Returns undefined when nothing is due.
  *
- * What bounds a claim held open (docs/DESIGN: "unless the server bounds it"):
+ * What bounds a claim held open (no transaction stays open across the broker call unless the
+ * server bounds it; docs/design.md):
  *   - a relay that crashes: its connection closes and the server rolls back at once, so its
  *     batch is due again immediately;
  *   - a relay that freezes or is cut off: the session's wait_timeout, set to `holdSeconds`

@@ -46,7 +46,7 @@ const REVIVE_CHUNK = 1_000;
  * In transactions of at most `chunk` rows, walking outbox_dead_idx (dead_at, then id) from
  * where the last one stopped: one statement over every dead row would be one transaction over
  * possibly many thousands, whose rows the relays' claims must step over until it commits,
- * taking lock memory from the buffer pool (README, Operating it). Only events dead when the
+ * taking lock memory from the buffer pool (docs/operations.md). Only events dead when the
  * call began are revived, so one that dies again meanwhile is not revived twice. A failure
  * part way leaves the chunks before it revived.
  */

@@ -1,4 +1,4 @@
-/** The JSON body of every message on the exchange: the broker contract of DESIGN.md. */
+/** The JSON body of every message on the exchange: the broker contract (README, "The broker contract"). */
 export interface EventEnvelope<P = unknown> {
   readonly eventId: string;
   readonly type: string;

@@ -30,7 +30,7 @@ function traced<T>(
     try {
       return await run();
     } catch (error) {
-      // The error's name and code only: a database message quotes the values (log.ts says more).
+      // The error's name and code only: a database message quotes the values (src/log.ts says more).
       if (span.isRecording()) failSpan(span, errorName(error), errorName(error));
       throw error;
     } finally {

@@ -56,7 +56,7 @@ export interface HandlingOptions {
 
 /**
  * One transaction for a group of messages, given in the order of their aggregates and sequences
- * (group-commit.ts sorts them, so every worker locks progress rows in one order, and a group
+ * (policies/group-commit.ts sorts them, so every worker locks progress rows in one order, and a group
  * holding an aggregate's next events handles them in turn). For each message:
  *   1. the stored event with the message's id, read once for the group, is compared with the
  *      message's claims (policies/verify.ts);
@@ -68,7 +68,7 @@ export interface HandlingOptions {
  * `deferred`: an aggregate's first event records its progress and inbox rows with the COMMIT,
  * so they cost no round trip of their own. Any other step first sends what was deferred, since it reads the
  * progress rows those writes make. A failure among deferred writes stops the COMMIT; the
- * caller then handles each message again without deferring (group-commit.ts).
+ * caller then handles each message again without deferring (policies/group-commit.ts).
  */
 export function handleGroup(
   context: HandlingContext,

@@ -190,7 +190,7 @@ export async function passParked(tx: Executor, key: AggregateKey, sequence: numb
 
 /**
  * Deletes up to `limit` inbox rows older than `olderThanMs`, oldest first, on inbox_handled_at_idx.
- * Safe once no copy of the message can still arrive and be taken for new: see README, Retention.
+ * Safe once no copy of the message can still arrive and be taken for new: see docs/design.md, Retention.
  */
 export async function pruneInbox(db: Executor, olderThanMs: number, limit: number): Promise<number> {
   const [result] = await db.execute(

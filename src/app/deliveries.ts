@@ -7,15 +7,7 @@ import {
   Kind,
 } from 'graphql';
 import { FROM_HISTORY_ROW, type FromHistoryRow } from '../history/store.js';
-import {
-  context,
-  failSpan,
-  linkToTraceparent,
-  type Span,
-  SpanKind,
-  trace,
-  tracer,
-} from '../telemetry/tracer.js';
+import { failSpan, linkToTraceparent, type Span, SpanKind, tracer, within } from '../telemetry/tracer.js';
 
 /** The span's name and attributes for one subscription, worked out when a span first records. */
 interface Label {
@@ -63,10 +55,10 @@ export async function subscribeDelivering(
         if (span.isRecording()) {
           label ??= labelOf(args);
           describe(span, label, event);
-          result = await context.with(trace.setSpan(context.active(), span), run);
+          result = await within(span, run);
           const error = result.errors?.[0];
           if (error) failSpan(span, error.message, String(error.extensions?.code ?? 'error'));
-        } else result = await run();
+        } else result = await within(span, run);
         open = span;
         return { done: false, value: result };
       } catch (error) {

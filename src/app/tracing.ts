@@ -1,6 +1,6 @@
 import type { GraphQLError } from 'graphql';
 import type { EventHeaders } from '../outbox/event.js';
-import { contextFrom, currentTraceHeaders, failSpan, SpanKind, tracer } from '../telemetry/tracer.js';
+import { contextFrom, currentTraceHeaders, failSpan, SpanKind, tracer, within } from '../telemetry/tracer.js';
 import type { AppContext } from './context.js';
 import type { OperationOutcome, PreparedOperation } from './pipeline.js';
 
@@ -15,28 +15,40 @@ export async function traceOperation(
   appContext: AppContext,
   run: (appContext: AppContext) => Promise<OperationOutcome>,
 ): Promise<OperationOutcome> {
-  const operationName = prepared.operation.name?.value;
-  const name = operationName ? `${prepared.kind} ${operationName}` : prepared.kind;
-  const attributes: Record<string, string> = { 'graphql.operation.type': prepared.kind };
-  if (operationName) attributes['graphql.operation.name'] = operationName;
   const parent = contextFrom(appContext.eventHeaders);
-  return tracer.startActiveSpan(name, { kind: SpanKind.SERVER, attributes }, parent, async (span) => {
-    try {
-      const eventHeaders: EventHeaders = span.isRecording()
-        ? { ...appContext.eventHeaders, ...currentTraceHeaders() }
-        : appContext.eventHeaders;
-      const outcome = await run({ ...appContext, eventHeaders });
-      const error = outcome.kind === 'stream' ? undefined : outcome.result.errors?.[0];
-      if (error) failSpan(span, error.message, String(error.extensions?.code ?? 'error'));
-      return outcome;
-    } catch (error) {
-      failSpan(span, error instanceof Error ? error.message : String(error));
-      throw error;
-    } finally {
-      span.end();
-    }
-  });
+  const span = tracer.startSpan('GraphQL operation', SERVER, parent);
+  // Named, attributed and carried in the events only when it records: nothing to work out
+  // while tracing is off.
+  const recording = span.isRecording();
+  if (recording) {
+    const operationName = prepared.operation.name?.value;
+    span.updateName(operationName ? `${prepared.kind} ${operationName}` : prepared.kind);
+    span.setAttribute('graphql.operation.type', prepared.kind);
+    if (operationName) span.setAttribute('graphql.operation.name', operationName);
+  }
+  try {
+    return await within(
+      span,
+      async () => {
+        const eventHeaders: EventHeaders | undefined = recording
+          ? { ...appContext.eventHeaders, ...currentTraceHeaders() }
+          : undefined;
+        const outcome = await run(eventHeaders ? { ...appContext, eventHeaders } : appContext);
+        const error = outcome.kind === 'stream' ? undefined : outcome.result.errors?.[0];
+        if (error) failSpan(span, error.message, String(error.extensions?.code ?? 'error'));
+        return outcome;
+      },
+      parent,
+    );
+  } catch (error) {
+    failSpan(span, error instanceof Error ? error.message : String(error));
+    throw error;
+  } finally {
+    span.end();
+  }
 }
+
+const SERVER = { kind: SpanKind.SERVER } as const;
 
 /** A refused request (parse, validation, limits) still leaves a span, with the reason. */
 export function traceRefusal(errors: readonly GraphQLError[]): void {

@@ -1,42 +1,45 @@
-import { failSpan, SpanKind, tracer } from './tracer.js';
+import { failSpan, SpanKind, tracer, within } from './tracer.js';
 
 const DB = { 'db.system.name': 'mysql' } as const;
 
 /** A database transaction as a CLIENT span (semantic conventions for databases). */
 export function traceTransaction<T>(run: () => Promise<T>): Promise<T> {
-  return traced('transaction', { ...DB, 'db.operation.name': 'transaction' }, run);
+  return traced('transaction', () => ({ ...DB, 'db.operation.name': 'transaction' }), run);
 }
 
 /** The history write (the handled events' rows, then the COMMIT) inside the worker's transaction. */
 export function traceHistoryWrite<T>(rows: number, run: () => Promise<T>): Promise<T> {
   return traced(
     'INSERT handled_events',
-    {
+    () => ({
       ...DB,
       'db.operation.name': 'INSERT',
       'db.collection.name': 'handled_events',
       'db.operation.batch.size': rows,
-    },
+    }),
     run,
   );
 }
 
-function traced<T>(
+const CLIENT = { kind: SpanKind.CLIENT } as const;
+
+/** `run` in a CLIENT span; its attributes are worked out only when it records. */
+async function traced<T>(
   name: string,
-  attributes: Record<string, string | number>,
+  attributes: () => Record<string, string | number>,
   run: () => Promise<T>,
 ): Promise<T> {
-  return tracer.startActiveSpan(name, { kind: SpanKind.CLIENT, attributes }, async (span) => {
-    try {
-      return await run();
-    } catch (error) {
-      // The error's name and code only: a database message quotes the values (src/log.ts says more).
-      if (span.isRecording()) failSpan(span, errorName(error), errorName(error));
-      throw error;
-    } finally {
-      span.end();
-    }
-  });
+  const span = tracer.startSpan(name, CLIENT);
+  if (span.isRecording()) span.setAttributes(attributes());
+  try {
+    return await within(span, run);
+  } catch (error) {
+    // The error's name and code only: a database message quotes the values (src/log.ts says more).
+    if (span.isRecording()) failSpan(span, errorName(error), errorName(error));
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 function errorName(error: unknown): string {

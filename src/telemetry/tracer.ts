@@ -42,6 +42,18 @@ export function currentTraceHeaders(): Record<string, string> {
 }
 
 /**
+ * Runs `run` with `span` active in `parent`. A span with no valid context (the API's no-op:
+ * no SDK) is not made active: it has nothing to pass on, and a context costs a copy of a map.
+ * A span the sampler left out still has one and is made active, so its children are left out
+ * too rather than starting traces of their own.
+ */
+export function within<T>(span: Span, run: () => T, parent: Context = context.active()): T {
+  return trace.isSpanContextValid(span.spanContext())
+    ? context.with(trace.setSpan(parent, span), run)
+    : run();
+}
+
+/**
  * The active span's context as a W3C traceparent, to store with what it wrote (a history row),
  * or undefined when no span records: nothing is formatted while tracing is off.
  */

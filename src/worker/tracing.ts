@@ -1,5 +1,5 @@
 import type { ConsumeMessage } from 'amqplib';
-import { contextFrom, failSpan, SpanKind, trace, tracer } from '../telemetry/tracer.js';
+import { contextFrom, failSpan, SpanKind, trace, tracer, within } from '../telemetry/tracer.js';
 
 /**
  * The worker's handling of one message: a CONSUMER span (semantic conventions for messaging:
@@ -7,35 +7,31 @@ import { contextFrom, failSpan, SpanKind, trace, tracer } from '../telemetry/tra
  * event), so one create's trace holds the GraphQL operation, its transaction and the handling
  * with its transaction and history write. Log lines written inside carry its ids.
  */
-export function traceConsume(
+export async function traceConsume(
   queue: string,
   message: ConsumeMessage,
   run: () => Promise<void>,
 ): Promise<void> {
   const { properties, fields } = message;
   const parent = contextFrom(properties.headers);
-  return tracer.startActiveSpan(
-    `process ${queue}`,
-    {
-      kind: SpanKind.CONSUMER,
-      attributes: {
-        'messaging.system': 'rabbitmq',
-        'messaging.operation.type': 'process',
-        'messaging.destination.name': queue,
-        'messaging.rabbitmq.destination.routing_key': fields.routingKey,
-        'messaging.message.id': String(properties.messageId ?? ''),
-      },
-    },
-    parent,
-    async (span) => {
-      try {
-        await run();
-      } finally {
-        span.end();
-      }
-    },
-  );
+  const span = tracer.startSpan(`process ${queue}`, CONSUMER, parent);
+  if (span.isRecording()) {
+    span.setAttributes({
+      'messaging.system': 'rabbitmq',
+      'messaging.operation.type': 'process',
+      'messaging.destination.name': queue,
+      'messaging.rabbitmq.destination.routing_key': fields.routingKey,
+      'messaging.message.id': String(properties.messageId ?? ''),
+    });
+  }
+  try {
+    await within(span, run, parent);
+  } finally {
+    span.end();
+  }
 }
+
+const CONSUMER = { kind: SpanKind.CONSUMER } as const;
 
 /** The outcome on the handling span; one that could not be settled is an error. */
 export function traceOutcome(outcome: string, reason?: string): void {

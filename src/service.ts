@@ -8,7 +8,14 @@ import { type Topology, topologyFor } from './broker/topology.js';
 import type { Config } from './config/index.js';
 import { CUSTOMER_HANDLERS } from './customers/handlers.js';
 import { boundsOf } from './db/bounds.js';
-import { connectDatabase, databaseName, ensureDatabase, transaction } from './db/client.js';
+import {
+  type Component,
+  connectDatabase,
+  databaseName,
+  ensureDatabase,
+  poolSizes,
+  transaction,
+} from './db/client.js';
 import { isTransientDatabaseError } from './db/errors.js';
 import { runMigrations } from './db/migrate.js';
 import { pruneKeys } from './idempotency/keys.js';
@@ -109,7 +116,10 @@ export async function startService(
   log: Logger,
   options: ServiceOptions = {},
 ): Promise<RunningService> {
-  const stack: Array<{ name: string; stop: () => Promise<void> }> = [];
+  // Roles stop one after another in reverse start order; the connections they used (resources:
+  // the database, the broker connections) close after them all, side by side, since each may
+  // wait a moment for a server behind a dead link that does not answer its goodbye.
+  const stack: Array<{ name: string; stop: () => Promise<void>; resource?: boolean }> = [];
   // Names this process's broker connections and lease owner, so operators can tell instances apart.
   const instance = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const handlers = options.handlers ?? CUSTOMER_HANDLERS;
@@ -117,14 +127,17 @@ export async function startService(
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      for (const { name, stop: stopIt } of stack.reverse()) {
+      const stopOne = async ({ name, stop: stopIt }: (typeof stack)[number]) => {
         try {
           await stopIt();
           log.debug({ component: name }, 'stopped');
         } catch (error) {
           log.error({ err: error, component: name }, 'stop failed');
         }
-      }
+      };
+      const order = stack.reverse();
+      for (const item of order.filter((i) => !i.resource)) await stopOne(item);
+      await Promise.all(order.filter((i) => i.resource).map(stopOne));
     })();
     return stopping;
   };
@@ -141,13 +154,18 @@ export async function startService(
     });
     connection.start();
     brokerConnections.push(connection);
-    return started(`${role} broker connection`, connection);
+    stack.push({ name: `${role} broker connection`, stop: () => connection.stop(), resource: true });
+    return connection;
   };
 
   try {
     const bounds = boundsOf(config);
-    const database = connectDatabase(config.databaseUrl, config.dbPoolSize, bounds);
-    stack.push({ name: 'database', stop: () => database.close() });
+    const database = connectDatabase(
+      config.databaseUrl,
+      poolSizes(config.dbPoolSize, config.dbComponentPoolSize, config.relay.lanes),
+      bounds,
+    );
+    stack.push({ name: 'database', stop: () => database.close(), resource: true });
     await untilReachable(config.startupTimeoutMs, log, options.signal, async () => {
       await ensureDatabase(config.databaseUrl);
       // DDL and the migration lock's wait may take longer than any service statement.
@@ -160,11 +178,12 @@ export async function startService(
     });
     const { db } = database;
     const durability = await checkDurability(db, config.db.durability, log);
-    const metrics = new Metrics(db);
+    const metrics = new Metrics(database.component('metrics').db);
     metrics.trackBroker(() => brokerConnections.every((connection) => connection.isConnected));
-    const deps = (role: string): RoleDeps => ({
+    // Each role on pools of its own (db/client.ts, Component): HTTP requests the app's.
+    const deps = (role: string, component: Component): RoleDeps => ({
       config,
-      db,
+      db: database.component(component).db,
       log: log.child({ role }),
       metrics,
       topology,
@@ -173,7 +192,7 @@ export async function startService(
     });
 
     const relayRole: RelayRole | undefined = config.roles.includes('relay')
-      ? started('relay', startRelayRole(deps('relay'), { barrier: durability.barrier }))
+      ? started('relay', startRelayRole(deps('relay', 'relay'), { barrier: durability.barrier }))
       : undefined;
 
     // Hints to other processes: "new outbox rows" for relays, "new history rows" for live feeds.
@@ -199,7 +218,7 @@ export async function startService(
       workerRole = started(
         'worker',
         startWorkerRole({
-          ...deps('worker'),
+          ...deps('worker', 'worker'),
           handlers,
           writer,
           // The live feed beside it, if any, at once; app instances elsewhere through the broker.
@@ -216,7 +235,7 @@ export async function startService(
       appRole = started(
         'app',
         await startAppRole({
-          ...deps('app'),
+          ...deps('app', 'requests'),
           database,
           writer,
           authenticateWebSocket: options.authenticateWebSocket,
@@ -229,32 +248,37 @@ export async function startService(
     }
 
     const { retention } = config;
+    const pruning = database.component('retention');
     started(
       'retention',
       new Pruner({
-        pool: database.pool,
+        pool: pruning.pool,
         log: log.child({ role: 'retention' }),
         metrics,
         intervalMs: retention.intervalMs,
         batchSize: retention.batchSize,
         lockName: `graphql-outbox:retention:${databaseName(config.databaseUrl)}`,
         tasks: [
-          { table: 'outbox', prune: (n) => prunePublished(db, retention.outboxMs, n) },
+          { table: 'outbox', prune: (n) => prunePublished(pruning.db, retention.outboxMs, n) },
           // In transactions of retention's kind: no gap locks where workers and writers insert.
           {
             table: 'inbox',
             prune: (n) =>
-              transaction(db, (tx) => pruneInbox(tx, retention.inboxMs, n), RETENTION_TRANSACTION),
+              transaction(pruning.db, (tx) => pruneInbox(tx, retention.inboxMs, n), RETENTION_TRANSACTION),
           },
           {
             table: 'worker_attempts',
             prune: (n) =>
-              transaction(db, (tx) => pruneAttempts(tx, retention.inboxMs, n), RETENTION_TRANSACTION),
+              transaction(pruning.db, (tx) => pruneAttempts(tx, retention.inboxMs, n), RETENTION_TRANSACTION),
           },
           {
             table: 'idempotency_keys',
             prune: (n) =>
-              transaction(db, (tx) => pruneKeys(tx, retention.idempotencyKeysMs, n), RETENTION_TRANSACTION),
+              transaction(
+                pruning.db,
+                (tx) => pruneKeys(tx, retention.idempotencyKeysMs, n),
+                RETENTION_TRANSACTION,
+              ),
           },
         ],
       }),

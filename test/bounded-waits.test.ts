@@ -4,12 +4,14 @@ import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readinessHandler } from '../src/app/readiness.js';
 import { BrokerConnection } from '../src/broker/connection.js';
+import { ChannelSession } from '../src/broker/session.js';
 import { DEFAULT_BOUNDS } from '../src/db/bounds.js';
 import { connectDatabase, readRows, transaction } from '../src/db/client.js';
 import { isTransientDatabaseError } from '../src/db/errors.js';
 import { Deadline, withDeadline } from '../src/support/deadline.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { TEST_AMQP_URL } from './support/env.js';
+import { startTcpProxy } from './support/proxy.js';
 import { testLogger } from './support/service.js';
 
 /** A TCP server that accepts connections and never says a word: a dependency that hangs. */
@@ -166,6 +168,38 @@ describe('/readyz with a dependency that hangs', () => {
       server.close();
       await Promise.all([broker.stop(), silentBroker.stop(), live.close(), silent.close()]);
       await hanging.close().catch(() => {});
+    }
+  });
+});
+
+describe('a stop while the broker link drops every packet', () => {
+  it('closes a channel session and its connection within 2 s, not when the heartbeat gives up', async () => {
+    const target = new URL(TEST_AMQP_URL);
+    const proxy = await startTcpProxy(target.hostname, Number(target.port || 5672));
+    const url = new URL(TEST_AMQP_URL);
+    url.host = `127.0.0.1:${proxy.port}`;
+    // The heartbeat alone would end the wait only after two silent intervals (10 s here).
+    const broker = new BrokerConnection(url.toString(), 'bounded-waits stop', testLogger(), {
+      heartbeatSeconds: 5,
+      connectTimeoutMs: 3_000,
+      keepAliveMs: 5_000,
+    });
+    const session = new ChannelSession(broker, 'bounded-waits stop', testLogger(), async (channel) => {
+      await channel.checkExchange('amq.fanout');
+    });
+    try {
+      broker.start();
+      session.start();
+      await expect.poll(() => session.current !== undefined, { timeout: 10_000 }).toBe(true);
+      proxy.silence();
+      const started = performance.now();
+      await session.stop();
+      await broker.stop();
+      expect(performance.now() - started).toBeLessThan(2_500);
+      expect(broker.isConnected).toBe(false);
+    } finally {
+      await Promise.all([session.stop(), broker.stop()]);
+      await proxy.close();
     }
   });
 });

@@ -25,7 +25,8 @@ export interface AppRoleDeps extends RoleDeps {
 export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
   const { config, db, log, metrics, topology, broker, database, instance } = deps;
   const feed = new HistoryFeed({
-    db,
+    // Its own pools: a feed whose reads are stuck never takes the connections requests need.
+    db: database.component('feed').db,
     log,
     metrics,
     pollIntervalMs: config.live.pollIntervalMs,

@@ -3,7 +3,7 @@ import type { Writable } from 'node:stream';
 import amqp, { type ChannelModel } from 'amqplib';
 import type { Logger } from '../log.js';
 import { Loop } from '../support/loop.js';
-import { sleep } from '../support/sleep.js';
+import { sleep, untilStopped } from '../support/sleep.js';
 
 const RECONNECT_BASE_MS = 200;
 // Short: after a network cut heals, the next try must come within seconds.
@@ -167,7 +167,9 @@ export class BrokerConnection {
     this.current = model;
     this.log.info({ connection: this.name }, 'broker connected');
     for (const waiter of this.waiters.splice(0)) waiter(model);
-    await closed;
+    // stop() closes the connection itself and destroys its socket if the broker does not answer.
+    await untilStopped(closed, signal);
+    if (signal.aborted) return 'busy';
     this.current = undefined;
     // amqplib ends a connection that missed its heartbeats with a FIN, which a dead link never
     // acknowledges: the socket would linger in TCP's back-off. Destroyed, it is gone at once.

@@ -1,7 +1,7 @@
 import type { Channel, ConfirmChannel } from 'amqplib';
 import type { Logger } from '../log.js';
 import { Loop } from '../support/loop.js';
-import { sleep } from '../support/sleep.js';
+import { sleep, untilStopped } from '../support/sleep.js';
 import type { BrokerConnection } from './connection.js';
 
 const RETRY_BASE_MS = 200;
@@ -90,7 +90,9 @@ export class ChannelSession<C extends Channel = Channel> {
         return 'busy';
       }
       this.channel = channel;
-      await closed;
+      // A stop closes the channel and waits a moment for the broker's answer; behind a dead link
+      // 'close' would come only when the heartbeat gives the connection up, seconds later.
+      await untilStopped(closed, signal);
       this.channel = undefined;
       if (!signal.aborted) this.log.warn({ session: this.name }, 'channel closed; reopening');
       return 'busy';

@@ -28,6 +28,8 @@ export interface Config {
   readonly metricsPort: number;
   readonly databaseUrl: string;
   readonly dbPoolSize: number;
+  /** Connections of the relay (plus its lanes), the worker and the live feed, each (db/client.ts). */
+  readonly dbComponentPoolSize: number;
   /** Bounds on every wait for the database (src/db/bounds.ts). */
   readonly db: {
     readonly queryTimeoutMs: number;
@@ -209,6 +211,7 @@ const schema = z.object({
   DATABASE_URL: url(['mysql:']).default('mysql://root@127.0.0.1:3306/outbox'),
   // Two at least: migrations hold a lock on one connection while the migrator uses another.
   DB_POOL_SIZE: int(2, 1000).default(20),
+  DB_COMPONENT_POOL_SIZE: int(1, 1000).default(4),
   DB_QUERY_TIMEOUT_MS: int(100, 600_000).default(5_000),
   DB_ACQUIRE_TIMEOUT_MS: int(100, 600_000).default(3_000),
   DB_CONNECT_TIMEOUT_MS: int(100, 600_000).default(3_000),
@@ -346,6 +349,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     metricsPort: e.METRICS_PORT,
     databaseUrl: e.DATABASE_URL,
     dbPoolSize: e.DB_POOL_SIZE,
+    dbComponentPoolSize: e.DB_COMPONENT_POOL_SIZE,
     db: {
       queryTimeoutMs: e.DB_QUERY_TIMEOUT_MS,
       acquireTimeoutMs: e.DB_ACQUIRE_TIMEOUT_MS,

@@ -18,12 +18,49 @@ export {
   transaction,
 } from './transaction.js';
 
+/**
+ * The parts of a process that use the database. Each has pools of its own, so one that is
+ * stuck (its statements blocked, its connections in a dead link until their bounds end them)
+ * can use up only its own connections: the relay's lanes, the worker, the live feed, retention,
+ * the metrics and HTTP requests never wait in one another's queue.
+ */
+export type Component = 'requests' | 'relay' | 'worker' | 'feed' | 'retention' | 'metrics';
+
+/** Per component, its most connections for transactions (single statements: half as many, 2 at least). */
+export type PoolSizes = Readonly<Record<Component, number>>;
+
+/** One component's view of the database: its own pools behind it. */
+export interface ComponentDatabase {
+  readonly db: Database;
+  /** Its pool for single statements (a named lock held on one connection, say). */
+  readonly pool: mysql.Pool;
+}
+
 export interface DatabaseHandle {
+  /** HTTP requests' database (the `requests` component). */
   readonly db: Database;
   readonly pool: mysql.Pool;
+  /** A component's own database and pools, opened on first use. */
+  component(name: Component): ComponentDatabase;
   /** Round trip to the server; rejects when it does not answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Pool sizes from the two settings: `DB_POOL_SIZE` for requests, `DB_COMPONENT_POOL_SIZE` for
+ * the relay (plus one per lane: each lane holds a connection through its claim), the worker and
+ * the live feed; retention needs two (its named lock and a prune), the metrics one.
+ */
+export function poolSizes(requests: number, component: number, relayLanes: number): PoolSizes {
+  return {
+    requests,
+    relay: component + relayLanes,
+    worker: component,
+    feed: component,
+    retention: 2,
+    metrics: 1,
+  };
 }
 
 /** `mysql://user:pass@host:port/name` → the database name, checked to be a plain identifier. */
@@ -130,39 +167,57 @@ function createPool(
 const PING_TIMEOUT_MS = 1_500;
 
 /**
- * `poolSize` connections for transactions, where nearly all of the service's database work
- * runs, and half as many for single statements (reads, health checks, the pruner): at most
- * 1.5 × `poolSize` connections per process, opened as they are needed.
+ * Per component (see Component), `sizes[component]` connections for transactions, where nearly
+ * all of the service's database work runs, and half as many (2 at least) for single statements
+ * (reads, health checks, the pruner's lock), opened as they are needed. A number gives requests
+ * that many and every other component the defaults of poolSizes.
  */
 export function connectDatabase(
   url: string,
-  poolSize: number,
+  sizes: number | PoolSizes,
   bounds: DatabaseBounds = DEFAULT_BOUNDS,
 ): DatabaseHandle {
-  const pool = createPool(url, Math.max(2, Math.ceil(poolSize / 2)), false, bounds);
-  const transactionPool = createPool(url, poolSize, true, bounds);
+  const limits = typeof sizes === 'number' ? poolSizes(sizes, 4, 2) : sizes;
+  const pools: mysql.Pool[] = [];
+  const components = new Map<Component, ComponentDatabase>();
+  const component = (name: Component): ComponentDatabase => {
+    let found = components.get(name);
+    if (!found) {
+      const size = limits[name];
+      const pool = createPool(url, Math.max(2, Math.ceil(size / 2)), false, bounds);
+      const transactionPool = createPool(url, size, true, bounds);
+      pools.push(pool, transactionPool);
+      const db = drizzle(pool, { schema, mode: 'default' });
+      registerTransactionPool(db, transactionPool);
+      found = { db, pool };
+      components.set(name, found);
+    }
+    return found;
+  };
+  const requests = component('requests');
   // A connection of its own for ping (/readyz): a probe that hangs in a dead link never takes
   // one that requests need, and a probe that finds the pool busy cannot say "down" wrongly.
   let pingPool: mysql.Pool | undefined;
-  const db = drizzle(pool, { schema, mode: 'default' });
-  registerTransactionPool(db, transactionPool);
   return {
-    db,
-    pool,
+    db: requests.db,
+    pool: requests.pool,
+    component,
     async ping() {
       // Bounded by the readiness deadline: a probe stuck in a dead link is dropped before the
       // next one, which then finds a fresh connection as soon as the link works again.
-      pingPool ??= createPool(url, 1, false, {
-        ...bounds,
-        queryTimeoutMs: Math.min(bounds.queryTimeoutMs, PING_TIMEOUT_MS),
-        acquireTimeoutMs: Math.min(bounds.acquireTimeoutMs, PING_TIMEOUT_MS),
-        connectTimeoutMs: Math.min(bounds.connectTimeoutMs, PING_TIMEOUT_MS),
-      });
+      if (!pingPool) {
+        pingPool = createPool(url, 1, false, {
+          ...bounds,
+          queryTimeoutMs: Math.min(bounds.queryTimeoutMs, PING_TIMEOUT_MS),
+          acquireTimeoutMs: Math.min(bounds.acquireTimeoutMs, PING_TIMEOUT_MS),
+          connectTimeoutMs: Math.min(bounds.connectTimeoutMs, PING_TIMEOUT_MS),
+        });
+        pools.push(pingPool);
+      }
       await pingPool.query('SELECT 1');
     },
     async close() {
       // A server behind a dead link never answers the goodbye: do not wait for it.
-      const pools = [pool, transactionPool, pingPool].filter((p) => p !== undefined);
       await Promise.race([Promise.all(pools.map((p) => p.end())), sleep(CLOSE_WAIT_MS)]);
       for (const p of pools) destroyConnections(p);
     },

@@ -51,8 +51,8 @@ export function startRelayRole(
   return {
     relay,
     async stop() {
-      await listener.stop();
-      await relay.stop();
+      // Side by side: each may wait a moment for a broker that does not answer.
+      await Promise.all([listener.stop(), relay.stop()]);
       await publisher.close();
     },
   };

@@ -26,3 +26,24 @@ export function backoffDelay(failures: number, baseMs: number, maxMs: number): n
   const exponential = Math.min(maxMs, baseMs * 2 ** Math.max(0, failures - 1));
   return Math.round(exponential * (0.5 + Math.random() / 2));
 }
+
+/**
+ * `promise`, or nothing as soon as `signal` aborts, whichever comes first; the listener goes
+ * with it. For a loop's turn that waits on an event a stop must not wait for (a channel's
+ * 'close', which a broker behind a dead link never sends).
+ */
+export async function untilStopped(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  let onAbort: (() => void) | undefined;
+  try {
+    await Promise.race([
+      promise,
+      new Promise<void>((resolve) => {
+        onAbort = resolve;
+        signal.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+}

@@ -5,6 +5,11 @@ export interface TcpProxy {
   readonly port: number;
   /** A database outage: every open connection is reset and new ones are reset on arrival. */
   cut(): void;
+  /**
+   * A black-holed link: every byte either way is dropped and nothing is closed, so both ends
+   * wait, as behind a NAT that forgot the flow. restore() lets bytes pass again.
+   */
+  silence(): void;
   /** The database is back: new connections pass again. */
   restore(): void;
   close(): Promise<void>;
@@ -17,6 +22,7 @@ export interface TcpProxy {
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let down = false;
+  let silent = false;
   const server = createServer((client) => {
     if (down) {
       client.resetAndDestroy();
@@ -31,7 +37,14 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
         upstream.destroy();
       });
     }
-    client.pipe(upstream).pipe(client);
+    client.on('data', (chunk: Buffer) => {
+      if (!silent) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (!silent) client.write(chunk);
+    });
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => client.end());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -42,8 +55,12 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       down = true;
       for (const socket of sockets) socket.resetAndDestroy();
     },
+    silence() {
+      silent = true;
+    },
     restore() {
       down = false;
+      silent = false;
     },
     async close() {
       for (const socket of sockets) socket.destroy();

@@ -23,10 +23,10 @@ import { Subscriber } from '../subscribers.js';
 import type { SupervisedProcess } from '../supervisor.js';
 import { delay, waitFor } from '../wait.js';
 import { checkPartitions, handledLag } from './checks.js';
-import { Forwarder } from './forward.js';
+import { ForwardingProcess, type Route } from './forward.js';
 import { Member, type MemberRole } from './members.js';
 import { PartitionNet, partitionSupport, removeLeftovers } from './net.js';
-import { play, type ScenarioResult, scenarios } from './scenarios.js';
+import { play, type Scenario, type ScenarioResult, scenarios } from './scenarios.js';
 import { ReadyzProbe, Traffic } from './traffic.js';
 
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -40,8 +40,23 @@ const TOPOLOGY: ReadonlyArray<[string, MemberRole]> = [
   ['worker-2', 'worker'],
 ];
 
+/** `--ci`, `--only id,id` (scenario ids, scenarios.ts). */
+function options(argv: readonly string[]): { ci: boolean; only: string[] | undefined } {
+  const at = argv.indexOf('--only');
+  const list = at >= 0 ? argv[at + 1] : argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  if (at >= 0 && !list) throw new Error('--only needs scenario ids, e.g. --only db-120,mq-120');
+  return { ci: argv.includes('--ci'), only: list?.split(',').filter(Boolean) };
+}
+
 async function main(): Promise<number> {
-  const ci = process.argv.includes('--ci');
+  let chosen: Scenario[];
+  try {
+    const { ci, only } = options(process.argv.slice(2));
+    chosen = scenarios(ci, only);
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    return 2;
+  }
   const unsupported = (await partitionSupport()) ?? missingPrograms()[0];
   if (unsupported) {
     process.stderr.write(`The partition run cannot run here: ${unsupported}\n`);
@@ -54,10 +69,19 @@ async function main(): Promise<number> {
   const tmpRoot = process.env.CHAOS_TMPDIR ?? '/tmp';
   await mkdir(tmpRoot, { recursive: true });
   const dir = await mkdtemp(join(tmpRoot, 'graphql-outbox-partitions-'));
-  cleanup.add('temporary folder', () => rm(dir, { recursive: true, force: true }));
-  cleanup.addLastResort(() => rmSync(dir, { recursive: true, force: true }));
+  // The service processes' logs are in it (logs/<name>.log): CHAOS_KEEP=1 keeps them to read.
+  const keep = process.env.CHAOS_KEEP === '1';
+  say(
+    `working folder ${dir}${keep ? ' (kept: CHAOS_KEEP=1)' : ' (removed at the end; CHAOS_KEEP=1 keeps it)'}`,
+  );
+  cleanup.add('temporary folder', async () => {
+    if (!keep) await rm(dir, { recursive: true, force: true });
+  });
+  cleanup.addLastResort(() => {
+    if (!keep) rmSync(dir, { recursive: true, force: true });
+  });
   try {
-    return await execute(ci, dir, cleanup);
+    return await execute(chosen, dir, cleanup);
   } catch (error) {
     say(`the partition run failed: ${(error as Error).stack ?? String(error)}`);
     return 1;
@@ -67,7 +91,7 @@ async function main(): Promise<number> {
   }
 }
 
-async function execute(ci: boolean, dir: string, cleanup: Cleanup): Promise<number> {
+async function execute(chosen: readonly Scenario[], dir: string, cleanup: Cleanup): Promise<number> {
   const signal = cleanup.abort.signal;
   const ports = new PortPool();
   const db = new PrivateMariaDb(join(dir, 'mariadb'), await ports.take());
@@ -86,13 +110,16 @@ async function execute(ci: boolean, dir: string, cleanup: Cleanup): Promise<numb
   cleanup.add('network namespaces and links', () => net.destroy());
   cleanup.addLastResort(() => net.destroyNow());
   await net.create();
-  const forwarders = [
-    new Forwarder({ host: net.hostAddress, port: forwardPorts.db }, { host: '127.0.0.1', port: db.port }),
-    new Forwarder({ host: net.hostAddress, port: forwardPorts.mq }, { host: '127.0.0.1', port: mq.port }),
+  const routes: Route[] = [
+    {
+      listen: { host: net.hostAddress, port: forwardPorts.db },
+      target: { host: '127.0.0.1', port: db.port },
+    },
+    {
+      listen: { host: net.hostAddress, port: forwardPorts.mq },
+      target: { host: '127.0.0.1', port: mq.port },
+    },
   ];
-  cleanup.add('forwarders', async () => {
-    await Promise.all(forwarders.map((f) => f.stop()));
-  });
 
   const logDir = join(dir, 'logs');
   await mkdir(logDir, { recursive: true });
@@ -102,7 +129,8 @@ async function execute(ci: boolean, dir: string, cleanup: Cleanup): Promise<numb
     const port = await ports.take();
     const env = {
       NODE_ENV: 'production',
-      LOG_LEVEL: 'warn',
+      // CHAOS_LOG_LEVEL=info (or debug) to trace what a process waits on after a heal.
+      LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'warn',
       HOST: '0.0.0.0',
       PORT: String(port),
       METRICS_PORT: String(port),
@@ -115,10 +143,13 @@ async function execute(ci: boolean, dir: string, cleanup: Cleanup): Promise<numb
     };
     members.push(new Member(name, role, ns, port, env, logDir));
     if (role === 'app') {
-      forwarders.push(new Forwarder({ host: '127.0.0.1', port }, { host: ns.address, port }));
+      routes.push({ listen: { host: '127.0.0.1', port }, target: { host: ns.address, port } });
     }
   }
-  await Promise.all(forwarders.map((f) => f.start()));
+  const forwarders = new ForwardingProcess(routes, logDir);
+  cleanup.add('forwarders', () => forwarders.stop());
+  cleanup.addLastResort(() => forwarders.killNow());
+  await forwarders.start(signal);
   cleanup.add('service processes', async () => {
     await Promise.all(members.map((m) => m.stop(2_000)));
   });
@@ -178,7 +209,7 @@ async function execute(ci: boolean, dir: string, cleanup: Cleanup): Promise<numb
     signal,
   };
   const results: ScenarioResult[] = [];
-  for (const scenario of scenarios(ci)) results.push(await play(stage, scenario));
+  for (const scenario of chosen) results.push(await play(stage, scenario));
   const workerCut = results.find((r) => r.scenario.target.startsWith('worker'));
   const workerCutLagMs = workerCut
     ? await harnessDb.with((c) => handledLag(c, workerCut.cutAt, workerCut.healAt))
@@ -227,7 +258,7 @@ async function execute(ci: boolean, dir: string, cleanup: Cleanup): Promise<numb
 function printScenarios(results: readonly ScenarioResult[], traffic: Traffic): void {
   printTable(
     'Partitions (recovery: from the heal until it works again)',
-    ['cut', 'longest request', '503s', 'recovery'],
+    ['cut', 'longest request', '503s', 'unhandled at the heal', 'recovery'],
     results.map((r) => {
       const attempts = traffic.creates
         .flatMap((c) => c.attempts)
@@ -237,6 +268,7 @@ function printScenarios(results: readonly ScenarioResult[], traffic: Traffic): v
         r.scenario.label,
         `${(Math.max(0, ...attempts.map((a) => a.ms)) / 1000).toFixed(1)} s`,
         String(unavailable),
+        r.unhandledAtHeal === undefined ? '?' : String(r.unhandledAtHeal),
         Object.entries(r.recovery)
           .map(([what, ms]) => `${what} ${ms === undefined ? 'NEVER' : `${(ms / 1000).toFixed(1)} s`}`)
           .join(', '),

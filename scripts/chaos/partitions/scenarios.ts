@@ -8,6 +8,8 @@ import type { Link, PartitionNet } from './net.js';
 import type { Traffic } from './traffic.js';
 
 export interface Scenario {
+  /** Short name for `--only` (db-20, mq-120, both-20, relay-120, worker-20, stop). */
+  readonly id: string;
   readonly label: string;
   /** `all` cuts every service process; otherwise the one named. */
   readonly target: 'all' | string;
@@ -19,23 +21,54 @@ export interface Scenario {
 
 const both: readonly Link[] = ['db', 'mq'];
 
-export function scenarios(ci: boolean): Scenario[] {
+/**
+ * The full set, the short one (`--ci`), or the scenarios named in `only` (ids, in the full set's
+ * order; an unknown id is an error that lists the known ones).
+ */
+export function scenarios(ci: boolean, only?: readonly string[]): Scenario[] {
   const set = (seconds: number): Scenario[] => [
-    { label: `database cut ${seconds} s`, target: 'all', links: ['db'], seconds },
-    { label: `broker cut ${seconds} s`, target: 'all', links: ['mq'], seconds },
-    { label: `database + broker cut ${seconds} s`, target: 'all', links: both, seconds },
-    { label: `relay-1's links cut ${seconds} s`, target: 'relay-1', links: both, seconds },
-    { label: `worker-1's links cut ${seconds} s`, target: 'worker-1', links: both, seconds },
+    { id: `db-${seconds}`, label: `database cut ${seconds} s`, target: 'all', links: ['db'], seconds },
+    { id: `mq-${seconds}`, label: `broker cut ${seconds} s`, target: 'all', links: ['mq'], seconds },
+    {
+      id: `both-${seconds}`,
+      label: `database + broker cut ${seconds} s`,
+      target: 'all',
+      links: both,
+      seconds,
+    },
+    {
+      id: `relay-${seconds}`,
+      label: `relay-1's links cut ${seconds} s`,
+      target: 'relay-1',
+      links: both,
+      seconds,
+    },
+    {
+      id: `worker-${seconds}`,
+      label: `worker-1's links cut ${seconds} s`,
+      target: 'worker-1',
+      links: both,
+      seconds,
+    },
   ];
   const stop: Scenario = {
+    id: 'stop',
     label: 'relay-2 stopped during a 20 s cut',
     target: 'relay-2',
     links: both,
     seconds: 20,
     stopDuring: true,
   };
+  const all = [...set(20), ...set(120), stop];
+  if (only) {
+    const unknown = only.filter((id) => !all.some((s) => s.id === id));
+    if (unknown.length > 0) {
+      throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${all.map((s) => s.id).join(' ')}`);
+    }
+    return all.filter((s) => only.includes(s.id));
+  }
   if (ci) return [set(20)[2] as Scenario, set(20)[4] as Scenario, stop];
-  return [...set(20), ...set(120), stop];
+  return all;
 }
 
 /** What one scenario measured. */
@@ -48,6 +81,8 @@ export interface ScenarioResult {
   /** Recovery after the heal, per component, in ms (undefined: not within the limit). */
   readonly recovery: Record<string, number | undefined>;
   readonly stop?: { how: string; ms: number };
+  /** Events created but not handled yet at the heal: what the workers had to catch up on. */
+  readonly unhandledAtHeal: number | undefined;
   /** Which links of the app were cut, for /readyz's truth. */
   readonly appLinks: readonly Link[];
 }
@@ -93,6 +128,7 @@ export async function play(stage: Stage, scenario: Scenario): Promise<ScenarioRe
   for (const m of targets) await net.heal(m.ns, scenario.links);
   const healAt = Date.now();
   say(`healed: ${scenario.label}`);
+  const backlog = await stage.db.with(readBacklog).catch(() => undefined);
   const recovery = await measureRecovery(stage, healAt, watched, before);
   if (scenario.stopDuring) {
     // Started again only now: a process starting takes the CPU the others recover with.
@@ -112,6 +148,7 @@ export async function play(stage: Stage, scenario: Scenario): Promise<ScenarioRe
     ],
     recovery,
     stop,
+    unhandledAtHeal: backlog ? backlog.customers - backlog.welcomed : undefined,
     appLinks: app && targets.includes(app) ? scenario.links : [],
   };
 }
@@ -144,6 +181,17 @@ async function measureRecovery(
     }
   };
   await Promise.all([
+    eventId
+      ? until('published', async () =>
+          db.with(async (c) => {
+            const [rows] = await c.query(
+              'SELECT 1 FROM outbox WHERE event_id = ? AND published_at IS NOT NULL',
+              [eventId],
+            );
+            return (rows as unknown[]).length > 0;
+          }),
+        )
+      : undefined,
     customerId
       ? until('handled', async () =>
           db.with(async (c) => {
@@ -161,7 +209,7 @@ async function measureRecovery(
       }),
     ),
   ]);
-  for (const key of ['handled', 'streamed', ...watched.map((m) => m.name)]) {
+  for (const key of ['published', 'handled', 'streamed', ...watched.map((m) => m.name)]) {
     if (!(key in result)) result[key] = undefined;
   }
   return result;

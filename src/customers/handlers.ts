@@ -1,5 +1,7 @@
-import { eq } from 'drizzle-orm';
+import { eq, inArray, sql } from 'drizzle-orm';
 import type { Transaction } from '../db/client.js';
+import { isRowId } from '../db/ids.js';
+import { prepared, preparedPerCount } from '../db/prepared.js';
 import { customers, emailChangeNotices, welcomeEmails } from '../db/schema.js';
 import { type Handler, type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
 import {
@@ -22,8 +24,30 @@ function checkAggregate(event: StoredEvent<{ customerId: string }>): void {
   }
 }
 
-async function customerOf(tx: Transaction, event: StoredEvent<{ customerId: string }>) {
+interface CustomerRow {
+  readonly id: bigint;
+  readonly email: string;
+  readonly name: string;
+}
+
+/** A customer's row as readRows gives it: BIGINT as a number while exact, else as decimal text. */
+interface DriverCustomerRow {
+  readonly id: number | string;
+  readonly email: string;
+  readonly name: string;
+}
+
+async function customerOf(
+  tx: Transaction,
+  event: StoredEvent<{ customerId: string }>,
+  groupRows: readonly unknown[] | undefined,
+): Promise<CustomerRow> {
   checkAggregate(event);
+  // Read with the group's stored events (readCustomers), in this same transaction.
+  const read = (groupRows as readonly DriverCustomerRow[] | undefined)?.find(
+    (r) => String(r.id) === event.aggregateId,
+  );
+  if (read) return { id: BigInt(read.id), email: read.email, name: read.name };
   const [row] = await tx
     .select({ id: customers.id, email: customers.email, name: customers.name })
     .from(customers)
@@ -33,6 +57,41 @@ async function customerOf(tx: Transaction, event: StoredEvent<{ customerId: stri
   return row;
 }
 
+/** The customers of a group's events, in the worker's first round trip (Handler.readForGroup). */
+const customersIn = preparedPerCount<Record<string, string>>((n) => (db) => {
+  const ids = Array.from({ length: n }, (_, i) => sql.placeholder(`id${i}`));
+  return db
+    .select({ id: customers.id, email: customers.email, name: customers.name })
+    .from(customers)
+    .where(inArray(customers.id, ids));
+});
+
+function readCustomers(aggregateIds: readonly string[]) {
+  // Claimed ids, unchecked: only well-formed ones are keys of the read; any other event reads
+  // its customer itself (and finds none).
+  const ids = [...new Set(aggregateIds)].filter(isRowId);
+  if (ids.length === 0) return undefined;
+  return customersIn(ids.length)(Object.fromEntries(ids.map((id, i) => [`id${i}`, id])));
+}
+
+const insertWelcomeEmail = prepared<{
+  customerId: bigint;
+  eventId: string;
+  recipient: string;
+  subject: string;
+  body: string;
+  sentAt: Date;
+}>((db) =>
+  db.insert(welcomeEmails).values({
+    customerId: sql.placeholder('customerId'),
+    eventId: sql.placeholder('eventId'),
+    recipient: sql.placeholder('recipient'),
+    subject: sql.placeholder('subject'),
+    body: sql.placeholder('body'),
+    sentAt: sql.placeholder('sentAt'),
+  }),
+);
+
 /**
  * The background job of the mission: a welcome e-mail for every new customer, recorded as sent.
  * Recipient and greeting come from the customer's row as it is now (a customer who changed
@@ -41,11 +100,12 @@ async function customerOf(tx: Transaction, event: StoredEvent<{ customerId: stri
 export const welcomeEmail: Handler<CustomerCreatedPayload> = {
   name: 'welcome-email',
   payload: customerCreatedPayload,
-  async handle(tx, event, { handledAt }) {
-    const customer = await customerOf(tx, event);
+  readForGroup: readCustomers,
+  async handle(tx, event, { handledAt, groupRows }) {
+    const customer = await customerOf(tx, event, groupRows);
     // Nothing below reads the e-mail back before the commit: it goes with the COMMIT.
     await tx.writeAtCommit(
-      tx.insert(welcomeEmails).values({
+      insertWelcomeEmail({
         customerId: customer.id,
         eventId: event.eventId,
         recipient: customer.email,
@@ -65,8 +125,9 @@ export const welcomeEmail: Handler<CustomerCreatedPayload> = {
 export const emailChangeNotice: Handler<CustomerUpdatedPayload> = {
   name: 'email-change-notice',
   payload: customerUpdatedPayload,
-  async handle(tx, event, { handledAt }) {
-    const customer = await customerOf(tx, event);
+  readForGroup: readCustomers,
+  async handle(tx, event, { handledAt, groupRows }) {
+    const customer = await customerOf(tx, event, groupRows);
     const change = event.payload.changes.email;
     if (!change) return;
     await tx.writeAtCommit(

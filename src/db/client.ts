@@ -259,6 +259,14 @@ export async function readRows<Row>(tx: Executor, statement: SQLWrapper): Promis
   return (await tx.execute(statement))[0] as unknown as Row[];
 }
 
+/** Several reads in one round trip on a Transaction (one by one elsewhere): each one's rows, in order. */
+export async function readAll(tx: Executor, statements: readonly SQLWrapper[]): Promise<unknown[][]> {
+  if (tx instanceof Transaction) return tx.readAll(statements);
+  const results: unknown[][] = [];
+  for (const statement of statements) results.push((await tx.execute(statement))[0] as unknown as unknown[]);
+  return results;
+}
+
 /** A DATETIME read by readRows, as ISO 8601 in UTC: a Date, or the server's text of a UTC time. */
 export function utcIso(value: Date | string): string {
   return (typeof value === 'string' ? new Date(`${value.replace(' ', 'T')}Z`) : value).toISOString();

@@ -148,6 +148,15 @@ export class Transaction implements Executor {
     return (await this.execute(statement))[0] as unknown as Row[];
   }
 
+  /** Several reads in one round trip: each one's rows as the driver gives them, in order. */
+  async readAll(statements: readonly SQLWrapper[]): Promise<unknown[][]> {
+    if (this.connection) return (await this.send(statements)) as unknown[][];
+    const results: unknown[][] = [];
+    for (const statement of statements)
+      results.push((await this.execute(statement))[0] as unknown as unknown[]);
+    return results;
+  }
+
   /**
    * Runs the transaction's last statements and its COMMIT in one round trip, with the deferred
    * writes before them, and returns each statement's result; the transaction has ended then. If

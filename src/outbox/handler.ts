@@ -1,3 +1,4 @@
+import type { SQLWrapper } from 'drizzle-orm';
 import type { z } from 'zod';
 import type { Transaction } from '../db/client.js';
 import type { NewEvent } from './event.js';
@@ -11,6 +12,11 @@ export interface HandlerHelpers {
   readonly handledAt: Date;
   /** Emits a follow-up event: written to the outbox in the handling transaction, moving after the commit. */
   emit(event: NewEvent): Promise<void>;
+  /**
+   * The rows of the handler's `readForGroup` for the group this event came in, as the driver
+   * gives them; absent when the handler has none or runs outside a group (a test's own call).
+   */
+  readonly groupRows?: readonly unknown[];
 }
 
 /**
@@ -29,6 +35,16 @@ export interface Handler<P = unknown> {
   /** The payload's schema, checked on the stored event: a mismatch parks the message. */
   readonly payload: z.ZodType<P>;
   handle(tx: Transaction, event: StoredEvent<P>, helpers: HandlerHelpers): Promise<void>;
+  /**
+   * Optional: what `handle` reads, asked once for a whole group of messages. The worker sends it
+   * with its read of the group's stored events, in the same transaction and round trip, and
+   * gives each `handle` call the rows (helpers.groupRows): one round trip for the group instead
+   * of one per event. It gets the aggregate ids the messages claim, before they are checked
+   * against the stored events: use them as a read's keys only, and in `handle` take the row of
+   * the stored event's own aggregate id (a message that disagrees with its stored event is
+   * parked before `handle` runs). Undefined: nothing to read for these ids.
+   */
+  readonly readForGroup?: (aggregateIds: readonly string[]) => SQLWrapper | undefined;
 }
 
 /** Event type → handler. */

@@ -2,8 +2,8 @@
  * The worker's reads of the outbox: the stored events it trusts instead of a message's claims,
  * and how many of an aggregate's events it must still see before a message that arrived early.
  */
-import { and, count, eq, inArray, sql } from 'drizzle-orm';
-import { type Executor, readRows } from '../db/client.js';
+import { and, count, eq, inArray, type SQLWrapper, sql } from 'drizzle-orm';
+import { type Executor, readAll } from '../db/client.js';
 import { parseJson } from '../db/dialect.js';
 import { preparedPerCount } from '../db/prepared.js';
 import { outbox } from '../db/schema.js';
@@ -45,11 +45,31 @@ export async function findEvents(
   db: Executor,
   eventIds: readonly string[],
 ): Promise<Map<string, EventEnvelope>> {
-  if (eventIds.length === 0) return new Map();
+  return (await findEventsWith(db, eventIds, [])).events;
+}
+
+/**
+ * findEvents, and `alongside` (other reads of the same transaction) in the same round trip:
+ * their rows as the driver gives them, in order.
+ */
+export async function findEventsWith(
+  db: Executor,
+  eventIds: readonly string[],
+  alongside: readonly SQLWrapper[],
+): Promise<{ events: Map<string, EventEnvelope>; alongside: unknown[][] }> {
+  if (eventIds.length === 0) {
+    return { events: new Map(), alongside: alongside.length > 0 ? await readAll(db, alongside) : [] };
+  }
   // Read and mapped by hand (readRows): this runs for every group the worker handles.
   const values = Object.fromEntries(eventIds.map((id, i) => [`id${i}`, id]));
-  const rows = await readRows<EventRow>(db, findStatement(eventIds.length)(values));
-  return new Map(rows.map((r) => [r.event_id, { ...envelopeOfRow(r), payload: parseJson(r.payload) }]));
+  const [rows, ...others] = (await readAll(db, [findStatement(eventIds.length)(values), ...alongside])) as [
+    EventRow[],
+    ...unknown[][],
+  ];
+  return {
+    events: new Map(rows.map((r) => [r.event_id, { ...envelopeOfRow(r), payload: parseJson(r.payload) }])),
+    alongside: others,
+  };
 }
 
 /** findEvents' read of n ids, rendered once per n (a worker's group is 1 to its prefetch). */

@@ -1,3 +1,4 @@
+import type { SQLWrapper } from 'drizzle-orm';
 import {
   type Database,
   defersWrites,
@@ -9,7 +10,7 @@ import { appendHistoryAndCommit, type HistoryRow, type NewHistoryRow } from '../
 import type { EventEnvelope } from '../outbox/event.js';
 import type { StoredEvent } from '../outbox/handler.js';
 import type { AppendedEvent } from '../outbox/rows.js';
-import { countPredecessors, findEvents } from '../outbox/stored.js';
+import { countPredecessors, findEventsWith } from '../outbox/stored.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { traceHistoryWrite } from '../telemetry/database.js';
 import type { AnyHandler, Delivery } from './pipeline.js';
@@ -78,10 +79,14 @@ export function handleGroup(
   const handledAt = new Date();
   return transaction(context.db, async (tx) => {
     const deferring = deferred && defersWrites(tx);
-    const stored = await findEvents(
+    // The handlers' own reads for the group (Handler.readForGroup) go with the stored events'.
+    const reads = groupReads(group);
+    const { events: stored, alongside } = await findEventsWith(
       tx,
       group.map((d) => d.claim.eventId),
+      reads.map((r) => r.statement),
     );
+    const groupRows = new Map(reads.map((r, i) => [r.handler, alongside[i]]));
     const decisions: Decision[] = new Array(group.length);
     const handled: Array<{ index: number; appended: AppendedEvent[] }> = [];
     const rows: NewHistoryRow[] = [];
@@ -90,7 +95,13 @@ export function handleGroup(
       const result =
         event === 'handled before'
           ? ({ kind: 'duplicate' } as const)
-          : await handleOne(context, tx, { event, delivery, handledAt }, deferring, attempt);
+          : await handleOne(
+              context,
+              tx,
+              { event, delivery, handledAt, groupRows: groupRows.get(delivery.handler) },
+              deferring,
+              attempt,
+            );
       if ('kind' in result) {
         decisions[index] = result;
         continue;
@@ -105,6 +116,23 @@ export function handleGroup(
     });
     return decisions;
   });
+}
+
+/** Each handler's readForGroup for the ids its messages in the group claim. */
+function groupReads(group: readonly Claimed[]): Array<{ handler: AnyHandler; statement: SQLWrapper }> {
+  const ids = new Map<AnyHandler, string[]>();
+  for (const { handler, claim } of group) {
+    if (!handler.readForGroup) continue;
+    const list = ids.get(handler);
+    if (list) list.push(claim.aggregateId);
+    else ids.set(handler, [claim.aggregateId]);
+  }
+  const reads: Array<{ handler: AnyHandler; statement: SQLWrapper }> = [];
+  for (const [handler, aggregateIds] of ids) {
+    const statement = handler.readForGroup?.(aggregateIds);
+    if (statement) reads.push({ handler, statement });
+  }
+  return reads;
 }
 
 type Turn = { readonly progress: Progress } | Exclude<Decision, { kind: 'handled' }>;
@@ -172,7 +200,12 @@ async function takeTurn(
 async function handleOne(
   context: HandlingContext,
   tx: Transaction,
-  { event, delivery, handledAt }: { event: StoredEvent; delivery: Claimed; handledAt: Date },
+  {
+    event,
+    delivery,
+    handledAt,
+    groupRows,
+  }: { event: StoredEvent; delivery: Claimed; handledAt: Date; groupRows: readonly unknown[] | undefined },
   deferred: boolean,
   attempt?: { firstDeferred: boolean },
 ): Promise<Exclude<Decision, { kind: 'handled' }> | { appended: AppendedEvent[]; row: NewHistoryRow }> {
@@ -182,6 +215,7 @@ async function handleOne(
   const appended: AppendedEvent[] = [];
   await handler.handle(tx, event, {
     handledAt,
+    groupRows,
     emit: async (next) => {
       appended.push(await context.writer.append(tx, next));
     },

@@ -133,9 +133,7 @@ export async function spawnBenchService(roles: string, env: Record<string, strin
   }
   const port = await freePort();
   const metricsPort = await freePort();
-  // BENCH_NODE_ARGS: extra flags for the service process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
-  const child = spawn(process.execPath, [...nodeArgs, '--enable-source-maps', 'dist/main.js', roles], {
+  const child = spawn(process.execPath, [...benchNodeArgs(), '--enable-source-maps', 'dist/main.js', roles], {
     env: {
       ...process.env,
       LOG_LEVEL: 'warn',
@@ -152,6 +150,14 @@ export async function spawnBenchService(roles: string, env: Record<string, strin
     ? `${base}/readyz`
     : `http://127.0.0.1:${metricsPort}/healthz`;
   return servedChild(child, base, healthUrl);
+}
+
+/**
+ * BENCH_NODE_ARGS: extra flags for the service process, product or floor, e.g. "--cpu-prof
+ * --cpu-prof-dir=/tmp/prof".
+ */
+export function benchNodeArgs(): string[] {
+  return (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
 }
 
 /** A spawned service once `healthUrl` answers: its GraphQL URL, its pid, and a graceful stop. */

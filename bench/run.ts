@@ -1,6 +1,6 @@
 /**
- * `npm run bench [-- write|relay|e2e|capacity|big-table ...]`: runs the benchmarks (all by default) against the
- * local MySQL and RabbitMQ and prints one JSON line per figure. Not a test: nothing here passes
+ * `npm run bench [-- write|relay|e2e|capacity|big-table|telemetry ...]`: runs the benchmarks (all
+ * but telemetry by default) against the local MySQL and RabbitMQ and prints one JSON line per figure. Not a test: nothing here passes
  * or fails; speeds are reported against a baseline measured in the same run.
  *
  *   BENCH_CREATES      createCustomer calls of the write benchmark (default 5000)
@@ -11,11 +11,14 @@
  *   BENCH_CAPACITY_STEP / BENCH_CAPACITY_SECONDS  the capacity search's rate step and its length (100, 10)
  *   BENCH_BIG_PUBLISHED published rows the big-table benchmark seeds (default 1000000)
  *   BENCH_BIG_BACKLOG  pending events it claims and drains on the empty and the big table (default 20000)
+ *   BENCH_TELEMETRY_CREATES / BENCH_TELEMETRY_ROUNDS  creates per slice and rounds of the
+ *                      telemetry benchmark (2000, 5); not part of the default run
  *   RELAY_* / WORKER_* the service's tunables, to try other settings
  */
 import { runBigTableBenchmark } from './big-table.js';
 import { runCapacityBenchmark, runEndToEndBenchmark } from './e2e.js';
 import { runRelayBenchmark } from './relay.js';
+import { runTelemetryBenchmark } from './telemetry.js';
 import { runWriteBenchmark } from './write.js';
 
 const wanted = new Set(process.argv.slice(2));
@@ -41,6 +44,12 @@ if (all || wanted.has('big-table')) {
   await runBigTableBenchmark(
     Number(process.env.BENCH_BIG_PUBLISHED ?? 1_000_000),
     Number(process.env.BENCH_BIG_BACKLOG ?? 20_000),
+  );
+}
+if (wanted.has('telemetry')) {
+  await runTelemetryBenchmark(
+    Number(process.env.BENCH_TELEMETRY_CREATES ?? 2000),
+    Number(process.env.BENCH_TELEMETRY_ROUNDS ?? 5),
   );
 }
 process.exit(0);

@@ -198,6 +198,30 @@ export async function freePort(): Promise<number> {
   });
 }
 
+export const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+
+/** `total` calls of `run` by `concurrency` clients, each starting the next when one returns: calls per second. */
+export async function closedLoop(
+  concurrency: number,
+  total: number,
+  run: (n: number) => Promise<void>,
+): Promise<number> {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) await run(next++);
+    }),
+  );
+  return total / ((performance.now() - started) / 1000);
+}
+
 /** p-th percentile (0–100) of already sorted numbers. */
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;

@@ -8,30 +8,21 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { BenchHttpClient } from './http.js';
-import { createBenchDatabase, deleteBrokerObjects, report, round, spawnBenchService } from './support.js';
+import {
+  closedLoop as closedLoopOf,
+  createBenchDatabase,
+  deleteBrokerObjects,
+  median,
+  report,
+  round,
+  spawnBenchService,
+} from './support.js';
 
 const CONCURRENCY = 32;
 /** How many alternating slices each figure is measured in. */
 const SLICES = 5;
-
-const median = (values: readonly number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
-
-async function closedLoop(total: number, run: (n: number) => Promise<void>): Promise<number> {
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next < total) await run(next++);
-    }),
-  );
-  return total / ((performance.now() - started) / 1000);
-}
+const closedLoop = (total: number, run: (n: number) => Promise<void>) =>
+  closedLoopOf(CONCURRENCY, total, run);
 
 export async function runWriteBenchmark(total: number): Promise<void> {
   const db = await createBenchDatabase('write');

@@ -1,7 +1,8 @@
 /**
  * `npm run bench [-- write|relay|e2e|capacity|big-table|telemetry ...]`: runs the benchmarks (all
- * but telemetry by default) against the local MySQL and RabbitMQ and prints one JSON line per figure. Not a test: nothing here passes
- * or fails; speeds are reported against a baseline measured in the same run.
+ * but telemetry by default) against the local MySQL and RabbitMQ and prints one JSON line per
+ * figure. Not a test: nothing here passes or fails; speeds are reported against a baseline
+ * measured in the same run.
  *
  *   BENCH_CREATES      createCustomer calls of the write benchmark (default 5000)
  *   BENCH_EVENTS       events the relay benchmark seeds and drains (default 100000)

@@ -1,4 +1,4 @@
-/** The JSON body of every message on the exchange: the broker contract (README, "The broker contract"). */
+/** The JSON body of every message on the exchange: the broker contract (docs/api.md, "The broker contract"). */
 export interface EventEnvelope<P = unknown> {
   readonly eventId: string;
   readonly type: string;

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import mysql from 'mysql2';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   commitWith,
   connectDatabase,
@@ -10,6 +11,7 @@ import {
   transaction,
   writeAtCommit,
 } from '../src/db/client.js';
+import { DeferredResultError } from '../src/db/deferred-writes.js';
 import { customers } from '../src/db/schema.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
@@ -92,5 +94,53 @@ describe('a transaction used after it ended', () => {
       await tx.select({ n: sql`1` }).from(customers);
     });
     expect(() => kept.delete(customers)).toThrow(TransactionEndedError);
+  });
+});
+
+describe('writes deferred to the COMMIT (deferringWrites, as the worker runs a handler)', () => {
+  it('an awaited insert goes with the COMMIT, a later read in the same body sees it (sent in the read’s round trip), and a result read early says why', async () => {
+    const query = vi.spyOn(mysql.Connection.prototype, 'query');
+    let seen: string[] = [];
+    let early: unknown;
+    let header!: { affectedRows: number };
+    try {
+      await transaction(single.db, (tx) =>
+        tx.deferringWrites(async () => {
+          const [result] = (await tx.insert(customers).values(customer('deferred'))) as unknown as [
+            { affectedRows: number },
+          ];
+          header = result;
+          // Nothing sent yet: the insert waits for the COMMIT or for a read.
+          expect(query).not.toHaveBeenCalled();
+          try {
+            void header.affectedRows;
+          } catch (error) {
+            early = error;
+          }
+          seen = (await tx.select({ name: customers.name }).from(customers)).map((r) => r.name);
+        }),
+      );
+      // The read carried the insert; the COMMIT went alone.
+      expect(query).toHaveBeenCalledTimes(2);
+    } finally {
+      query.mockRestore();
+    }
+    expect(seen).toContain('deferred');
+    expect(early).toBeInstanceOf(DeferredResultError);
+    expect(header.affectedRows).toBe(1);
+    expect(await names()).toContain('deferred');
+  });
+
+  it('a deferred write that fails fails the transaction, even when the body never reads again', async () => {
+    const before = await names();
+    await expect(
+      transaction(single.db, (tx) =>
+        tx.deferringWrites(async () => {
+          await tx.insert(customers).values(customer('twice'));
+          await tx.insert(customers).values(customer('twice'));
+        }),
+      ),
+    ).rejects.toThrow(/Duplicate entry/);
+    expect(await names()).toEqual(before);
   });
 });

@@ -1,7 +1,7 @@
 import { eq, inArray, sql } from 'drizzle-orm';
 import type { Transaction } from '../db/client.js';
 import { isRowId } from '../db/ids.js';
-import { prepared, preparedPerCount } from '../db/prepared.js';
+import { preparedPerCount } from '../db/prepared.js';
 import { customers, emailChangeNotices, welcomeEmails } from '../db/schema.js';
 import { type Handler, type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
 import {
@@ -74,24 +74,6 @@ function readCustomers(aggregateIds: readonly string[]) {
   return customersIn(ids.length)(Object.fromEntries(ids.map((id, i) => [`id${i}`, id])));
 }
 
-const insertWelcomeEmail = prepared<{
-  customerId: bigint;
-  eventId: string;
-  recipient: string;
-  subject: string;
-  body: string;
-  sentAt: Date;
-}>((db) =>
-  db.insert(welcomeEmails).values({
-    customerId: sql.placeholder('customerId'),
-    eventId: sql.placeholder('eventId'),
-    recipient: sql.placeholder('recipient'),
-    subject: sql.placeholder('subject'),
-    body: sql.placeholder('body'),
-    sentAt: sql.placeholder('sentAt'),
-  }),
-);
-
 /**
  * The background job of the mission: a welcome e-mail for every new customer, recorded as sent.
  * Recipient and greeting come from the customer's row as it is now (a customer who changed
@@ -103,17 +85,14 @@ export const welcomeEmail: Handler<CustomerCreatedPayload> = {
   readForGroup: readCustomers,
   async handle(tx, event, { handledAt, groupRows }) {
     const customer = await customerOf(tx, event, groupRows);
-    // Nothing below reads the e-mail back before the commit: it goes with the COMMIT.
-    await tx.writeAtCommit(
-      insertWelcomeEmail({
-        customerId: customer.id,
-        eventId: event.eventId,
-        recipient: customer.email,
-        subject: `Welcome, ${customer.name}!`,
-        body: `Hello ${customer.name},\n\nthank you for signing up. Your account is ready.\n`,
-        sentAt: handledAt,
-      }),
-    );
+    await tx.insert(welcomeEmails).values({
+      customerId: customer.id,
+      eventId: event.eventId,
+      recipient: customer.email,
+      subject: `Welcome, ${customer.name}!`,
+      body: `Hello ${customer.name},\n\nthank you for signing up. Your account is ready.\n`,
+      sentAt: handledAt,
+    });
   },
 };
 
@@ -130,15 +109,13 @@ export const emailChangeNotice: Handler<CustomerUpdatedPayload> = {
     const customer = await customerOf(tx, event, groupRows);
     const change = event.payload.changes.email;
     if (!change) return;
-    await tx.writeAtCommit(
-      tx.insert(emailChangeNotices).values({
-        customerId: customer.id,
-        eventId: event.eventId,
-        recipient: change.before,
-        newEmail: change.after,
-        sentAt: handledAt,
-      }),
-    );
+    await tx.insert(emailChangeNotices).values({
+      customerId: customer.id,
+      eventId: event.eventId,
+      recipient: change.before,
+      newEmail: change.after,
+      sentAt: handledAt,
+    });
   },
 };
 

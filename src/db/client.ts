@@ -4,19 +4,13 @@ import mysql, { type ResultSetHeader } from 'mysql2/promise';
 import { sleep } from '../support/sleep.js';
 import { StartupError } from '../support/startup-error.js';
 import { bindPool, type DatabaseBounds, DEFAULT_BOUNDS, poolOptions } from './bounds.js';
+import { registerTransactionPool } from './run-transaction.js';
 import * as schema from './schema.js';
-import { type Executor, registerTransactionPool, Transaction } from './transaction.js';
+import { type Executor, Transaction } from './transaction.js';
 
 export type Database = MySql2Database<typeof schema>;
-export {
-  type Executor,
-  failedInDeferredWrite,
-  rollbackFailureOf,
-  Transaction,
-  type TransactionConfig,
-  TransactionEndedError,
-  transaction,
-} from './transaction.js';
+export { rollbackFailureOf, type TransactionConfig, transaction } from './run-transaction.js';
+export { type Executor, failedInDeferredWrite, Transaction, TransactionEndedError } from './transaction.js';
 
 /**
  * The parts of a process that use the database. Each has pools of its own, so one that is

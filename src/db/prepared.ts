@@ -35,6 +35,26 @@ export class BoundStatement implements SQLWrapper {
   }
 }
 
+/**
+ * Statements as the text and values of one query (a multi-statement one if more than one): a
+ * BoundStatement as it is, anything else rendered by Drizzle's dialect.
+ */
+export function renderStatements(statements: readonly SQLWrapper[]): { text: string; values: unknown[] } {
+  const texts: string[] = [];
+  const values: unknown[] = [];
+  for (const statement of statements) {
+    if (statement instanceof BoundStatement) {
+      texts.push(statement.text);
+      values.push(...statement.values);
+    } else {
+      const query = dialect.sqlToQuery(statement.getSQL());
+      texts.push(query.sql);
+      values.push(...query.params);
+    }
+  }
+  return { text: texts.join('; '), values };
+}
+
 /** A statement without values (COMMIT, a session setting), ready to send as it is. */
 export function constantStatement(text: string): BoundStatement {
   const parts = Object.assign([text], { raw: [text] }) as unknown as TemplateStringsArray;

@@ -1,10 +1,8 @@
 import type { SQLWrapper } from 'drizzle-orm';
 import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
-import type { Pool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
-import { traceTransaction } from '../telemetry/database.js';
-import type { Database } from './client.js';
-import { sessionFor } from './dialect.js';
-import { BoundStatement, constantStatement, dialect } from './prepared.js';
+import type { PoolConnection, ResultSetHeader } from 'mysql2/promise';
+import { type DeferredWrite, deferredOnAwait, drizzleClient } from './deferred-writes.js';
+import { constantStatement, renderStatements } from './prepared.js';
 
 /**
  * The Drizzle calls a statement needs (no nested transactions, no relational queries): what the
@@ -34,14 +32,17 @@ const deferredWriteFailures = new WeakSet<object>();
  * transaction can never send a statement into another one on the same pooled connection.
  *
  * The methods below the Drizzle ones are the engine's (db/, outbox/, history/, worker/): a
- * write sent with the COMMIT (writeAtCommit, commitWith), statements in one round trip (runAll),
- * rows as the driver gives them (readRows). On a transaction of Drizzle's own (a database not
- * made by connectDatabase) nothing is deferred and statements go through Drizzle one by one.
+ * write sent with the COMMIT (writeAtCommit, commitWith), code whose awaited Drizzle writes go
+ * with the COMMIT (deferringWrites: a handler's), statements in one round trip (runAll), rows as
+ * the driver gives them (readRows). On a transaction of Drizzle's own (a database not made by
+ * connectDatabase) nothing is deferred and statements go through Drizzle one by one.
  */
 export class Transaction implements Executor {
   private readonly orm: Executor;
-  private readonly deferred: Array<{ statement: SQLWrapper; settle: (result: ResultSetHeader) => void }> = [];
+  private readonly deferred: DeferredWrite[] = [];
   private ended = false;
+  /** Inside deferringWrites: insert, update and delete go with the COMMIT when awaited. */
+  private deferringDrizzleWrites = false;
   /** Deferred writes failed when sent early: the transaction must not commit without them. */
   private failed: unknown;
 
@@ -54,7 +55,13 @@ export class Transaction implements Executor {
     readonly endStatement?: string,
     drizzleTx?: Executor,
   ) {
-    const guarded = connection && this.guardedClient(connection);
+    const guarded =
+      connection &&
+      drizzleClient(connection, {
+        assertOpen: () => this.assertOpen(),
+        takeBeforeStatement: () => (this.deferred.some((w) => w.readBack) ? this.deferred.splice(0) : []),
+        deferredFailed: (error) => this.deferredFailed(error),
+      });
     this.orm = drizzleTx ?? (drizzle(guarded as never, { mode: 'default' }) as Executor);
   }
 
@@ -64,15 +71,15 @@ export class Transaction implements Executor {
   }
   get insert(): Executor['insert'] {
     this.assertOpen();
-    return this.orm.insert.bind(this.orm);
+    return this.deferrable(this.orm.insert.bind(this.orm));
   }
   get update(): Executor['update'] {
     this.assertOpen();
-    return this.orm.update.bind(this.orm);
+    return this.deferrable(this.orm.update.bind(this.orm));
   }
   get delete(): Executor['delete'] {
     this.assertOpen();
-    return this.orm.delete.bind(this.orm);
+    return this.deferrable(this.orm.delete.bind(this.orm));
   }
   get execute(): Executor['execute'] {
     this.assertOpen();
@@ -86,6 +93,24 @@ export class Transaction implements Executor {
 
   get hasEnded(): boolean {
     return this.ended;
+  }
+
+  /**
+   * Runs `body` (a handler, for the worker) so that every insert, update and delete it awaits
+   * through Drizzle goes with the COMMIT instead of in a round trip of its own; the engine's
+   * choice, so that domain code stays plain Drizzle. Order and visibility hold: a statement
+   * `body` sends through Drizzle afterwards (a read, `.execute()`, raw SQL) sends them first. A
+   * write's result is known after the COMMIT (DeferredResultError before); if one fails, the
+   * COMMIT does not run and the transaction fails with its error (failedInDeferredWrite).
+   */
+  async deferringWrites<T>(body: () => Promise<T>): Promise<T> {
+    if (!this.defersWrites) return body();
+    this.deferringDrizzleWrites = true;
+    try {
+      return await body();
+    } finally {
+      this.deferringDrizzleWrites = false;
+    }
   }
 
   /** Marks the end (transaction() does, as it sends COMMIT or ROLLBACK): nothing more is sent. */
@@ -106,7 +131,7 @@ export class Transaction implements Executor {
     const settle = (r: ResultSetHeader) => {
       result = r;
     };
-    if (this.defersWrites) this.deferred.push({ statement, settle });
+    if (this.defersWrites) this.deferred.push({ statement, settle, readBack: false });
     else settle(await this.run(statement));
     return () => {
       if (!result) throw new Error('the result of a write deferred to the commit, read before the commit');
@@ -183,55 +208,50 @@ export class Transaction implements Executor {
     if (this.ended) throw new TransactionEndedError();
   }
 
+  /** Drizzle's builder `start`, its awaited statement deferred while deferringWrites runs. */
+  private deferrable<F extends (...args: never[]) => object>(start: F): F {
+    if (!this.deferringDrizzleWrites) return start;
+    return ((...args: Parameters<F>) =>
+      deferredOnAwait(start(...args), (statement) => {
+        this.assertOpen();
+        let result: ResultSetHeader | undefined;
+        this.deferred.push({
+          statement,
+          settle: (r) => {
+            result = r;
+          },
+          readBack: true,
+        });
+        return () => result;
+      })) as F;
+  }
+
   /** send(), remembering a failure of a round trip that carried `deferredCount` deferred writes. */
   private async sendDeferred(statements: readonly SQLWrapper[], deferredCount: number): Promise<unknown[]> {
     try {
       return await this.send(statements);
     } catch (error) {
-      if (deferredCount > 0) {
-        this.failed ??= error;
-        if (error !== null && typeof error === 'object') deferredWriteFailures.add(error);
-      }
+      if (deferredCount > 0) this.deferredFailed(error);
       throw error;
     }
   }
 
+  /** Deferred writes failed: the transaction must not commit, and the error says so. */
+  private deferredFailed(error: unknown): void {
+    this.failed ??= error;
+    if (error !== null && typeof error === 'object') deferredWriteFailures.add(error);
+  }
+
   /**
    * Sends statements as one query (a multi-statement one if more than one) on the connection,
-   * and returns each one's result. A BoundStatement goes as it is; anything else is rendered by
-   * Drizzle first; the driver puts the values in. Drizzle's execute without a query object per call.
+   * and returns each one's result: Drizzle's execute without a query object per call.
    */
   private async send(statements: readonly SQLWrapper[]): Promise<unknown[]> {
     this.assertOpen();
-    const texts: string[] = [];
-    const values: unknown[] = [];
-    for (const statement of statements) {
-      if (statement instanceof BoundStatement) {
-        texts.push(statement.text);
-        values.push(...statement.values);
-      } else {
-        const query = dialect.sqlToQuery(statement.getSQL());
-        texts.push(query.sql);
-        values.push(...query.params);
-      }
-    }
-    const [results] = await (this.connection as PoolConnection).query(texts.join('; '), values);
+    const { text, values } = renderStatements(statements);
+    const [results] = await (this.connection as PoolConnection).query(text, values);
     // One statement answers with its result, several with a list of them.
     return statements.length === 1 ? [results] : (results as unknown[]);
-  }
-
-  /** The connection as Drizzle's client, refusing a statement once the transaction has ended. */
-  private guardedClient(connection: PoolConnection): Pick<PoolConnection, 'query' | 'execute'> {
-    return {
-      query: ((...args: Parameters<PoolConnection['query']>) => {
-        this.assertOpen();
-        return connection.query(...args);
-      }) as PoolConnection['query'],
-      execute: ((...args: Parameters<PoolConnection['execute']>) => {
-        this.assertOpen();
-        return connection.execute(...args);
-      }) as PoolConnection['execute'],
-    };
   }
 }
 
@@ -249,149 +269,4 @@ export function failedInDeferredWrite(error: unknown): boolean {
     e = (e as { cause?: unknown }).cause;
   }
   return false;
-}
-
-/** The pool of connections with autocommit off that transaction() runs on, by database. */
-const transactionPools = new WeakMap<Database, Pool>();
-
-/** connectDatabase's: transaction() on `db` takes its connections from `pool`. */
-export function registerTransactionPool(db: Database, pool: Pool): void {
-  transactionPools.set(db, pool);
-}
-
-export interface TransactionConfig {
-  readonly isolationLevel?: 'read committed';
-  /**
-   * A bound on how long the server keeps the transaction if this process stops answering
-   * (frozen, or cut off) while it holds it open: the session's wait_timeout, in seconds, for the
-   * transaction's life; the server then closes the connection and rolls back. For a transaction
-   * held open across a call to something else (the relay's claim, across the broker's confirms).
-   */
-  readonly idleTimeoutSeconds?: number;
-  /**
-   * How long one statement of the transaction waits for a row lock before it fails (the
-   * session's innodb_lock_wait_timeout, in seconds, for the transaction's life). For the relay's
-   * and retention's transactions: a writer that wants a row such a statement holds waits at most
-   * this long behind it, however long the lock it waits for is held (a frozen relay's claim).
-   */
-  readonly lockWaitSeconds?: number;
-}
-
-/**
- * Runs `body` in one transaction and commits it, or rolls it back when `body` throws. The
- * Transaction `body` gets refuses to be used once this returns.
- *
- * Unlike Drizzle's db.transaction, no BEGIN: the connections come from a pool whose sessions
- * have autocommit off, so the first statement of `body` opens the transaction and COMMIT or
- * ROLLBACK ends it, one round trip fewer per transaction. Every use ends with COMMIT or
- * ROLLBACK; a connection on which that fails is destroyed, never given back holding a
- * transaction.
- *
- * A failure reports the error the body failed with. When the connection dies inside a
- * transaction, the ROLLBACK fails as well ("Can't add new command when connection is in closed
- * state"); that error is kept aside (rollbackFailureOf) rather than replacing the real one, an
- * ECONNRESET say, which is the one that tells an outage from a bug. A failed COMMIT has no body
- * error and is reported as it is.
- *
- * A database not made by connectDatabase (a test's own) falls back to Drizzle's transaction.
- */
-export function transaction<T>(
-  db: Database,
-  body: (tx: Transaction) => Promise<T>,
-  config?: TransactionConfig,
-): Promise<T> {
-  return traceTransaction(() => transactionNow(db, body, config));
-}
-
-async function transactionNow<T>(
-  db: Database,
-  body: (tx: Transaction) => Promise<T>,
-  config?: TransactionConfig,
-): Promise<T> {
-  const timeout = config?.idleTimeoutSeconds;
-  if (timeout !== undefined && (!Number.isSafeInteger(timeout) || timeout < 1)) {
-    throw new TypeError(`idleTimeoutSeconds: ${timeout}`);
-  }
-  const lockWait = config?.lockWaitSeconds;
-  if (lockWait !== undefined && (!Number.isSafeInteger(lockWait) || lockWait < 1)) {
-    throw new TypeError(`lockWaitSeconds: ${lockWait}`);
-  }
-  const pool = transactionPools.get(db);
-  if (!pool) return drizzleTransaction(db, body, config);
-  const connection = await pool.getConnection();
-  // The session settings the config asks for, in one round trip; a changed timeout goes back to
-  // the server's default with the COMMIT or ROLLBACK, so the pooled session keeps no trace of it.
-  const { setup, reset: end } = sessionFor({
-    readCommitted: config?.isolationLevel === 'read committed',
-    idleTimeoutSeconds: timeout,
-    lockWaitSeconds: lockWait,
-  });
-  const tx = new Transaction(connection, end);
-  let bodyError: { error: unknown } | undefined;
-  try {
-    if (setup.length > 0) await connection.query(setup.join('; '));
-    let result: T;
-    try {
-      result = await body(tx);
-    } catch (error) {
-      bodyError = { error };
-      throw error;
-    }
-    // Deferred writes and the session's end statements go with it.
-    if (!tx.hasEnded) await tx.commitWith([]);
-    connection.release();
-    return result;
-  } catch (error) {
-    tx.end();
-    try {
-      await connection.query(end ? `ROLLBACK; ${end}` : 'ROLLBACK');
-      connection.release();
-    } catch (rollbackError) {
-      connection.destroy();
-      // Kept, because it is what shows the connection was dead, which a handler's own error
-      // (thrown after a lost connection) does not.
-      if (bodyError && bodyError.error !== null && typeof bodyError.error === 'object') {
-        rollbackFailures.set(bodyError.error, rollbackError);
-      }
-    }
-    throw bodyError ? bodyError.error : error;
-  }
-}
-
-/** Drizzle's db.transaction, with the body's error kept over a failed ROLLBACK's. */
-async function drizzleTransaction<T>(
-  db: Database,
-  body: (tx: Transaction) => Promise<T>,
-  config?: TransactionConfig,
-): Promise<T> {
-  let bodyError: { error: unknown } | undefined;
-  try {
-    return await db.transaction(
-      async (drizzleTx) => {
-        const tx = new Transaction(undefined, undefined, drizzleTx);
-        try {
-          return await body(tx);
-        } catch (error) {
-          bodyError = { error };
-          throw error;
-        } finally {
-          tx.end();
-        }
-      },
-      config?.isolationLevel ? { isolationLevel: config.isolationLevel } : undefined,
-    );
-  } catch (error) {
-    if (!bodyError) throw error;
-    if (error !== bodyError.error && bodyError.error !== null && typeof bodyError.error === 'object') {
-      rollbackFailures.set(bodyError.error, error);
-    }
-    throw bodyError.error;
-  }
-}
-
-const rollbackFailures = new WeakMap<object, unknown>();
-
-/** The error the ROLLBACK after `error` failed with, if it did (see transaction()). */
-export function rollbackFailureOf(error: unknown): unknown {
-  return error !== null && typeof error === 'object' ? rollbackFailures.get(error) : undefined;
 }

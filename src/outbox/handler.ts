@@ -27,7 +27,8 @@ export interface HandlerHelpers {
  * `handle` runs inside the worker's transaction, the same one that records the inbox row, the
  * aggregate's progress and the history row, so the effect and "handled" commit together or
  * not at all. `tx` is used as a Drizzle database while `handle` runs; once the transaction has
- * ended it refuses every call.
+ * ended it refuses every call. The worker sends the writes a handler awaits with the COMMIT
+ * (docs/worker.md): reads see them, and a write's result is known once committed.
  */
 export interface Handler<P = unknown> {
   /** Recorded in the history, e.g. `welcome-email`. */

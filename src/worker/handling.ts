@@ -213,13 +213,17 @@ async function handleOne(
   if ('kind' in turn) return turn;
   const { handler } = delivery;
   const appended: AppendedEvent[] = [];
-  await handler.handle(tx, event, {
-    handledAt,
-    groupRows,
-    emit: async (next) => {
-      appended.push(await context.writer.append(tx, next));
-    },
-  });
+  const handle = () =>
+    handler.handle(tx, event, {
+      handledAt,
+      groupRows,
+      emit: async (next) => {
+        appended.push(await context.writer.append(tx, next));
+      },
+    });
+  // The handler's writes ride on the COMMIT; handled again statement by statement (not
+  // deferred), a failing write fails where the handler sent it.
+  await (deferred ? tx.deferringWrites(handle) : handle());
   const key = {
     consumer: context.consumer,
     aggregateType: event.aggregateType,

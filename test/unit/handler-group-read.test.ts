@@ -1,4 +1,3 @@
-import type { SQLWrapper } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { welcomeEmail } from '../../src/customers/handlers.js';
 import type { Transaction } from '../../src/db/client.js';
@@ -28,14 +27,15 @@ const event = (
   },
 });
 
-/** A transaction that records deferred writes and refuses any read of its own. */
-function recordingTx(): { tx: Transaction; writes: BoundStatement[] } {
-  const writes: BoundStatement[] = [];
+/** A transaction that records the rows inserted and refuses any read of its own. */
+function recordingTx(): { tx: Transaction; writes: Array<Record<string, unknown>> } {
+  const writes: Array<Record<string, unknown>> = [];
   const tx = {
-    writeAtCommit: async (statement: SQLWrapper) => {
-      writes.push(statement as BoundStatement);
-      return () => ({}) as never;
-    },
+    insert: () => ({
+      values: async (row: Record<string, unknown>) => {
+        writes.push(row);
+      },
+    }),
     get select(): never {
       throw new Error('the handler read the customer itself');
     },
@@ -65,7 +65,7 @@ describe('welcome e-mail, read for a group', () => {
       emit: async () => {},
       groupRows,
     });
-    expect(writes.map((w) => w.values.slice(0, 3))).toEqual([
+    expect(writes.map((w) => [w.customerId, w.eventId, w.recipient])).toEqual([
       [7n, event('7').eventId, 'seven@example.com'],
       [18446744073709551615n, event('18446744073709551615').eventId, 'max@example.com'],
     ]);

@@ -7,8 +7,10 @@ import { decodeHistoryCursor } from '../src/customers/cursor.js';
 import { createLogger } from '../src/log.js';
 import { type RunningService, startService } from '../src/service.js';
 import { tracer } from '../src/telemetry/tracer.js';
+import { connectTestBroker, type TestBroker } from './support/amqp.js';
 import { CREATE_CUSTOMER, createCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { startTestRelay } from './support/faults.js';
 import { openMultipart, openSse } from './support/http-streams.js';
 import { graphql, stopAndClean, testConfig, testLogger, uniqueSuffix } from './support/service.js';
 import { connectWs, subscribeCustomerEvents } from './support/subscriptions.js';
@@ -20,25 +22,29 @@ import { waitFor } from './support/wait.js';
  * transaction is its child, the relay's PRODUCER span links to it (the context stored with the
  * event), the worker's CONSUMER span continues it from the AMQP headers, with the history write
  * inside; each subscriber's delivery of the handled event (WebSocket, SSE, multipart) is a span
- * linked to that handling; a refused request's span has an error status; log lines inside a
+ * linked to that handling; a parked message, an event the relay gives up on (dead) and a
+ * refused request end their spans with an error status and the reason; log lines inside a
  * span carry its ids.
  */
 
 const exporter = new InMemorySpanExporter();
 const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
 let db: TestDatabase;
+let broker: TestBroker;
 let service: RunningService;
 let url: string;
 
 beforeAll(async () => {
   provider.register();
   db = await createTestDatabase('tracing');
+  broker = await connectTestBroker();
   service = await startService(testConfig(db.url, { ROLES: 'app,relay,worker' }), testLogger());
   url = service.app?.url as string;
 });
 
 afterAll(async () => {
   await stopAndClean(service);
+  await broker?.close();
   await db?.drop();
   await provider.shutdown();
 });
@@ -73,7 +79,13 @@ describe('OpenTelemetry traces', () => {
     );
     expect(consumer.spanContext().traceId).toBe(clientTrace);
     expect(parentOf(consumer)).toBe(own);
-    expect(consumer.attributes['messaging.system']).toBe('rabbitmq');
+    expect(consumer.attributes).toMatchObject({
+      'messaging.system': 'rabbitmq',
+      'messaging.operation.name': 'process',
+      'messaging.destination.name': service.topology.exchange,
+      'messaging.destination.subscription.name': service.topology.workerQueue,
+      'messaging.rabbitmq.destination.routing_key': 'customer.created',
+    });
     expect(consumer.attributes['outbox.worker.outcome']).toBe('handled');
     const inConsumer = (s: ReadableSpan): boolean => {
       if (s.spanContext().spanId === consumer.spanContext().spanId) return true;
@@ -89,7 +101,15 @@ describe('OpenTelemetry traces', () => {
     );
     expect(producer?.name).toBe(`send ${service.topology.exchange}`);
     expect(parentOf(producer as ReadableSpan)).toBeUndefined();
-    expect(producer?.attributes['messaging.system']).toBe('rabbitmq');
+    expect(producer?.attributes).toMatchObject({
+      'messaging.system': 'rabbitmq',
+      'messaging.operation.name': 'send',
+      'messaging.destination.name': service.topology.exchange,
+    });
+    expect(producer?.links.find((l) => l.context.spanId === own)?.attributes).toEqual({
+      'messaging.message.id': eventId,
+      'messaging.rabbitmq.destination.routing_key': 'customer.created',
+    });
   });
 
   it("each subscriber's delivery, on every transport, is a span linked to the worker's handling span", async () => {
@@ -139,6 +159,58 @@ describe('OpenTelemetry traces', () => {
         else subscriber.close();
       }
       await ws.dispose();
+    }
+  });
+
+  it('a parked message ends its handling span with an error status and the reason', async () => {
+    const messageId = `not-json-${uniqueSuffix()}`;
+    await broker.sendToQueue(service.topology.workerQueue, Buffer.from('{ not json'), {
+      messageId,
+      type: 'CustomerCreated',
+      persistent: true,
+    });
+    const parked = await waitFor('the parked message span', () =>
+      spans().find((s) => s.kind === SpanKind.CONSUMER && s.attributes['messaging.message.id'] === messageId),
+    );
+    expect(parked.status.code).toBe(SpanStatusCode.ERROR);
+    expect(parked.status.message).toBeTruthy();
+    expect(parked.attributes).toMatchObject({ 'error.type': 'parked', 'outbox.worker.outcome': 'parked' });
+  });
+
+  it('an event the relay gives up on (dead) ends a span linked to its creating span, with an error status and the reason', async () => {
+    const deadDb = await createTestDatabase('tracing_dead');
+    const app = await startService(testConfig(deadDb.url, { ROLES: 'app' }), testLogger());
+    const relay = startTestRelay({
+      db: deadDb.db,
+      exchange: app.topology.exchange,
+      workerQueue: app.topology.workerQueue,
+      owner: 'tracing-dead-relay',
+      maxAttempts: 1,
+      decide: () => 'nacked',
+    });
+    try {
+      const response = await graphql<{ createCustomer: { eventId: string } }>(
+        app.app?.url as string,
+        CREATE_CUSTOMER,
+        { input: { email: `dead.${uniqueSuffix()}@example.com`, name: 'Dead' } },
+      );
+      const eventId = response.data?.createCustomer.eventId as string;
+      const dead = await waitFor('the dead span', () =>
+        spans().find(
+          (s) =>
+            s.name.startsWith('dead ') &&
+            s.links.some((l) => l.attributes?.['messaging.message.id'] === eventId),
+        ),
+      );
+      const creating = spans().find((s) => s.spanContext().spanId === dead.links[0]?.context.spanId);
+      expect(creating?.name).toBe('mutation Create');
+      expect(dead.status.code).toBe(SpanStatusCode.ERROR);
+      expect(dead.status.message).toMatch(/nack/i);
+      expect(dead.attributes).toMatchObject({ 'error.type': 'dead', 'outbox.dead.count': 1 });
+    } finally {
+      await relay.stop();
+      await stopAndClean(app);
+      await deadDb.drop();
     }
   });
 

@@ -12,7 +12,7 @@ import { markFailed, markPublished, releaseLeases, releaseStranded } from '../ou
 import { Loop } from '../support/loop.js';
 import { backoffDelay, sleep } from '../support/sleep.js';
 import { toMessage } from './message.js';
-import { tracePublish } from './tracing.js';
+import { traceDead, tracePublish } from './tracing.js';
 
 export interface RelayOptions {
   readonly db: Database;
@@ -186,6 +186,8 @@ export class Relay implements Handoff {
     if (signal.aborted) return 'idle';
     const startedAt = performance.now();
     let claimedAt = startedAt;
+    // What was sent and how it failed, for the trace of any event that goes dead.
+    let sent: { batch: readonly ClaimedEvent[]; failed: ReadonlyMap<string, number[]> } | undefined;
     const outcome = await claimAndSettle(
       db,
       { limit: batchSize, holdSeconds: Math.ceil(leaseMs / 1000), retry },
@@ -194,7 +196,9 @@ export class Relay implements Handoff {
         // Claimed just as the stop came: leave it all due for the next relay.
         if (this.stopped) return { published: [], failed: new Map() };
         // What is handed back is left as it is: due again once this transaction ends.
-        return this.publishBatch(batch);
+        const result = await this.publishBatch(batch);
+        sent = { batch, failed: result.failed };
+        return result;
       },
       this.options.durabilityBarrier === false ? undefined : () => durabilityBarrier(db, this.slot + lane),
     );
@@ -204,7 +208,7 @@ export class Relay implements Handoff {
       log.info({ lane, takeovers: outcome.takenOver }, 'took over events whose hand-off lease had expired');
     }
     metrics.published.inc(outcome.marked);
-    this.reportDead(outcome.dead, { lane });
+    this.reportDead(outcome.dead, { lane }, sent);
     // The held next events of these aggregates are due now: claim them without waiting a poll.
     if (outcome.released > 0) this.wake();
     const seconds = (performance.now() - startedAt) / 1000;
@@ -289,12 +293,17 @@ export class Relay implements Handoff {
     }
     for (const [error, failedIds] of failed) {
       const dead = await this.settle('mark failed', () => markFailed(db, failedIds, token, error, retry));
-      this.reportDead(dead ?? [], { error });
+      this.reportDead(dead ?? [], { error }, { batch, failed });
     }
   }
 
-  private reportDead(ids: readonly number[], context: Record<string, unknown>): void {
+  private reportDead(
+    ids: readonly number[],
+    context: Record<string, unknown>,
+    sent: { batch: readonly ClaimedEvent[]; failed: ReadonlyMap<string, number[]> } | undefined,
+  ): void {
     if (ids.length === 0) return;
+    if (sent) traceDead(this.options.exchange ?? '', ids, sent.batch, sent.failed);
     this.options.metrics.deadEvents.inc(ids.length);
     this.options.log.error({ ...context, ids }, 'events parked as dead after their last attempt');
   }

@@ -19,8 +19,14 @@ export async function traceConsume(
     span.setAttributes({
       'messaging.system': 'rabbitmq',
       'messaging.operation.type': 'process',
-      'messaging.destination.name': queue,
+      'messaging.operation.name': 'process',
+      // RabbitMQ's conventions: the destination is the exchange the message was published to
+      // (the relay's, or the default one for a retry or wait copy); the queue is where it was
+      // consumed, and names the span.
+      'messaging.destination.name': fields.exchange,
+      'messaging.destination.subscription.name': queue,
       'messaging.rabbitmq.destination.routing_key': fields.routingKey,
+      'messaging.rabbitmq.message.delivery_tag': fields.deliveryTag,
       'messaging.message.id': String(properties.messageId ?? ''),
     });
   }

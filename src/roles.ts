@@ -1,13 +1,14 @@
 import type { BrokerConnection } from './broker/connection.js';
 import type { Topology } from './broker/topology.js';
-import type { Config } from './config/index.js';
 import type { Database } from './db/client.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics/index.js';
 
-/** What service.ts gives every role it starts. */
+/**
+ * What service.ts gives every role it starts, besides the role's own slice of the
+ * configuration (config.app, config.relay, config.worker), which it takes as a second argument.
+ */
 export interface RoleDeps {
-  readonly config: Config;
   readonly db: Database;
   /** The role's logger (bound to its name). */
   readonly log: Logger;

@@ -182,7 +182,6 @@ export async function startService(
     metrics.trackBroker(() => brokerConnections.every((connection) => connection.isConnected));
     // Each role on pools of its own (db/client.ts, Component): HTTP requests the app's.
     const deps = (role: string, component: Component): RoleDeps => ({
-      config,
       db: database.component(component).db,
       log: log.child({ role }),
       metrics,
@@ -192,7 +191,10 @@ export async function startService(
     });
 
     const relayRole: RelayRole | undefined = config.roles.includes('relay')
-      ? started('relay', startRelayRole(deps('relay', 'relay'), { barrier: durability.barrier }))
+      ? started(
+          'relay',
+          startRelayRole(deps('relay', 'relay'), config.relay, { barrier: durability.barrier }),
+        )
       : undefined;
 
     // Hints to other processes: "new outbox rows" for relays, "new history rows" for live feeds.
@@ -217,16 +219,19 @@ export async function startService(
       const historyHint = notifier(topology.historyHintExchange);
       workerRole = started(
         'worker',
-        startWorkerRole({
-          ...deps('worker', 'worker'),
-          handlers,
-          writer,
-          // The live feed beside it, if any, at once; app instances elsewhere through the broker.
-          onHistory: (rows) => {
-            appRole?.feed.deliverCommitted(rows);
-            historyHint?.notify();
+        startWorkerRole(
+          {
+            ...deps('worker', 'worker'),
+            handlers,
+            writer,
+            // The live feed beside it, if any, at once; app instances elsewhere through the broker.
+            onHistory: (rows) => {
+              appRole?.feed.deliverCommitted(rows);
+              historyHint?.notify();
+            },
           },
-        }),
+          config.worker,
+        ),
       );
     }
 
@@ -234,16 +239,19 @@ export async function startService(
     if (config.roles.includes('app')) {
       appRole = started(
         'app',
-        await startAppRole({
-          ...deps('app', 'requests'),
-          database,
-          writer,
-          authenticateWebSocket: options.authenticateWebSocket,
-        }),
+        await startAppRole(
+          {
+            ...deps('app', 'requests'),
+            database,
+            writer,
+            authenticateWebSocket: options.authenticateWebSocket,
+          },
+          config.app,
+        ),
       );
     } else {
       metricsServer = new MetricsServer(metrics, log);
-      await metricsServer.start(config.metricsPort, config.host);
+      await metricsServer.start(config.metricsPort, config.app.host);
       started('metrics server', metricsServer);
     }
 

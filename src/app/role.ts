@@ -1,4 +1,5 @@
 import { HintListener } from '../broker/hint.js';
+import type { AppConfig } from '../config/index.js';
 import type { DatabaseHandle } from '../db/client.js';
 import { HistoryFeed } from '../history/feed.js';
 import type { OutboxWriter } from '../outbox/writer.js';
@@ -22,8 +23,8 @@ export interface AppRoleDeps extends RoleDeps {
  * The app role: the GraphQL server (HTTP and WebSocket on one port), its live feed of the
  * history with the broker hint that wakes it, and /metrics on the same port.
  */
-export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
-  const { config, db, log, metrics, topology, broker, database, instance } = deps;
+export async function startAppRole(deps: AppRoleDeps, config: AppConfig): Promise<AppRole> {
+  const { db, log, metrics, topology, broker, database, instance } = deps;
   const feed = new HistoryFeed({
     // Its own pools: a feed whose reads are stuck never takes the connections requests need.
     db: database.component('feed').db,
@@ -41,7 +42,7 @@ export async function startAppRole(deps: AppRoleDeps): Promise<AppRole> {
     broker,
     queue: topology.workerDeadLetterQueue,
     workerQueue: topology.workerQueue,
-    confirmTimeoutMs: config.relay.confirmTimeoutMs,
+    confirmTimeoutMs: config.confirmTimeoutMs,
   });
   metrics.trackDeadLetters(() => deadLetters.count());
   const server = new AppServer({

@@ -8,7 +8,7 @@ import {
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type ErrorRequestHandler } from 'express';
-import type { Config } from '../config/index.js';
+import type { AppConfig } from '../config/index.js';
 import type { Database } from '../db/client.js';
 import type { HistoryFeed } from '../history/feed.js';
 import type { Logger } from '../log.js';
@@ -30,7 +30,7 @@ import { HttpSubscriptions } from './streams.js';
 import { attachWebSocketServer, type ConnectionAuthenticator, type WebSocketHandle } from './ws.js';
 
 export interface AppServerOptions {
-  readonly config: Pick<Config, 'host' | 'port' | 'env' | 'http' | 'requestTimeoutMs'>;
+  readonly config: Omit<AppConfig, 'live' | 'confirmTimeoutMs'>;
   readonly db: Database;
   readonly log: Logger;
   /** Dependencies `/readyz` checks (readiness.ts). */

@@ -1,6 +1,7 @@
 import { HintListener } from '../broker/hint.js';
 import { ConfirmPublisher } from '../broker/publisher.js';
 import { declareWorkerQueues } from '../broker/topology.js';
+import type { RelayConfig } from '../config/index.js';
 import type { RoleDeps, RunningRole } from '../roles.js';
 import { Relay } from './relay.js';
 
@@ -14,14 +15,15 @@ export interface RelayRole extends RunningRole {
  * and a listener for hints from writers in other processes.
  */
 export function startRelayRole(
-  { config, db, log, metrics, topology, broker, instance }: RoleDeps,
+  { db, log, metrics, topology, broker, instance }: RoleDeps,
+  config: RelayConfig,
   /** Whether a claimed batch needs the durability barrier (outbox/durability.ts). */
   { barrier }: { readonly barrier: boolean },
 ): RelayRole {
   const publisher = new ConfirmPublisher({
     broker,
     exchange: topology.exchange,
-    confirmTimeoutMs: config.relay.confirmTimeoutMs,
+    confirmTimeoutMs: config.confirmTimeoutMs,
     log,
     // Declared by the relay too: an event published before any worker ever ran would otherwise
     // be unroutable.
@@ -35,14 +37,14 @@ export function startRelayRole(
     owner: instance,
     durabilityBarrier: barrier,
     exchange: topology.exchange,
-    batchSize: config.relay.batchSize,
-    lanes: config.relay.lanes,
-    pollIntervalMs: config.relay.pollIntervalMs,
-    leaseMs: config.relay.leaseMs,
+    batchSize: config.batchSize,
+    lanes: config.lanes,
+    pollIntervalMs: config.pollIntervalMs,
+    leaseMs: config.leaseMs,
     retry: {
-      maxAttempts: config.relay.maxAttempts,
-      backoffBaseMs: config.relay.backoffBaseMs,
-      backoffMaxMs: config.relay.backoffMaxMs,
+      maxAttempts: config.maxAttempts,
+      backoffBaseMs: config.backoffBaseMs,
+      backoffMaxMs: config.backoffMaxMs,
     },
   });
   relay.start();

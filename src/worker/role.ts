@@ -1,3 +1,4 @@
+import type { WorkerConfig } from '../config/index.js';
 import type { HistoryRow } from '../history/store.js';
 import type { Handlers } from '../outbox/handler.js';
 import type { OutboxWriter } from '../outbox/writer.js';
@@ -16,8 +17,7 @@ export interface WorkerRoleDeps extends RoleDeps {
 }
 
 /** The worker role: one consumer on the role's own broker connection, running the handlers it is given. */
-export function startWorkerRole(deps: WorkerRoleDeps): WorkerRole {
-  const { config } = deps;
+export function startWorkerRole(deps: WorkerRoleDeps, config: WorkerConfig): WorkerRole {
   const worker = new Worker({
     db: deps.db,
     broker: deps.broker,
@@ -27,12 +27,12 @@ export function startWorkerRole(deps: WorkerRoleDeps): WorkerRole {
     handlers: deps.handlers,
     writer: deps.writer,
     onHistory: deps.onHistory,
-    prefetch: config.worker.prefetch,
-    maxAttempts: config.worker.maxAttempts,
-    retryDelayMs: config.worker.retryDelayMs,
-    orderWaitMs: config.worker.orderWaitMs,
-    maxMessageBytes: config.worker.maxMessageBytes,
-    confirmTimeoutMs: config.relay.confirmTimeoutMs,
+    prefetch: config.prefetch,
+    maxAttempts: config.maxAttempts,
+    retryDelayMs: config.retryDelayMs,
+    orderWaitMs: config.orderWaitMs,
+    maxMessageBytes: config.maxMessageBytes,
+    confirmTimeoutMs: config.confirmTimeoutMs,
   });
   worker.start();
   return { worker, stop: () => worker.stop() };

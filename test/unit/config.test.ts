@@ -52,7 +52,7 @@ describe('loadConfig refuses bad settings with a ConfigError naming the variable
 
 describe('the HTTP and WebSocket edge settings', () => {
   it('has closed, bounded defaults: one mutation, no CORS, timeouts, connection and subscription caps', () => {
-    const { http } = loadConfig({});
+    const { http } = loadConfig({}).app;
     expect(http).toMatchObject({
       maxMutations: 1,
       adminToken: undefined,
@@ -65,7 +65,9 @@ describe('the HTTP and WebSocket edge settings', () => {
   });
 
   it('takes CORS_ORIGINS as a comma-separated list of origins', () => {
-    const { http } = loadConfig({ CORS_ORIGINS: 'https://studio.apollographql.com, http://localhost:3000' });
+    const { http } = loadConfig({
+      CORS_ORIGINS: 'https://studio.apollographql.com, http://localhost:3000',
+    }).app;
     expect(http.corsOrigins).toEqual(['https://studio.apollographql.com', 'http://localhost:3000']);
   });
 
@@ -88,13 +90,13 @@ describe('loadConfig defaults', () => {
     const config = loadConfig({});
     expect(config.databaseUrl).toBe('mysql://root@127.0.0.1:3306/outbox');
     expect(config.amqpUrl).toBe('amqp://guest:guest@127.0.0.1:5672');
-    expect(config.port).toBe(4000);
+    expect(config.app.port).toBe(4000);
     expect(config.roles).toEqual(['app', 'relay', 'worker']);
   });
 
   it('treats an empty variable as unset', () => {
     const config = loadConfig({ PORT: '', DATABASE_URL: '', ROLES: '' });
-    expect(config.port).toBe(4000);
+    expect(config.app.port).toBe(4000);
     expect(config.databaseUrl).toBe('mysql://root@127.0.0.1:3306/outbox');
     expect(config.roles).toEqual(['app', 'relay', 'worker']);
   });
@@ -106,7 +108,7 @@ describe('loadConfig defaults', () => {
       AMQP_URL: 'amqps://u:p@mq.internal:5671',
       ROLES: 'worker, APP',
     });
-    expect(config.port).toBe(8080);
+    expect(config.app.port).toBe(8080);
     expect(config.databaseUrl).toBe('mysql://u:p@db.internal:3307/shop');
     expect(config.amqpUrl).toBe('amqps://u:p@mq.internal:5671');
     // Normalized to the fixed start order.
@@ -231,7 +233,7 @@ describe('numbers and bounds', () => {
   });
 
   it('reads GRAPHQL_INTROSPECTION as true or false only', () => {
-    expect(loadConfig({ GRAPHQL_INTROSPECTION: 'false' }).http.introspection).toBe(false);
+    expect(loadConfig({ GRAPHQL_INTROSPECTION: 'false' }).app.http.introspection).toBe(false);
     expect(configErrorOf({ GRAPHQL_INTROSPECTION: 'yes' }).message).toMatch(
       /GRAPHQL_INTROSPECTION="yes": must be true or false/,
     );
@@ -257,7 +259,7 @@ describe('the parsed configuration', () => {
     const config = loadConfig({});
     expect(config.worker).toMatchObject({ orderWaitMs: 100, maxMessageBytes: 256 * 1024 });
     expect(config.outboxMaxPayloadBytes).toBe(64 * 1024);
-    expect(config.live).toEqual({
+    expect(config.app.live).toEqual({
       pollIntervalMs: 1_000,
       pageSize: 500,
       bufferSize: 1_000,
@@ -277,17 +279,18 @@ describe('the parsed configuration', () => {
     for (const part of [
       config,
       config.roles,
-      config.http,
+      config.app,
+      config.app.http,
       config.relay,
       config.worker,
-      config.live,
+      config.app.live,
       config.retention,
     ]) {
       expect(Object.isFrozen(part)).toBe(true);
     }
     // ES modules are strict: writing to a frozen object throws rather than being ignored.
     expect(() => {
-      (config as { port: number }).port = 1;
+      (config.app as { port: number }).port = 1;
     }).toThrow(TypeError);
     expect(() => {
       (config.relay as { lanes: number }).lanes = 1;
@@ -298,7 +301,7 @@ describe('the parsed configuration', () => {
 describe('the bounds on every wait', () => {
   it('default to seconds, not the operating system’s hours', () => {
     const config = loadConfig({});
-    expect(config.requestTimeoutMs).toBe(10_000);
+    expect(config.app.requestTimeoutMs).toBe(10_000);
     expect(config.db).toEqual({
       queryTimeoutMs: 5_000,
       acquireTimeoutMs: 3_000,

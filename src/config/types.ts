@@ -68,11 +68,14 @@ export interface RelayConfig {
 export interface WorkerConfig {
   readonly queue: string;
   readonly prefetch: number;
+  /** Deliveries of one message (first try included) before it is parked. */
   readonly maxAttempts: number;
   readonly retryDelayMs: number;
+  /** How long a message whose predecessor is not handled yet waits before it comes back. */
   readonly orderWaitMs: number;
+  /** Largest message body accepted; larger ones are parked. */
   readonly maxMessageBytes: number;
-  /** Its retry and dead-letter copies wait this long for the broker's confirm (RELAY_CONFIRM_TIMEOUT_MS). */
+  /** Its retry, wait and park copies wait this long for the broker's confirm (RELAY_CONFIRM_TIMEOUT_MS). */
   readonly confirmTimeoutMs: number;
 }
 

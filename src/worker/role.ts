@@ -27,12 +27,7 @@ export function startWorkerRole(deps: WorkerRoleDeps, config: WorkerConfig): Wor
     handlers: deps.handlers,
     writer: deps.writer,
     onHistory: deps.onHistory,
-    prefetch: config.prefetch,
-    maxAttempts: config.maxAttempts,
-    retryDelayMs: config.retryDelayMs,
-    orderWaitMs: config.orderWaitMs,
-    maxMessageBytes: config.maxMessageBytes,
-    confirmTimeoutMs: config.confirmTimeoutMs,
+    ...config,
   });
   worker.start();
   return { worker, stop: () => worker.stop() };

@@ -3,6 +3,7 @@ import type { BrokerConnection } from '../broker/connection.js';
 import { ChannelSession } from '../broker/session.js';
 import { declareWorkerQueues, type Topology } from '../broker/topology.js';
 import { guardPropertyDecoding } from '../broker/undecodable.js';
+import type { WorkerConfig } from '../config/index.js';
 import type { Database } from '../db/client.js';
 import type { HistoryRow } from '../history/store.js';
 import type { Logger } from '../log.js';
@@ -23,7 +24,8 @@ import { parkRedelivered } from './policies/redelivery.js';
 import { retry } from './policies/retry.js';
 import { traceConsume } from './tracing.js';
 
-export interface WorkerOptions {
+/** The worker's slice of the configuration (its queue is in the topology), and what it works with. */
+export interface WorkerOptions extends Omit<WorkerConfig, 'queue'> {
   readonly db: Database;
   readonly broker: BrokerConnection;
   readonly topology: Topology;
@@ -35,16 +37,6 @@ export interface WorkerOptions {
   readonly writer: OutboxWriter;
   /** Given the history rows of every commit (live feeds fan them out, or read then). */
   readonly onHistory: (rows: readonly HistoryRow[]) => void;
-  readonly prefetch: number;
-  /** Deliveries of one message (first try included) before it is parked. */
-  readonly maxAttempts: number;
-  readonly retryDelayMs: number;
-  /** How long a message whose predecessor is not handled yet waits before it comes back. */
-  readonly orderWaitMs: number;
-  /** Largest message body accepted; larger ones are parked. */
-  readonly maxMessageBytes: number;
-  /** Deadline for the broker to confirm a retry, wait or park copy. */
-  readonly confirmTimeoutMs: number;
 }
 
 /**

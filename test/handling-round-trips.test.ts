@@ -1,19 +1,15 @@
-import type { ConsumeMessage } from 'amqplib';
 import mysql from 'mysql2';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CUSTOMER_HANDLERS } from '../src/customers/handlers.js';
-import { createCustomer } from '../src/customers/service.js';
-import { connectDatabase, type DatabaseHandle, transaction } from '../src/db/client.js';
-import type { EventEnvelope } from '../src/outbox/event.js';
-import { findEvents } from '../src/outbox/stored.js';
+import { connectDatabase, type DatabaseHandle } from '../src/db/client.js';
 import { OutboxWriter } from '../src/outbox/writer.js';
 import { type Claimed, handleGroup } from '../src/worker/handling.js';
+import { claimedNewCustomers } from './support/claims.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
 let db: TestDatabase;
 let handle: DatabaseHandle;
 const writer = new OutboxWriter({ maxPayloadBytes: 65_536 });
-let customer = 0;
 
 beforeAll(async () => {
   db = await createTestDatabase('round_trips');
@@ -30,26 +26,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** N new customers; their CustomerCreated events as the worker would claim them. */
-async function newCustomers(n: number): Promise<Claimed[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    customer++;
-    const { eventId } = await createCustomer(
-      { db: handle.db, writer, headers: {} },
-      { name: `Customer ${customer}`, email: `customer${customer}@example.com` },
-    );
-    ids.push(eventId);
-  }
-  const stored = await transaction(handle.db, (tx) => findEvents(tx, ids));
-  return ids.map((id) => ({
-    message: {} as ConsumeMessage,
-    claim: stored.get(id) as EventEnvelope,
-    handler: CUSTOMER_HANDLERS.CustomerCreated as Claimed['handler'],
-    attempts: 1,
-    verified: false,
-  }));
-}
+const newCustomers = (n: number) => claimedNewCustomers(handle.db, writer, n);
 
 /** Handles `group` as the worker does, counting the queries sent to the server (round trips). */
 async function roundTripsOf(group: readonly Claimed[], deferred = true): Promise<number> {

@@ -4,10 +4,14 @@ import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@o
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeHistoryCursor } from '../src/customers/cursor.js';
+import { CUSTOMER_HANDLERS } from '../src/customers/handlers.js';
 import { createLogger } from '../src/log.js';
+import { OutboxWriter } from '../src/outbox/writer.js';
 import { type RunningService, startService } from '../src/service.js';
 import { tracer } from '../src/telemetry/tracer.js';
+import { handleGroup } from '../src/worker/handling.js';
 import { connectTestBroker, type TestBroker } from './support/amqp.js';
+import { claimedNewCustomers } from './support/claims.js';
 import { CREATE_CUSTOMER, createCustomer } from './support/customers.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { startTestRelay } from './support/faults.js';
@@ -211,6 +215,36 @@ describe('OpenTelemetry traces', () => {
       await relay.stop();
       await stopAndClean(app);
       await deadDb.drop();
+    }
+  });
+
+  it("a group's one transaction links to each message's handling span, and each history row keeps its message's", async () => {
+    const groupDb = await createTestDatabase('tracing_group');
+    try {
+      const writer = new OutboxWriter({ maxPayloadBytes: 65_536 });
+      const handlingSpans = ['00000000000000a1', '00000000000000a2', '00000000000000a3'];
+      const group = (await claimedNewCustomers(groupDb.db, writer, 3)).map((delivery, i) => ({
+        ...delivery,
+        traceparent: `00-${'5e'.repeat(16)}-${handlingSpans[i]}-01`,
+      }));
+      const decisions = await handleGroup(
+        { db: groupDb.db, consumer: 'tracing-group', types: Object.keys(CUSTOMER_HANDLERS), writer },
+        group,
+        { deferred: true },
+      );
+      expect(decisions.map((d) => d.kind)).toEqual(['handled', 'handled', 'handled']);
+      const transaction = spans().find(
+        (s) => s.name === 'transaction' && s.links.some((l) => l.context.spanId === handlingSpans[0]),
+      );
+      expect(transaction?.links.map((l) => l.context.spanId)).toEqual(handlingSpans);
+      const rows = await groupDb.query<{ event_id: string; traceparent: string }>(
+        'SELECT event_id, traceparent FROM handled_events',
+      );
+      expect(Object.fromEntries(rows.map((r) => [r.event_id, r.traceparent]))).toEqual(
+        Object.fromEntries(group.map((d) => [d.claim.eventId, d.traceparent])),
+      );
+    } finally {
+      await groupDb.drop();
     }
   });
 

@@ -24,6 +24,7 @@ import {
   setProgress,
   takeProgress,
 } from './store.js';
+import { linkGroup } from './tracing.js';
 
 /** A delivery that has its claim and its handler (policies/envelope.ts set them). */
 export type Claimed = Delivery & { readonly claim: EventEnvelope; readonly handler: AnyHandler };
@@ -78,6 +79,7 @@ export function handleGroup(
 ): Promise<readonly Decision[]> {
   const handledAt = new Date();
   return transaction(context.db, async (tx) => {
+    linkGroup(group);
     const deferring = deferred && defersWrites(tx);
     // The handlers' own reads for the group (Handler.readForGroup) go with the stored events'.
     const reads = groupReads(group);

@@ -1,5 +1,13 @@
 import type { ConsumeMessage } from 'amqplib';
-import { contextFrom, failSpan, SpanKind, trace, tracer, within } from '../telemetry/tracer.js';
+import {
+  contextFrom,
+  failSpan,
+  linkToTraceparent,
+  SpanKind,
+  trace,
+  tracer,
+  within,
+} from '../telemetry/tracer.js';
 
 /**
  * The worker's handling of one message: a CONSUMER span (semantic conventions for messaging:
@@ -51,4 +59,19 @@ export function traceOutcome(outcome: string, reason?: string): void {
 export function traceParked(reason: string): void {
   const span = trace.getActiveSpan();
   if (span?.isRecording()) failSpan(span, reason, 'parked');
+}
+
+/**
+ * A group's one transaction (the active span, in the trace of the message that started the
+ * group) linked to the handling span of each message it handles, so that every message's trace
+ * reaches the transaction and the history write that committed it.
+ */
+export function linkGroup(group: ReadonlyArray<{ readonly traceparent?: string }>): void {
+  if (group.length < 2) return;
+  const span = trace.getActiveSpan();
+  if (!span?.isRecording()) return;
+  for (const delivery of group) {
+    const link = linkToTraceparent(delivery.traceparent);
+    if (link) span.addLink(link);
+  }
 }

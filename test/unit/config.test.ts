@@ -216,6 +216,7 @@ describe('numbers and bounds', () => {
 
   it.each([
     ['DB_POOL_SIZE', '1', '2'],
+    ['DB_COMPONENT_POOL_SIZE', '0', '1'],
     ['RELAY_LANES', '65', '64'],
     ['WORKER_ORDER_WAIT_MS', '9', '10'],
     ['WORKER_MAX_MESSAGE_BYTES', '1023', '1024'],

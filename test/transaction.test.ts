@@ -6,6 +6,8 @@ import {
   connectDatabase,
   type DatabaseHandle,
   execute,
+  readAll,
+  readRows,
   type Transaction,
   TransactionEndedError,
   transaction,
@@ -142,5 +144,37 @@ describe('writes deferred to the COMMIT (deferringWrites, as the worker runs a h
       ),
     ).rejects.toThrow(/Duplicate entry/);
     expect(await names()).toEqual(before);
+  });
+});
+
+describe('the session settings a transaction asks for', () => {
+  const settings = sql`SELECT @@session.innodb_lock_wait_timeout AS lockWait, @@session.wait_timeout AS idle`;
+  type Settings = { lockWait: number | string; idle: number | string };
+  const asked = { lockWaitSeconds: 2, idleTimeoutSeconds: 7 } as const;
+  const plain = (rows: Settings[]) =>
+    rows.map((r) => ({ lockWait: Number(r.lockWait), idle: Number(r.idle) }));
+
+  it('hold from its first statement, sent by the engine or through Drizzle, and are gone after it', async () => {
+    const defaults = plain(await transaction(single.db, (tx) => readRows<Settings>(tx, settings)));
+    expect(defaults[0]).not.toEqual({ lockWait: 2, idle: 7 });
+
+    const first = await transaction(single.db, (tx) => readRows<Settings>(tx, settings), asked);
+    expect(plain(first)).toEqual([{ lockWait: 2, idle: 7 }]);
+    const viaDrizzle = await transaction(
+      single.db,
+      async (tx) => (await tx.execute(settings))[0] as unknown as Settings[],
+      asked,
+    );
+    expect(plain(viaDrizzle)).toEqual([{ lockWait: 2, idle: 7 }]);
+    const several = await transaction(
+      single.db,
+      (tx) => readAll(tx, [settings, sql`SELECT 1 AS one`]),
+      asked,
+    );
+    expect(plain(several[0] as Settings[])).toEqual([{ lockWait: 2, idle: 7 }]);
+    expect(several[1]).toEqual([{ one: 1 }]);
+
+    // The same pooled connection (a pool of one), back to the server's defaults.
+    expect(plain(await transaction(single.db, (tx) => readRows<Settings>(tx, settings)))).toEqual(defaults);
   });
 });

@@ -93,6 +93,8 @@ export interface ClientGuard {
    * in order, when one may be read back; none otherwise.
    */
   takeBeforeStatement(): DeferredWrite[];
+  /** The transaction's session setup not sent yet (sessionFor), sent before the statement. */
+  takeSetup(): string | undefined;
   /** A round trip that carried deferred writes failed with `error`. */
   deferredFailed(error: unknown): void;
 }
@@ -118,8 +120,14 @@ export function drizzleClient(
       throw error;
     }
   };
+  const sendSetup = async () => {
+    const setup = guard.takeSetup();
+    if (setup) await connection.query(setup);
+    guard.assertOpen();
+  };
   const query = async (options: string | QueryOptions, values?: unknown) => {
     guard.assertOpen();
+    await sendSetup();
     const writes = guard.takeBeforeStatement();
     if (writes.length === 0) return connection.query(options as never, values as never);
     const own = typeof options === 'string' ? { sql: options } : options;
@@ -134,6 +142,7 @@ export function drizzleClient(
   };
   const execute = async (...args: Parameters<PoolConnection['execute']>) => {
     guard.assertOpen();
+    await sendSetup();
     // A prepared statement cannot share its round trip: the writes go just before it.
     const writes = guard.takeBeforeStatement();
     if (writes.length > 0) {

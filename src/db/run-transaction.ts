@@ -72,17 +72,17 @@ async function transactionNow<T>(
   const pool = transactionPools.get(db);
   if (!pool) return drizzleTransaction(db, body, config);
   const connection = await pool.getConnection();
-  // The session settings the config asks for, in one round trip; a changed timeout goes back to
-  // the server's default with the COMMIT or ROLLBACK, so the pooled session keeps no trace of it.
+  // The session settings the config asks for, sent in front of the transaction's first round trip
+  // (Transaction.send); a changed timeout goes back to the server's default with the COMMIT or
+  // ROLLBACK, so the pooled session keeps no trace of it.
   const { setup, reset: end } = sessionFor({
     readCommitted: config?.isolationLevel === 'read committed',
     idleTimeoutSeconds: timeout,
     lockWaitSeconds: lockWait,
   });
-  const tx = new Transaction(connection, end);
+  const tx = new Transaction(connection, end, undefined, setup);
   let bodyError: { error: unknown } | undefined;
   try {
-    if (setup.length > 0) await connection.query(setup.join('; '));
     let result: T;
     try {
       result = await body(tx);

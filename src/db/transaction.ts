@@ -38,7 +38,6 @@ const deferredWriteFailures = new WeakSet<object>();
  * connectDatabase) nothing is deferred and statements go through Drizzle one by one.
  */
 export class Transaction implements Executor {
-  private readonly orm: Executor;
   private readonly deferred: DeferredWrite[] = [];
   private ended = false;
   /** Inside deferringWrites: insert, update and delete go with the COMMIT when awaited. */
@@ -53,16 +52,41 @@ export class Transaction implements Executor {
   constructor(
     private readonly connection: PoolConnection | undefined,
     readonly endStatement?: string,
-    drizzleTx?: Executor,
+    private readonly drizzleTx?: Executor,
+    setup: readonly string[] = [],
   ) {
-    const guarded =
-      connection &&
-      drizzleClient(connection, {
+    this.setup = setup.length > 0 ? setup.join('; ') : undefined;
+    this.setupCount = setup.length;
+  }
+
+  /**
+   * Session statements the transaction asked for (sessionFor), not sent yet: they go in front of
+   * its first round trip rather than in one of their own.
+   */
+  private setup: string | undefined;
+  private readonly setupCount: number;
+  private ormOnConnection: Executor | undefined;
+
+  /** Drizzle on the connection, made when the transaction is first used as a Drizzle database. */
+  private get orm(): Executor {
+    if (this.drizzleTx) return this.drizzleTx;
+    this.ormOnConnection ??= drizzle(
+      drizzleClient(this.connection as PoolConnection, {
         assertOpen: () => this.assertOpen(),
+        takeSetup: () => this.takeSetup(),
         takeBeforeStatement: () => (this.deferred.some((w) => w.readBack) ? this.deferred.splice(0) : []),
         deferredFailed: (error) => this.deferredFailed(error),
-      });
-    this.orm = drizzleTx ?? (drizzle(guarded as never, { mode: 'default' }) as Executor);
+      }) as never,
+      { mode: 'default' },
+    ) as Executor;
+    return this.ormOnConnection;
+  }
+
+  /** The session setup not sent yet, if any; whoever takes it sends it first. */
+  private takeSetup(): string | undefined {
+    const setup = this.setup;
+    this.setup = undefined;
+    return setup;
   }
 
   get select(): Executor['select'] {
@@ -249,8 +273,13 @@ export class Transaction implements Executor {
   private async send(statements: readonly SQLWrapper[]): Promise<unknown[]> {
     this.assertOpen();
     const { text, values } = renderStatements(statements);
-    const [results] = await (this.connection as PoolConnection).query(text, values);
+    const setup = this.takeSetup();
+    const [results] = await (this.connection as PoolConnection).query(
+      setup ? `${setup}; ${text}` : text,
+      values,
+    );
     // One statement answers with its result, several with a list of them.
+    if (setup) return (results as unknown[]).slice(this.setupCount);
     return statements.length === 1 ? [results] : (results as unknown[]);
   }
 }

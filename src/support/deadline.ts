@@ -8,25 +8,33 @@ import { AsyncLocalStorage } from 'node:async_hooks';
  * subscription's stream) is released from it with `release()`.
  */
 export class Deadline {
-  private readonly controller = new AbortController();
+  /** Made when someone asks for `signal`: a request's work usually only asks whether it aborted. */
+  private controller: AbortController | undefined;
+  private aborted: { reason: Error } | undefined;
   private released = false;
 
   constructor(private readonly at: number) {}
 
   get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.aborted.reason);
+    }
     return this.controller.signal;
   }
 
   /** Milliseconds left; Infinity once released, 0 once aborted. */
   remainingMs(): number {
     if (this.released) return Number.POSITIVE_INFINITY;
-    if (this.controller.signal.aborted) return 0;
+    if (this.aborted) return 0;
     return Math.max(0, this.at - Date.now());
   }
 
   /** The work is abandoned (deadline passed, client gone). No-op once released. */
   abort(reason: Error): void {
-    if (!this.released) this.controller.abort(reason);
+    if (this.released || this.aborted) return;
+    this.aborted = { reason };
+    this.controller?.abort(reason);
   }
 
   /** The work goes on without a deadline (it answered, or became a stream). */
@@ -35,7 +43,7 @@ export class Deadline {
   }
 
   get isAborted(): boolean {
-    return !this.released && this.controller.signal.aborted;
+    return !this.released && this.aborted !== undefined;
   }
 }
 

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type mysql from 'mysql2/promise';
 import type { Config } from '../config/index.js';
 import { boundedBy, currentDeadline } from '../support/deadline.js';
+import { ErrorNumber, idleTransactionTimeout } from './dialect.js';
 
 /**
  * Bounds on every wait for the database. A link that silently drops packets (a NAT or load
@@ -40,9 +41,6 @@ export const DEFAULT_BOUNDS: DatabaseBounds = {
 /** Codes of the bounds' errors; db/errors.ts counts them as the database being away. */
 export const QUERY_TIMEOUT = 'PROTOCOL_SEQUENCE_TIMEOUT';
 export const ACQUIRE_TIMEOUT = 'POOL_ACQUIRE_TIMEOUT';
-
-/** ER_UNKNOWN_SYSTEM_VARIABLE: MySQL 8 has no idle_transaction_timeout. */
-const UNKNOWN_VARIABLE = 1193;
 
 /** What bounds.ts uses of mysql2's callback connection (not in its types). */
 interface CoreConnection {
@@ -92,9 +90,9 @@ export function bindPool(pool: mysql.Pool, bounds: DatabaseBounds, transactions:
     if (bounds.queryTimeoutMs > 0) boundStatements(core, bounds.queryTimeoutMs);
     if (transactions) {
       const seconds = Math.ceil(bounds.idleTransactionTimeoutMs / 1000);
-      core.query(`SET SESSION idle_transaction_timeout = ${seconds}`, (error) => {
+      core.query(idleTransactionTimeout(seconds), (error) => {
         // MySQL 8 has no such variable (README: its replacement is wait_timeout per session).
-        if (error && error.errno !== UNKNOWN_VARIABLE) core.stream.destroy(error as Error);
+        if (error && error.errno !== ErrorNumber.UNKNOWN_SYSTEM_VARIABLE) core.stream.destroy(error as Error);
       });
     }
   });

@@ -4,6 +4,7 @@ import mysql, { type ResultSetHeader } from 'mysql2/promise';
 import { sleep } from '../support/sleep.js';
 import { StartupError } from '../support/startup-error.js';
 import { bindPool, type DatabaseBounds, DEFAULT_BOUNDS, poolOptions } from './bounds.js';
+import { LOGIN_REFUSED } from './dialect.js';
 import { registerTransactionPool } from './run-transaction.js';
 import * as schema from './schema.js';
 import { type Executor, Transaction } from './transaction.js';
@@ -97,7 +98,6 @@ const UNREACHABLE = new Set([
  * Server error numbers of a login it refused: ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR and
  * MariaDB's ER_ACCESS_DENIED_NO_PASSWORD_ERROR (a user that may only log in through the socket).
  */
-const LOGIN_REFUSED = new Set([1044, 1045, 1698]);
 
 /**
  * The first connection of a start is where a newcomer meets a server that is not running or a

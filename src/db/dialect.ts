@@ -25,7 +25,12 @@ export const ErrorNumber = {
   CANNOT_CONNECT_TCP: 2003,
   SERVER_GONE: 2006,
   LOST_CONNECTION: 2013,
+  /** A session variable this server does not have (MySQL 8: idle_transaction_timeout). */
+  UNKNOWN_SYSTEM_VARIABLE: 1193,
 } as const;
+
+/** Server error numbers of a refused login: the user, its password or its host. */
+export const LOGIN_REFUSED: ReadonlySet<number> = new Set([1044, 1045, 1698]);
 
 /** Drizzle's renderer of this dialect, for statements sent as text (db/client.ts, db/prepared.ts). */
 export const drizzleDialect = new MySqlDialect();
@@ -43,8 +48,47 @@ export function beforeNow(milliseconds: number): SQL {
   return sql`NOW(3) - INTERVAL ${milliseconds * 1000} MICROSECOND`;
 }
 
-/** The AUTO_INCREMENT id of the row this connection inserted last. */
+/** The AUTO_INCREMENT id of the row this connection inserted last, or the value asInsertId gave it. */
 export const lastInsertId = sql`LAST_INSERT_ID()`;
+
+/**
+ * `value`, made the statement's insert id as well: how an upsert of a counter returns its new
+ * value in the same statement (the result's insertId, or lastInsertId in the next one).
+ */
+export function asInsertId(value: SQL | Placeholder | number): SQL {
+  return sql`LAST_INSERT_ID(${value})`;
+}
+
+/** INSERT of `values` into `table` (every column in order, or the columns it lists), or `set` on the row whose key it repeats. */
+export function insertOrUpdate(table: SQL | object, values: SQL, set: SQL): SQL {
+  return sql`INSERT INTO ${table} VALUES (${values}) ON DUPLICATE KEY UPDATE ${set}`;
+}
+
+/** INSERT of `values` (every column, in order) into `table`, nothing if a row has its key. */
+export function insertIfAbsent(table: SQL | object, values: SQL): SQL {
+  return sql`INSERT IGNORE INTO ${table} VALUES (${values})`;
+}
+
+/**
+ * A retry's delay in microseconds, per row: random(0.5 … 1) × min(max, base × 2^attempts).
+ * Half-jitter keeps a floor so retries never bunch at 0.
+ */
+export function jitteredBackoffUs(baseMs: number, maxMs: number, attempts: Column): SQL {
+  return sql`FLOOR(LEAST(${maxMs}, ${baseMs} * POW(2, ${attempts})) * (0.5 + RAND() / 2) * 1000)`;
+}
+
+/**
+ * A lock by name, held by the session that takes it until it releases it or its connection
+ * closes: `take` (name, seconds to wait) answers `got` = 1 when it was taken.
+ */
+export const namedLock = {
+  take: 'SELECT GET_LOCK(?, ?) AS got',
+  release: 'SELECT RELEASE_LOCK(?)',
+} as const;
+
+/** Bounds how long the server keeps a transaction that sits idle (MariaDB; see UNKNOWN_SYSTEM_VARIABLE). */
+export const idleTransactionTimeout = (seconds: number): string =>
+  `SET SESSION idle_transaction_timeout = ${seconds}`;
 
 /** Text as a quoted SQL literal, escaped as the driver's own client-side formatting does. */
 export const literal = (value: string): string => escapeLiteral(value);

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { migrate } from 'drizzle-orm/mysql2/migrator';
 import type { DatabaseHandle } from './client.js';
+import { namedLock } from './dialect.js';
 
 /** drizzle/ at the repository root, wherever the process was started from. */
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle', import.meta.url));
@@ -19,14 +20,14 @@ const LOCK_TIMEOUT_S = 60;
 export async function runMigrations(handle: DatabaseHandle): Promise<void> {
   const lock = await handle.pool.getConnection();
   try {
-    const [rows] = await lock.query('SELECT GET_LOCK(?, ?) AS got', [LOCK_NAME, LOCK_TIMEOUT_S]);
+    const [rows] = await lock.query(namedLock.take, [LOCK_NAME, LOCK_TIMEOUT_S]);
     if ((rows as Array<{ got: number | null }>)[0]?.got !== 1) {
       throw new Error(`Timed out after ${LOCK_TIMEOUT_S}s waiting for another process's migration`);
     }
     try {
       await migrate(handle.db, { migrationsFolder: MIGRATIONS_FOLDER });
     } finally {
-      await lock.query('SELECT RELEASE_LOCK(?)', [LOCK_NAME]);
+      await lock.query(namedLock.release, [LOCK_NAME]);
     }
   } finally {
     lock.release();

@@ -24,6 +24,7 @@
  */
 import { and, asc, eq, gt, lte, sql } from 'drizzle-orm';
 import { commitWith, type Executor } from '../db/client.js';
+import { asInsertId, insertOrUpdate, lastInsertId } from '../db/dialect.js';
 import { preparedPerCount, preparedSql } from '../db/prepared.js';
 import { handledEvents, historyPositions } from '../db/schema.js';
 import type { StoredEvent } from '../outbox/handler.js';
@@ -86,9 +87,11 @@ export async function appendHistoryAndCommit(
 
 /** The counter's statement, rendered once: takes `count` positions (see appendHistoryAndCommit). */
 const takePositions = preparedSql<{ count: number }>(
-  sql`INSERT INTO ${historyPositions} (${sql.identifier(historyPositions.id.name)}, ${sql.identifier(historyPositions.position.name)})
-      VALUES (${POSITIONS_ROW}, LAST_INSERT_ID(${sql.placeholder('count')}))
-      ON DUPLICATE KEY UPDATE ${sql.identifier(historyPositions.position.name)} = LAST_INSERT_ID(${historyPositions.position} + ${sql.placeholder('count')})`,
+  insertOrUpdate(
+    sql`${historyPositions} (${sql.identifier(historyPositions.id.name)}, ${sql.identifier(historyPositions.position.name)})`,
+    sql`${POSITIONS_ROW}, ${asInsertId(sql.placeholder('count'))}`,
+    sql`${sql.identifier(historyPositions.position.name)} = ${asInsertId(sql`${historyPositions.position} + ${sql.placeholder('count')}`)}`,
+  ),
 );
 
 /**
@@ -99,7 +102,7 @@ const insertRows = preparedPerCount<Record<string, unknown>>(
   (n) => (db) =>
     db.insert(handledEvents).values(
       Array.from({ length: n }, (_, i) => ({
-        position: sql`LAST_INSERT_ID() - ${n - 1 - i}`,
+        position: sql`${lastInsertId} - ${n - 1 - i}`,
         eventId: sql.placeholder(`eventId${i}`),
         type: sql.placeholder(`type${i}`),
         aggregateType: sql.placeholder(`aggregateType${i}`),

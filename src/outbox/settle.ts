@@ -5,7 +5,7 @@
  */
 import { and, eq, isNull, type SQL, sql } from 'drizzle-orm';
 import { commitWith, type Database, type Executor, transaction } from '../db/client.js';
-import { fromNow, idIn, literal, now } from '../db/dialect.js';
+import { fromNow, idIn, jitteredBackoffUs, literal, now } from '../db/dialect.js';
 import { outbox } from '../db/schema.js';
 import { noLease, type Publishable, type RetryPolicy } from './rows.js';
 
@@ -165,9 +165,8 @@ export function failureStatements(
   policy: RetryPolicy,
 ): { statements: SQL[]; dying: number[] } {
   const released = { ...noLease, lastError: error.slice(0, 1000) };
-  // delay = random(0.5 … 1) × min(max, base × 2^attempts), computed per row in SQL because
-  // every row has its own attempt count. Half-jitter keeps a floor so retries never bunch at 0.
-  const delayUs = sql`FLOOR(LEAST(${policy.backoffMaxMs}, ${policy.backoffBaseMs} * POW(2, ${outbox.attempts})) * (0.5 + RAND() / 2) * 1000)`;
+  // Computed per row in SQL because every row has its own attempt count.
+  const delayUs = jitteredBackoffUs(policy.backoffBaseMs, policy.backoffMaxMs, outbox.attempts);
   const dying = rows.filter((r) => r.attempts + 1 >= policy.maxAttempts).map((r) => r.id);
   const retrying = rows.filter((r) => r.attempts + 1 < policy.maxAttempts).map((r) => r.id);
   const statements: SQL[] = [];

@@ -1,4 +1,5 @@
 import type { Pool, PoolConnection } from 'mysql2/promise';
+import { namedLock } from '../db/dialect.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
 import { Loop } from '../support/loop.js';
@@ -67,7 +68,7 @@ export class Pruner {
     let connection: PoolConnection | undefined;
     try {
       connection = await pool.getConnection();
-      const [rows] = await connection.query('SELECT GET_LOCK(?, 0) AS got', [lockName]);
+      const [rows] = await connection.query(namedLock.take, [lockName, 0]);
       if ((rows as Array<{ got: number | null }>)[0]?.got !== 1) return 'idle';
       try {
         for (const task of tasks) {
@@ -84,7 +85,7 @@ export class Pruner {
         }
         metrics.pruneLastRun.set(Date.now() / 1000);
       } finally {
-        await connection.query('SELECT RELEASE_LOCK(?)', [lockName]).catch(() => {});
+        await connection.query(namedLock.release, [lockName]).catch(() => {});
       }
     } finally {
       connection?.release();

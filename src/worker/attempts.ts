@@ -4,18 +4,22 @@
  */
 import { sql } from 'drizzle-orm';
 import { type Executor, execute } from '../db/client.js';
+import { asInsertId, deleteOldest, insertOrUpdate, now } from '../db/dialect.js';
 import { workerAttempts } from '../db/schema.js';
 
 /**
  * Records one more failed attempt at `messageId` and returns how many there have been, in one
- * statement: LAST_INSERT_ID(expr) makes the new count the statement's insert id.
+ * statement: the new count is made the statement's insert id (asInsertId).
  */
 export async function countFailedAttempt(db: Executor, consumer: string, messageId: string): Promise<number> {
   const result = await execute(
     db,
-    sql`INSERT INTO ${workerAttempts} VALUES (${consumer}, ${messageId}, LAST_INSERT_ID(1), NOW(3))
-        ON DUPLICATE KEY UPDATE ${sql.identifier(workerAttempts.attempts.name)} = LAST_INSERT_ID(${workerAttempts.attempts} + 1),
-          ${sql.identifier(workerAttempts.failedAt.name)} = NOW(3)`,
+    insertOrUpdate(
+      workerAttempts,
+      sql`${consumer}, ${messageId}, ${asInsertId(1)}, ${now}`,
+      sql`${sql.identifier(workerAttempts.attempts.name)} = ${asInsertId(sql`${workerAttempts.attempts} + 1`)},
+        ${sql.identifier(workerAttempts.failedAt.name)} = ${now}`,
+    ),
   );
   return Number(result.insertId);
 }
@@ -30,9 +34,6 @@ export async function forgetAttempts(db: Executor, consumer: string, messageId: 
 
 /** Deletes up to `limit` counts of attempts older than `olderThanMs`, oldest first. */
 export async function pruneAttempts(db: Executor, olderThanMs: number, limit: number): Promise<number> {
-  const result = await execute(
-    db,
-    sql`DELETE FROM ${workerAttempts} WHERE ${workerAttempts.failedAt} < NOW(3) - INTERVAL ${olderThanMs * 1000} MICROSECOND ORDER BY ${workerAttempts.failedAt} LIMIT ${limit}`,
-  );
-  return result.affectedRows;
+  return (await execute(db, deleteOldest(workerAttempts, workerAttempts.failedAt, olderThanMs, limit)))
+    .affectedRows;
 }

@@ -5,6 +5,7 @@
  */
 import { and, eq, sql } from 'drizzle-orm';
 import { type Executor, execute, executeAll, type Transaction, writeAtCommit } from '../db/client.js';
+import { deleteOldest, insertIfAbsent, insertOrUpdate } from '../db/dialect.js';
 import { isDuplicateKey } from '../db/errors.js';
 import { prepared } from '../db/prepared.js';
 import { inbox, workerProgress } from '../db/schema.js';
@@ -157,7 +158,7 @@ export async function takeProgress(
     // Nothing of this aggregate handled yet (its earlier events are of types we do not handle,
     // or predate the progress table): the row appears now, at 0, locked.
     await tx.execute(
-      sql`INSERT IGNORE INTO ${workerProgress} VALUES (${key.consumer}, ${key.aggregateType}, ${key.aggregateId}, 0)`,
+      insertIfAbsent(workerProgress, sql`${key.consumer}, ${key.aggregateType}, ${key.aggregateId}, 0`),
     );
     return { last: 0, written: false };
   }
@@ -182,9 +183,12 @@ export async function setProgress(
  */
 export async function passParked(tx: Executor, key: AggregateKey, sequence: number): Promise<void> {
   await tx.execute(
-    sql`INSERT INTO ${workerProgress} VALUES (${key.consumer}, ${key.aggregateType}, ${key.aggregateId}, ${sequence})
-        ON DUPLICATE KEY UPDATE ${sql.identifier(workerProgress.lastSequence.name)} =
-          IF(${workerProgress.lastSequence} = ${sequence - 1}, ${sequence}, ${workerProgress.lastSequence})`,
+    insertOrUpdate(
+      workerProgress,
+      sql`${key.consumer}, ${key.aggregateType}, ${key.aggregateId}, ${sequence}`,
+      sql`${sql.identifier(workerProgress.lastSequence.name)} =
+        CASE WHEN ${workerProgress.lastSequence} = ${sequence - 1} THEN ${sequence} ELSE ${workerProgress.lastSequence} END`,
+    ),
   );
 }
 
@@ -193,10 +197,7 @@ export async function passParked(tx: Executor, key: AggregateKey, sequence: numb
  * Safe once no copy of the message can still arrive and be taken for new: see docs/design.md, Retention.
  */
 export async function pruneInbox(db: Executor, olderThanMs: number, limit: number): Promise<number> {
-  const [result] = await db.execute(
-    sql`DELETE FROM ${inbox} WHERE ${inbox.handledAt} < NOW(3) - INTERVAL ${olderThanMs * 1000} MICROSECOND ORDER BY ${inbox.handledAt} LIMIT ${limit}`,
-  );
-  return (result as unknown as { affectedRows: number }).affectedRows;
+  return (await execute(db, deleteOldest(inbox, inbox.handledAt, olderThanMs, limit))).affectedRows;
 }
 
 const where = (key: AggregateKey) =>

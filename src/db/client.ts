@@ -1,15 +1,15 @@
 import type { SQLWrapper } from 'drizzle-orm';
-import { drizzle, type MySql2Database } from 'drizzle-orm/mysql2';
+import { drizzle } from 'drizzle-orm/mysql2';
 import mysql, { type ResultSetHeader } from 'mysql2/promise';
 import { sleep } from '../support/sleep.js';
 import { StartupError } from '../support/startup-error.js';
 import { bindPool, type DatabaseBounds, DEFAULT_BOUNDS, poolOptions } from './bounds.js';
 import { LOGIN_REFUSED } from './dialect.js';
-import { registerTransactionPool } from './run-transaction.js';
+import { type Database, registerTransactionPool } from './run-transaction.js';
 import * as schema from './schema.js';
 import { type Executor, Transaction } from './transaction.js';
 
-export type Database = MySql2Database<typeof schema>;
+export type { Database } from './run-transaction.js';
 export { rollbackFailureOf, type TransactionConfig, transaction } from './run-transaction.js';
 export { type Executor, failedInDeferredWrite, Transaction, TransactionEndedError } from './transaction.js';
 

@@ -1,10 +1,14 @@
+import type { MySql2Database } from 'drizzle-orm/mysql2';
 import type { Pool } from 'mysql2/promise';
 import { traceTransaction } from '../telemetry/database.js';
-import type { Database } from './client.js';
 import { sessionFor } from './dialect.js';
+import type * as schema from './schema.js';
 import { Transaction } from './transaction.js';
 
 /** The pool of connections with autocommit off that transaction() runs on, by database. */
+/** The service's database: Drizzle over mysql2, with the schema. */
+export type Database = MySql2Database<typeof schema>;
+
 const transactionPools = new WeakMap<Database, Pool>();
 
 /** connectDatabase's: transaction() on `db` takes its connections from `pool`. */

@@ -32,7 +32,7 @@ export const ErrorNumber = {
 /** Server error numbers of a refused login: the user, its password or its host. */
 export const LOGIN_REFUSED: ReadonlySet<number> = new Set([1044, 1045, 1698]);
 
-/** Drizzle's renderer of this dialect, for statements sent as text (db/client.ts, db/prepared.ts). */
+/** Drizzle's renderer of this dialect, for statements sent as text (db/prepared.ts). */
 export const drizzleDialect = new MySqlDialect();
 
 /** The database's clock, to the millisecond. */

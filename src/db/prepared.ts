@@ -3,7 +3,7 @@ import { drizzle } from 'drizzle-orm/mysql2';
 import { drizzleDialect } from './dialect.js';
 import * as schema from './schema.js';
 
-/** The dialect's renderer, for statements not prepared (client.ts's send). */
+/** The dialect's renderer, for statements not prepared (renderStatements). */
 export const dialect = drizzleDialect;
 
 /** Renders statements to text without a connection: the dialect is all that takes. */
@@ -21,7 +21,7 @@ type Binder =
 
 /**
  * A statement with its values bound: text with `?` and the values for them, ready to send as it
- * is (transaction() in client.ts does) or as a Drizzle statement (getSQL) anywhere else.
+ * is (a Transaction does, transaction.ts) or as a Drizzle statement (getSQL) anywhere else.
  */
 export class BoundStatement implements SQLWrapper {
   constructor(

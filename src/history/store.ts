@@ -62,7 +62,7 @@ const POSITIONS_ROW = 1;
 
 /**
  * Appends rows to the history and commits: the last step of a transaction (transaction() in
- * db/client.ts), which must return right after. It takes the position counter's lock, which
+ * db/run-transaction.ts), which must return right after. It takes the position counter's lock, which
  * orders the commits (see above), so it holds that lock for one round trip only: the counter,
  * the rows and the COMMIT go to the server as one multi-statement query (commitWith).
  */

@@ -2,9 +2,12 @@ import { failSpan, SpanKind, tracer, within } from './tracer.js';
 
 const DB = { 'db.system.name': 'mysql' } as const;
 
+const TRANSACTION = { ...DB, 'db.operation.name': 'transaction' } as const;
+const transactionAttributes = () => TRANSACTION;
+
 /** A database transaction as a CLIENT span (semantic conventions for databases). */
 export function traceTransaction<T>(run: () => Promise<T>): Promise<T> {
-  return traced('transaction', () => ({ ...DB, 'db.operation.name': 'transaction' }), run);
+  return traced('transaction', transactionAttributes, run);
 }
 
 /** The history write (the handled events' rows, then the COMMIT) inside the worker's transaction. */

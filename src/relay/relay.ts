@@ -8,9 +8,9 @@ import { claimAndSettle } from '../outbox/claim.js';
 import { durabilityBarrier } from '../outbox/durability.js';
 import type { Handoff } from '../outbox/handoff.js';
 import type { ClaimedEvent, Lease, RetryPolicy } from '../outbox/rows.js';
-import { markFailed, markPublished, releaseLeases, releaseStranded } from '../outbox/settle.js';
+import { releaseStranded } from '../outbox/settle.js';
 import { Loop } from '../support/loop.js';
-import { backoffDelay, sleep } from '../support/sleep.js';
+import { type BatchOutcome, HandedOver } from './handed-over.js';
 import { toMessage } from './message.js';
 import { traceDead, tracePublish } from './tracing.js';
 
@@ -38,9 +38,6 @@ export interface RelayOptions {
 
 const DB_RETRY_BASE_MS = 100;
 const DB_RETRY_MAX_MS = 2000;
-const SETTLE_ATTEMPTS = 5;
-/** How long published marks of handed-over events are gathered before one statement writes them. */
-const MARK_DELAY_MS = 25;
 /** How often a relay looks for held rows stranded behind a published one (releaseStranded). */
 const SWEEP_INTERVAL_MS = 30_000;
 
@@ -49,7 +46,8 @@ const SWEEP_INTERVAL_MS = 30_000;
  * nothing of what the events are about.
  *
  * Two ways in. Writers in the same process hand their committed rows over directly (publish(),
- * see outbox/handoff.ts): those rows are written leased to this relay. Everything else is
+ * see outbox/handoff.ts; handed-over.ts publishes and settles them): those rows are written
+ * leased to this relay. Everything else is
  * claimed by the lanes: each lane is a Loop that claims a batch by locking its rows, publishes
  * it with confirms and settles it (mark published, or schedule a retry / park as dead) in the
  * same transaction (claimAndSettle in outbox/claim.ts), and goes again at once while there is
@@ -72,11 +70,7 @@ export class Relay implements Handoff {
   readonly owner: string;
   /** The lease writers in this process put on rows they hand over. */
   readonly lease: Lease;
-  private handedOver: ClaimedEvent[] = [];
-  private flushScheduled = false;
-  private readonly inFlight = new Set<Promise<void>>();
-  private toMark: ClaimedEvent[] = [];
-  private markTimer: NodeJS.Timeout | undefined;
+  private readonly handedOver: HandedOver;
   private readonly lanes: Loop[] = [];
   /** Now and then releases successors left held behind published events (releaseStranded). */
   private readonly sweeper: Loop;
@@ -90,6 +84,15 @@ export class Relay implements Handoff {
     // One token for every handed-over row of this relay's life. Fencing holds all the same: a
     // relay that takes a row over writes its own token into it.
     this.lease = { owner: this.owner, token: randomUUID(), durationMs: options.leaseMs };
+    this.handedOver = new HandedOver({
+      ...options,
+      lease: this.lease,
+      stopped: () => this.stopped,
+      ready: () => options.publisher.isReady,
+      publishBatch: (batch) => this.publishBatch(batch),
+      reportDead: (ids, context, sent) => this.reportDead(ids, context, sent),
+      wake: () => this.wake(),
+    });
     this.sweeper = new Loop(
       {
         name: 'relay held-row sweep',
@@ -123,20 +126,9 @@ export class Relay implements Handoff {
     }
   }
 
-  /**
-   * Publishes rows a writer in this process committed leased to us. Rows handed over in the
-   * same tick go out as one batch, so concurrent requests share a confirm round trip and one
-   * settlement statement.
-   */
+  /** Rows a writer in this process committed leased to us: published at once (handed-over.ts). */
   publish(events: readonly ClaimedEvent[]): void {
-    this.handedOver.push(...events);
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => {
-      this.flushScheduled = false;
-      const batch = this.handedOver.splice(0);
-      if (batch.length > 0) this.track(this.publishHandedOver(batch));
-    });
+    this.handedOver.publish(events);
   }
 
   start(): void {
@@ -162,11 +154,7 @@ export class Relay implements Handoff {
     this.stopping ??= (async () => {
       this.stopController.abort();
       await Promise.all([...this.lanes.map((lane) => lane.stop()), this.sweeper.stop()]);
-      // Anything still waiting for the next tick, then every handed-over batch in flight.
-      await new Promise((resolve) => setImmediate(resolve));
-      await Promise.all([...this.inFlight]);
-      this.flushMarks();
-      await Promise.all([...this.inFlight]);
+      await this.handedOver.drain();
       this.options.log.info({ owner: this.owner }, 'relay stopped');
     })();
     return this.stopping;
@@ -231,11 +219,7 @@ export class Relay implements Handoff {
    * handed back as they are (never sent for want of a channel, lost with a closing channel, or
    * unconfirmed at a stop: not the events' fault, no attempt counted).
    */
-  private async publishBatch(batch: readonly ClaimedEvent[]): Promise<{
-    published: ClaimedEvent[];
-    failed: Map<string, number[]>;
-    handBack: number[];
-  }> {
+  private async publishBatch(batch: readonly ClaimedEvent[]): Promise<BatchOutcome> {
     const outcomes = await tracePublish(this.options.exchange ?? '', batch, () =>
       this.options.publisher.publishAll(batch.map(toMessage), this.stopController.signal),
     );
@@ -264,39 +248,6 @@ export class Relay implements Handoff {
     return { published, failed, handBack };
   }
 
-  /** Publishes and settles rows handed over by writers in this process (leased to this relay). */
-  private async publishHandedOver(batch: readonly ClaimedEvent[]): Promise<void> {
-    const { db, log, retry } = this.options;
-    const token = this.lease.token;
-    if (this.stopped || !this.options.publisher.isReady) {
-      // Handed over while stopping or while the broker is away: give it straight back (due
-      // now, no attempt counted) rather than start publishing.
-      await this.settle('release', () =>
-        releaseLeases(
-          db,
-          batch.map((e) => e.id),
-          token,
-        ),
-      );
-      return;
-    }
-    const { published, failed, handBack } = await this.publishBatch(batch);
-    this.markLater(published);
-    if (handBack.length > 0) {
-      const released = await this.settle('release', () => releaseLeases(db, handBack, token));
-      if (released) {
-        log.info(
-          { released, why: this.stopped ? 'stopping' : 'broker connection lost' },
-          'handed back unpublished events',
-        );
-      }
-    }
-    for (const [error, failedIds] of failed) {
-      const dead = await this.settle('mark failed', () => markFailed(db, failedIds, token, error, retry));
-      this.reportDead(dead ?? [], { error }, { batch, failed });
-    }
-  }
-
   private reportDead(
     ids: readonly number[],
     context: Record<string, unknown>,
@@ -306,79 +257,6 @@ export class Relay implements Handoff {
     if (sent) traceDead(this.options.exchange ?? '', ids, sent.batch, sent.failed);
     this.options.metrics.deadEvents.inc(ids.length);
     this.options.log.error({ ...context, ids }, 'events parked as dead after their last attempt');
-  }
-
-  private async markNow(events: readonly ClaimedEvent[], token: string): Promise<void> {
-    if (events.length === 0) return;
-    const { db, log, metrics } = this.options;
-    const result = await this.settle('mark published', () => markPublished(db, events, token));
-    if (result === undefined) return;
-    metrics.published.inc(result.marked);
-    // The held next events of these aggregates are due now: claim them without waiting a poll.
-    if (result.released > 0) this.wake();
-    if (result.marked < events.length) {
-      metrics.fencedOut.inc(events.length - result.marked);
-      log.warn(
-        { fenced: events.length - result.marked },
-        'lease was taken over before settling; left to the new owner',
-      );
-    }
-  }
-
-  /**
-   * Handed-over events arrive one or two at a time; marking each batch at once would cost a
-   * statement per event. Nothing waits for the mark (the broker already has the message), so
-   * marks are gathered for a few milliseconds and written in one statement. A crash in between
-   * only means the lease expires and the events are published again: a duplicate, never a loss.
-   */
-  private markLater(events: readonly ClaimedEvent[]): void {
-    this.toMark.push(...events);
-    if (this.toMark.length >= this.options.batchSize) {
-      this.flushMarks();
-      return;
-    }
-    this.markTimer ??= setTimeout(() => this.flushMarks(), MARK_DELAY_MS);
-  }
-
-  private flushMarks(): void {
-    clearTimeout(this.markTimer);
-    this.markTimer = undefined;
-    const events = this.toMark.splice(0);
-    if (events.length === 0) return;
-    this.track(this.markNow(events, this.lease.token));
-  }
-
-  private track(work: Promise<void>): void {
-    const guarded = work.catch((error: unknown) =>
-      this.options.log.error(
-        { err: error },
-        'handed-over work failed; its lease will expire and a relay retry it',
-      ),
-    );
-    this.inFlight.add(guarded);
-    void guarded.finally(() => this.inFlight.delete(guarded));
-  }
-
-  /**
-   * Runs a settlement statement, retrying while the database is unreachable. If it still fails,
-   * the lease runs out and the events are published again: a duplicate, which at-least-once
-   * delivery and idempotent receivers absorb, never a loss.
-   */
-  private async settle<T>(what: string, statement: () => Promise<T>): Promise<T | undefined> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await statement();
-      } catch (error) {
-        if (attempt >= SETTLE_ATTEMPTS) {
-          this.options.log.error(
-            { err: error, what },
-            'settlement failed; the lease will expire and the events be retried',
-          );
-          return undefined;
-        }
-        await sleep(backoffDelay(attempt, DB_RETRY_BASE_MS, DB_RETRY_MAX_MS));
-      }
-    }
   }
 }
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_BOUNDS } from '../src/db/bounds.js';
 import { type Component, connectDatabase, execute, readRows, transaction } from '../src/db/client.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { waitFor } from './support/wait.js';
 
 let db: TestDatabase;
 
@@ -21,6 +22,15 @@ const codeOf = (error: unknown): string | undefined => {
   return e?.code ?? e?.cause?.code;
 };
 
+/** The server's ids of this file's sessions inside a stuck statement. */
+async function sleepingSessions(database: TestDatabase): Promise<number[]> {
+  const rows = await database.query<{ id: number }>(
+    "SELECT id FROM information_schema.processlist WHERE db = ? AND info LIKE 'SELECT SLEEP(60)%'",
+    [database.name],
+  );
+  return rows.map((row) => Number(row.id));
+}
+
 const STUCK: readonly Component[] = ['relay', 'worker', 'feed', 'retention', 'metrics'];
 
 describe('one stuck component never stops another', () => {
@@ -28,24 +38,33 @@ describe('one stuck component never stops another', () => {
     const handle = connectDatabase(
       db.url,
       { requests: 2, relay: 2, worker: 1, feed: 1, retention: 2, metrics: 1 },
-      // Short checkout deadline: a component whose pools are full fails fast in this test.
-      { ...DEFAULT_BOUNDS, acquireTimeoutMs: 400, queryTimeoutMs: 30_000 },
+      // A checkout deadline long enough for the stuck statements' connections to open on a busy
+      // machine; a component whose pools are full then fails within it.
+      { ...DEFAULT_BOUNDS, acquireTimeoutMs: 2_000, queryTimeoutMs: 60_000 },
     );
-    // Stands in for a statement blocked on a lock or a dead link until its bound ends it.
+    // Stands in for a statement blocked on a lock or a dead link until its bound ends it; the
+    // test ends them itself (KILL QUERY) once it has seen what it needs.
     const stuck: Array<Promise<unknown>> = [];
+    const hold = (statement: Promise<unknown>) => stuck.push(statement.catch((e: unknown) => e));
+    let holding = 0;
     try {
       for (const name of STUCK) {
         const { db: componentDb, pool } = handle.component(name);
         // Every connection of both of its pools: 2 at least for single statements, and as many
         // for transactions as its size (the sizes above).
-        for (let i = 0; i < 2; i++) stuck.push(pool.query('SELECT SLEEP(4)'));
+        for (let i = 0; i < 2; i++) hold(pool.query('SELECT SLEEP(60)'));
         const size = name === 'relay' || name === 'retention' ? 2 : 1;
         for (let i = 0; i < size; i++) {
-          stuck.push(transaction(componentDb, (tx) => readRows(tx, sql`SELECT SLEEP(4)`)));
+          hold(transaction(componentDb, (tx) => readRows(tx, sql`SELECT SLEEP(60)`)));
         }
+        holding += 2 + size;
       }
-      // Each stuck component is really stuck: its next statement finds no free connection.
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Each stuck component is really stuck: every one of its connections is in a statement
+      // on the server, and its next statement finds no free connection.
+      await waitFor('every stuck statement running on the server', async () => {
+        const sleeping = await sleepingSessions(db);
+        return sleeping.length === holding;
+      });
       const feedRead = await handle
         .component('feed')
         .db.execute(sql`SELECT 1`)
@@ -68,7 +87,8 @@ describe('one stuck component never stops another', () => {
       expect(Number(n)).toBe(5);
       expect(performance.now() - started).toBeLessThan(1_500);
     } finally {
-      await Promise.allSettled(stuck);
+      for (const id of await sleepingSessions(db)) await db.query(`KILL QUERY ${Number(id)}`);
+      await Promise.all(stuck);
       await handle.close();
     }
   });

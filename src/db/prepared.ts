@@ -57,8 +57,19 @@ export function renderStatements(statements: readonly SQLWrapper[]): { text: str
 
 /** A statement without values (COMMIT, a session setting), ready to send as it is. */
 export function constantStatement(text: string): BoundStatement {
-  const parts = Object.assign([text], { raw: [text] }) as unknown as TemplateStringsArray;
-  return new BoundStatement(text, [], parts);
+  return textStatement([text], []);
+}
+
+/**
+ * A statement from its text around its values (`parts` one longer than `values`), each value
+ * sent as a `?`: for a hot statement whose text changes with its input (an inlined id list),
+ * put together without Drizzle's builders. Any `?` inside `parts` stays text.
+ */
+export function textStatement(parts: readonly string[], values: readonly unknown[]): BoundStatement {
+  if (parts.length !== values.length + 1)
+    throw new Error(`${parts.length} parts for ${values.length} values`);
+  const template = Object.assign([...parts], { raw: [...parts] }) as unknown as TemplateStringsArray;
+  return new BoundStatement(parts.join('?'), values, template);
 }
 
 /**

@@ -2,7 +2,7 @@
  * The relay's claim: lock a batch of due rows, publish them, and settle them in the same
  * transaction. The settlement's statements are settle.ts's; the relay is the only caller.
  */
-import { and, asc, isNull, lte, type SQL, sql } from 'drizzle-orm';
+import { and, asc, isNull, lte, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
 import { commitWith, type Database, readRows, type Transaction, transaction } from '../db/client.js';
 import { asText, idIn, jsonText, literal, now, parseJson } from '../db/dialect.js';
 import { prepared } from '../db/prepared.js';
@@ -184,7 +184,7 @@ async function settle(
   await beforePublish?.();
   const settlement = await publish(batch);
 
-  const statements: SQL[] = [];
+  const statements: SQLWrapper[] = [];
   const { published } = settlement;
   // Whether any row is held at all, the usual answer being no: then the release (hundreds
   // of OR-ed conditions the server must plan, a quarter of its work per batch) is left
@@ -196,7 +196,7 @@ async function settle(
   if (published.length > 0) {
     const ids = published.map((e) => e.id);
     statements.push(tx.update(outbox).set({ publishedAt: now }).where(idIn(outbox.id, ids)).getSQL());
-    if (release) statements.push(releaseSuccessorsStatement(tx, published));
+    if (release) statements.push(releaseSuccessorsStatement(published));
   }
   const dead: number[] = [];
   for (const [error, ids] of settlement.failed) {

@@ -178,7 +178,8 @@ export async function startService(
     });
     const { db } = database;
     const durability = await checkDurability(db, config.db.durability, log);
-    const metrics = new Metrics(database.component('metrics').db);
+    // /metrics is served over HTTP: its reads go with the requests'.
+    const metrics = new Metrics(db);
     metrics.trackBroker(() => brokerConnections.every((connection) => connection.isConnected));
     // Each role on pools of its own (db/client.ts, Component): HTTP requests the app's.
     const deps = (role: string, component: Component): RoleDeps => ({

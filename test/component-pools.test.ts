@@ -31,13 +31,13 @@ async function sleepingSessions(database: TestDatabase): Promise<number[]> {
   return rows.map((row) => Number(row.id));
 }
 
-const STUCK: readonly Component[] = ['relay', 'worker', 'feed', 'retention', 'metrics'];
+const STUCK: readonly Component[] = ['relay', 'worker', 'feed', 'retention'];
 
 describe('one stuck component never stops another', () => {
   it("requests commit while every other component's connections are all held by statements that do not end", async () => {
     const handle = connectDatabase(
       db.url,
-      { requests: 2, relay: 2, worker: 1, feed: 1, retention: 2, metrics: 1 },
+      { requests: 2, relay: 2, worker: 1, feed: 1, retention: 2 },
       // A checkout deadline long enough for the stuck statements' connections to open on a busy
       // machine; a component whose pools are full then fails within it.
       { ...DEFAULT_BOUNDS, acquireTimeoutMs: 2_000, queryTimeoutMs: 60_000 },

@@ -16,10 +16,10 @@ export { type Executor, failedInDeferredWrite, Transaction, TransactionEndedErro
 /**
  * The parts of a process that use the database. Each has pools of its own, so one that is
  * stuck (its statements blocked, its connections in a dead link until their bounds end them)
- * can use up only its own connections: the relay's lanes, the worker, the live feed, retention,
- * the metrics and HTTP requests never wait in one another's queue.
+ * can use up only its own connections: the relay's lanes, the worker, the live feed, retention
+ * and HTTP requests (/metrics among them) never wait in one another's queue.
  */
-export type Component = 'requests' | 'relay' | 'worker' | 'feed' | 'retention' | 'metrics';
+export type Component = 'requests' | 'relay' | 'worker' | 'feed' | 'retention';
 
 /** Per component, its most connections for transactions (single statements: half as many, 2 at least). */
 export type PoolSizes = Readonly<Record<Component, number>>;
@@ -45,7 +45,7 @@ export interface DatabaseHandle {
 /**
  * Pool sizes from the two settings: `DB_POOL_SIZE` for requests, `DB_COMPONENT_POOL_SIZE` for
  * the relay (plus one per lane: each lane holds a connection through its claim), the worker and
- * the live feed; retention needs two (its named lock and a prune), the metrics one.
+ * the live feed; retention needs two (its named lock and a prune).
  */
 export function poolSizes(requests: number, component: number, relayLanes: number): PoolSizes {
   return {
@@ -54,7 +54,6 @@ export function poolSizes(requests: number, component: number, relayLanes: numbe
     worker: component,
     feed: component,
     retention: 2,
-    metrics: 1,
   };
 }
 

@@ -10,7 +10,11 @@ export interface RetryOptions {
   readonly retryQueue: string;
   /** Attempts of one event (the first included) before it is parked (WORKER_MAX_ATTEMPTS). */
   readonly maxAttempts: number;
-  /** How long a failed message waits in the retry queue (WORKER_RETRY_DELAY_MS). */
+  /**
+   * How long a failed message waits in the retry queue (WORKER_RETRY_DELAY_MS). One delay for
+   * every copy: the queue expires messages only at its head, so a copy given a shorter delay than
+   * one ahead of it would wait for that one's (broker/topology.ts, docs/worker.md).
+   */
   readonly delayMs: number;
   /** Records one more failed attempt at an event and returns how many there have been. */
   readonly countFailure: (eventId: string) => Promise<number>;

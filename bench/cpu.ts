@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import type { Pool } from 'mysql2/promise';
+import { readdirSync, readFileSync } from 'node:fs';
+import { socketInodesOf, tcpSockets } from '../scripts/proc-sockets.js';
 import { BENCH_AMQP_URL, BENCH_MYSQL_URL } from './support.js';
 
 /**
@@ -26,16 +26,13 @@ const TICKS_PER_SECOND = (() => {
 export function findProcess(names: readonly string[], port?: number): number | undefined {
   const byName = processesNamed(names);
   if (port !== undefined) {
-    const inodes = listeningInodes(port);
+    const listening = new Set(
+      tcpSockets()
+        .filter((socket) => socket.listening && socket.localPort === port)
+        .map((socket) => socket.inode),
+    );
     for (const pid of byName) {
-      try {
-        for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-          const link = readlinkOrEmpty(`/proc/${pid}/fd/${fd}`);
-          if (inodes.has(link.replace(/^socket:\[([0-9]+)\]$/, '$1'))) return pid;
-        }
-      } catch {
-        // Gone meanwhile, or not ours to read.
-      }
+      for (const inode of socketInodesOf(pid)) if (listening.has(inode)) return pid;
     }
   }
   return byName[0];
@@ -57,34 +54,6 @@ function processesNamed(names: readonly string[]): number[] {
     // No /proc.
   }
   return found;
-}
-
-/** Socket inodes in LISTEN state (0A) on `port`, from /proc/net/tcp and tcp6. */
-function listeningInodes(port: number): Set<string> {
-  const inodes = new Set<string>();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      const local = fields[1];
-      if (!local || fields[3] !== '0A') continue;
-      if (Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16) === port) inodes.add(fields[9] ?? '');
-    }
-  }
-  return inodes;
-}
-
-function readlinkOrEmpty(path: string): string {
-  try {
-    return readlinkSync(path);
-  } catch {
-    return '';
-  }
 }
 
 /** User + system CPU seconds a process (with its threads) has used so far; undefined if unknown. */
@@ -159,14 +128,4 @@ export function perUnitMs(
   }
   out.total = complete ? Math.round(total * 100) / 100 : undefined;
   return out;
-}
-
-/**
- * Statements the database server has received so far (its `Questions` counter). Deterministic
- * where CPU time is noisy: the difference over a load, per create, shows a round trip added or
- * saved at once. It counts every client of the server, so read it with nothing else running.
- */
-export async function statementsSoFar(pool: Pool): Promise<number> {
-  const [rows] = await pool.query("SHOW GLOBAL STATUS LIKE 'Questions'");
-  return Number((rows as Array<{ Value: string }>)[0]?.Value ?? Number.NaN);
 }

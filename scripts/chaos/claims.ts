@@ -1,5 +1,5 @@
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { RowDataPacket } from 'mysql2/promise';
+import { socketInodesOf, tcpSockets } from '../proc-sockets.js';
 import type { HarnessDb } from './harness-db.js';
 
 /**
@@ -16,35 +16,8 @@ export interface Claim {
 
 /** Local TCP ports of a process's sockets (Linux /proc); empty when it cannot be read. */
 function localPortsOf(pid: number): Set<number> {
-  const inodes = new Set<string>();
-  try {
-    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-      try {
-        const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
-        if (link.startsWith('socket:[')) inodes.add(link.slice(8, -1));
-      } catch {
-        // Closed meanwhile.
-      }
-    }
-  } catch {
-    return new Set();
-  }
-  const ports = new Set<number>();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      const local = fields[1];
-      const inode = fields[9];
-      if (local && inode && inodes.has(inode)) ports.add(Number.parseInt(local.split(':')[1] ?? '', 16));
-    }
-  }
-  return ports;
+  const inodes = socketInodesOf(pid);
+  return new Set(tcpSockets().flatMap((socket) => (inodes.has(socket.inode) ? [socket.localPort] : [])));
 }
 
 export async function claimOf(db: HarnessDb, pid: number): Promise<Claim> {

@@ -82,23 +82,31 @@ export async function runEndToEndBenchmark(
   }
 }
 
-/** The highest rate, stepping by `step`, at which e2e p99 stays ≤ `p99LimitMs` with nothing missing. */
+/**
+ * The highest rate, stepping by `step`, at which e2e p99 stays ≤ `p99LimitMs` with nothing
+ * missing. A step that fails is tried again, up to `tries` times in all, before the search ends:
+ * on a shared machine one burst of someone else's work can fail a step the target holds.
+ */
 async function capacityOf(
   kind: TargetKind,
   step: number,
   seconds: number,
   p99LimitMs: number,
+  tries: number,
 ): Promise<number> {
   return withTarget(kind, async (target) => {
     let held = 0;
     for (let rate = step; rate <= 40 * step; rate += step) {
-      const result = await driveRate(target, rate, seconds);
-      report({ scenario: 'capacity-step', target: kind, seconds, ...result });
-      const ok =
-        result.p99Ms <= p99LimitMs &&
-        result.missing === 0 &&
-        result.failedRequests === 0 &&
-        result.achievedRatePerSecond >= 0.95 * rate;
+      let ok = false;
+      for (let attempt = 1; attempt <= tries && !ok; attempt++) {
+        const result = await driveRate(target, rate, seconds);
+        report({ scenario: 'capacity-step', target: kind, seconds, attempt, ...result });
+        ok =
+          result.p99Ms <= p99LimitMs &&
+          result.missing === 0 &&
+          result.failedRequests === 0 &&
+          result.achievedRatePerSecond >= 0.95 * rate;
+      }
       if (!ok) break;
       held = rate;
     }
@@ -106,16 +114,18 @@ async function capacityOf(
   });
 }
 
-export async function runCapacityBenchmark(step: number, seconds: number): Promise<void> {
+export async function runCapacityBenchmark(step: number, seconds: number, tries: number): Promise<void> {
   const p99LimitMs = 50;
-  const product = await capacityOf('product', step, seconds, p99LimitMs);
-  const floor = await capacityOf('floor', step, seconds, p99LimitMs);
+  const product = await capacityOf('product', step, seconds, p99LimitMs, tries);
+  const floor = await capacityOf('floor', step, seconds, p99LimitMs, tries);
   report({
     scenario: 'capacity-product-vs-floor',
     p99LimitMs,
     stepPerSecond: step,
+    tries,
     productPerSecond: product,
     floorPerSecond: floor,
-    ratio: round(product / Math.max(1, floor)),
+    // No ratio when the floor held no step at all: the machine was too busy to say.
+    ratio: floor > 0 ? round(product / floor) : null,
   });
 }

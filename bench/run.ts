@@ -10,6 +10,7 @@
  *   BENCH_E2E_SECONDS  seconds of each end-to-end rate (default 20)
  *   BENCH_E2E_ROUNDS   rounds of product and floor, alternating which goes first (default 2)
  *   BENCH_CAPACITY_STEP / BENCH_CAPACITY_SECONDS  the capacity search's rate step and its length (100, 10)
+ *   BENCH_CAPACITY_TRIES  tries of a step before the search ends (default 2)
  *   BENCH_BIG_PUBLISHED published rows the big-table benchmark seeds (default 1000000)
  *   BENCH_BIG_BACKLOG  pending events it claims and drains on the empty and the big table (default 20000)
  *   BENCH_TELEMETRY_CREATES / BENCH_TELEMETRY_ROUNDS  creates per slice and rounds of the
@@ -39,6 +40,7 @@ if (all || wanted.has('capacity')) {
   await runCapacityBenchmark(
     Number(process.env.BENCH_CAPACITY_STEP ?? 100),
     Number(process.env.BENCH_CAPACITY_SECONDS ?? 10),
+    Number(process.env.BENCH_CAPACITY_TRIES ?? 2),
   );
 }
 if (all || wanted.has('big-table')) {

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { SQLWrapper } from 'drizzle-orm';
 import { defersWrites, type Executor, execute, writeAtCommit } from '../db/client.js';
 import { insertedRowId } from '../db/ids.js';
-import type { Metrics } from '../metrics/index.js';
 import { appendEvent, predecessorUnpublished } from './append.js';
 import type { NewEvent } from './event.js';
 import type { Handoff, RelayHint } from './handoff.js';
@@ -15,8 +14,11 @@ export interface OutboxWriterOptions {
   readonly relayHint?: RelayHint;
   /** Largest payload, as JSON bytes, an event may carry. */
   readonly maxPayloadBytes: number;
-  /** Counts committed events by type (outbox_events_written_total). */
-  readonly metrics?: Pick<Metrics, 'written'>;
+  /**
+   * Counts committed events by type (metrics/index.ts: outbox_events_written_total). Only the
+   * shape it needs: metrics/ reads the outbox's stats, so the outbox does not import it back.
+   */
+  readonly metrics?: { readonly written: { inc(labels: { type: string }): void } };
 }
 
 /** An event whose payload is over OUTBOX_MAX_PAYLOAD_BYTES: a bug of the writer, not of the data. */

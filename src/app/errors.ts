@@ -1,6 +1,6 @@
 import { unwrapResolverError } from '@apollo/server/errors';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
-import { isTransientDatabaseError, mysqlErrno } from '../db/errors.js';
+import { errorNumber, isTransientDatabaseError } from '../db/errors.js';
 import { DomainError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { LogLimiter } from '../support/log-limit.js';
@@ -129,7 +129,7 @@ function isClientGone(error: unknown): boolean {
 /** The driver's code or number of an error, for logs that must not carry its message. */
 function errorCode(error: unknown): string | number | undefined {
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : mysqlErrno(error);
+  return typeof code === 'string' ? code : errorNumber(error);
 }
 
 function isClientStatus(http: unknown): boolean {

@@ -1,7 +1,7 @@
 import { ErrorNumber } from './dialect.js';
 
 /** The server's error numbers we act on (db/dialect.ts). Classified by number, never by message text. */
-export const MysqlErrno = ErrorNumber;
+export { ErrorNumber } from './dialect.js';
 
 interface DriverError {
   readonly code?: unknown;
@@ -22,12 +22,18 @@ function* causes(error: unknown): Generator<DriverError> {
 }
 
 /** Finds the driver's error number anywhere in a cause chain. */
-export function mysqlErrno(error: unknown): number | undefined {
+export function errorNumber(error: unknown): number | undefined {
   for (const e of causes(error)) if (typeof e.errno === 'number') return e.errno;
   return undefined;
 }
 
-export const isDuplicateKey = (error: unknown): boolean => mysqlErrno(error) === MysqlErrno.DUPLICATE_KEY;
+export const isDuplicateKey = (error: unknown): boolean => errorNumber(error) === ErrorNumber.DUPLICATE_KEY;
+
+/** A deadlock or a lock wait timeout: the server rolled the transaction back, and running it again is safe. */
+export function isLockConflict(error: unknown): boolean {
+  const errno = errorNumber(error);
+  return errno === ErrorNumber.DEADLOCK || errno === ErrorNumber.LOCK_WAIT_TIMEOUT;
+}
 
 /** Driver codes of a connection that failed or was lost: the server is away, not the query wrong. */
 const CONNECTION_CODES = new Set([
@@ -47,15 +53,15 @@ const CONNECTION_CODES = new Set([
 ]);
 /** Server errors that mean "try again later": shutting down, too many connections, read-only. */
 const TRANSIENT_ERRNOS = new Set<number>([
-  MysqlErrno.TOO_MANY_CONNECTIONS,
-  MysqlErrno.SERVER_SHUTDOWN,
-  MysqlErrno.LOCK_WAIT_TIMEOUT,
-  MysqlErrno.DEADLOCK,
-  MysqlErrno.READ_ONLY,
-  MysqlErrno.CANNOT_CONNECT,
-  MysqlErrno.CANNOT_CONNECT_TCP,
-  MysqlErrno.SERVER_GONE,
-  MysqlErrno.LOST_CONNECTION,
+  ErrorNumber.TOO_MANY_CONNECTIONS,
+  ErrorNumber.SERVER_SHUTDOWN,
+  ErrorNumber.LOCK_WAIT_TIMEOUT,
+  ErrorNumber.DEADLOCK,
+  ErrorNumber.READ_ONLY,
+  ErrorNumber.CANNOT_CONNECT,
+  ErrorNumber.CANNOT_CONNECT_TCP,
+  ErrorNumber.SERVER_GONE,
+  ErrorNumber.LOST_CONNECTION,
 ]);
 
 /**

@@ -1,5 +1,4 @@
-import { ErrorNumber } from './dialect.js';
-import { mysqlErrno } from './errors.js';
+import { isLockConflict } from './errors.js';
 
 /** Deadlocks and lock wait timeouts roll back the whole transaction; running it again is safe. */
 const RETRIES = 3;
@@ -10,9 +9,7 @@ export async function retryingDeadlocks<T>(run: () => Promise<T>): Promise<T> {
     try {
       return await run();
     } catch (error) {
-      const errno = mysqlErrno(error);
-      const retryable = errno === ErrorNumber.DEADLOCK || errno === ErrorNumber.LOCK_WAIT_TIMEOUT;
-      if (!retryable || attempt >= RETRIES) throw error;
+      if (!isLockConflict(error) || attempt >= RETRIES) throw error;
     }
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isDuplicateKey, isTransientDatabaseError, MysqlErrno, mysqlErrno } from '../../src/db/errors.js';
+import { ErrorNumber, errorNumber, isDuplicateKey, isTransientDatabaseError } from '../../src/db/errors.js';
 
 /** An error shaped like mysql2's: errno, code, sqlState, fatal. */
 function driverError(
@@ -17,12 +17,12 @@ const wrapped = (cause: unknown, levels = 1): Error => {
 };
 
 describe('isDuplicateKey', () => {
-  const duplicate = driverError({ errno: MysqlErrno.DUPLICATE_KEY, code: 'ER_DUP_ENTRY' });
+  const duplicate = driverError({ errno: ErrorNumber.DUPLICATE_KEY, code: 'ER_DUP_ENTRY' });
 
   it('recognizes error 1062, also wrapped by the ORM', () => {
     expect(isDuplicateKey(duplicate)).toBe(true);
     expect(isDuplicateKey(wrapped(duplicate, 2))).toBe(true);
-    expect(mysqlErrno(wrapped(duplicate))).toBe(1062);
+    expect(errorNumber(wrapped(duplicate))).toBe(1062);
   });
 
   it('goes by number, not by message text', () => {
@@ -39,15 +39,15 @@ describe('isDuplicateKey', () => {
 
 describe('isTransientDatabaseError', () => {
   it.each([
-    ['too many connections', MysqlErrno.TOO_MANY_CONNECTIONS],
-    ['server shutdown', MysqlErrno.SERVER_SHUTDOWN],
-    ['lock wait timeout', MysqlErrno.LOCK_WAIT_TIMEOUT],
-    ['deadlock', MysqlErrno.DEADLOCK],
-    ['read-only server', MysqlErrno.READ_ONLY],
-    ['cannot connect (socket)', MysqlErrno.CANNOT_CONNECT],
-    ['cannot connect (TCP)', MysqlErrno.CANNOT_CONNECT_TCP],
-    ['server gone away', MysqlErrno.SERVER_GONE],
-    ['lost connection', MysqlErrno.LOST_CONNECTION],
+    ['too many connections', ErrorNumber.TOO_MANY_CONNECTIONS],
+    ['server shutdown', ErrorNumber.SERVER_SHUTDOWN],
+    ['lock wait timeout', ErrorNumber.LOCK_WAIT_TIMEOUT],
+    ['deadlock', ErrorNumber.DEADLOCK],
+    ['read-only server', ErrorNumber.READ_ONLY],
+    ['cannot connect (socket)', ErrorNumber.CANNOT_CONNECT],
+    ['cannot connect (TCP)', ErrorNumber.CANNOT_CONNECT_TCP],
+    ['server gone away', ErrorNumber.SERVER_GONE],
+    ['lost connection', ErrorNumber.LOST_CONNECTION],
   ])('holds for %s (%i), bare and wrapped', (_what, errno) => {
     expect(isTransientDatabaseError(driverError({ errno }))).toBe(true);
     expect(isTransientDatabaseError(wrapped(driverError({ errno }), 3))).toBe(true);
@@ -93,7 +93,7 @@ describe('isTransientDatabaseError', () => {
   });
 
   it('finds a transient error anywhere in the first eight links of a cause chain', () => {
-    expect(isTransientDatabaseError(wrapped(driverError({ errno: MysqlErrno.DEADLOCK }), 7))).toBe(true);
+    expect(isTransientDatabaseError(wrapped(driverError({ errno: ErrorNumber.DEADLOCK }), 7))).toBe(true);
   });
 
   it('ends on a cause chain that loops back on itself', () => {
@@ -101,6 +101,6 @@ describe('isTransientDatabaseError', () => {
     const b = new Error('b', { cause: a });
     a.cause = b;
     expect(isTransientDatabaseError(a)).toBe(false);
-    expect(mysqlErrno(a)).toBeUndefined();
+    expect(errorNumber(a)).toBeUndefined();
   });
 });

@@ -13,20 +13,8 @@ const MAX_WALK_DEPTH = 32;
  * away here, at the edge, for every argument of every operation. (String literals in the
  * document itself need no check: the GraphQL parser refuses lone surrogates.)
  */
-export function invalidStringPath(
-  value: unknown,
-  path: readonly string[] = [],
-  depth = 0,
-): string | undefined {
-  if (typeof value === 'string') return LONE_SURROGATE.test(value) ? path.join('.') : undefined;
-  if (value === null || typeof value !== 'object' || depth > MAX_WALK_DEPTH) return undefined;
-  for (const [key, child] of Object.entries(value)) {
-    const keyPath = [...path, key];
-    if (LONE_SURROGATE.test(key)) return keyPath.join('.');
-    const found = invalidStringPath(child, keyPath, depth + 1);
-    if (found !== undefined) return found;
-  }
-  return undefined;
+export function invalidStringPath(value: unknown): string | undefined {
+  return firstPathTo(value, (v) => typeof v === 'string' && LONE_SURROGATE.test(v));
 }
 
 /** BAD_USER_INPUT naming the variable that holds invalid Unicode, or undefined when all is text. */
@@ -47,17 +35,26 @@ export function invalidStringError(
  * customer's id. Nothing in the schema takes such a number (Int is 32-bit), so the request is
  * refused rather than run on a value the client did not send; ids go as strings.
  */
-export function inexactNumberPath(
+export function inexactNumberPath(value: unknown): string | undefined {
+  return firstPathTo(value, (v) => typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v));
+}
+
+/**
+ * The dotted path (`input.email`, `ids.2`) to the first value, or object key, that `bad` picks
+ * among the variables, walked depth first up to MAX_WALK_DEPTH.
+ */
+function firstPathTo(
   value: unknown,
+  bad: (value: unknown) => boolean,
   path: readonly string[] = [],
   depth = 0,
 ): string | undefined {
-  if (typeof value === 'number') {
-    return Number.isInteger(value) && !Number.isSafeInteger(value) ? path.join('.') : undefined;
-  }
+  if (bad(value)) return path.join('.');
   if (value === null || typeof value !== 'object' || depth > MAX_WALK_DEPTH) return undefined;
   for (const [key, child] of Object.entries(value)) {
-    const found = inexactNumberPath(child, [...path, key], depth + 1);
+    const keyPath = [...path, key];
+    if (bad(key)) return keyPath.join('.');
+    const found = firstPathTo(child, bad, keyPath, depth + 1);
     if (found !== undefined) return found;
   }
   return undefined;

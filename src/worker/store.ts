@@ -40,13 +40,7 @@ export async function recordInbox(
   messageId: string,
   handledAt: Date,
 ): Promise<boolean> {
-  try {
-    await execute(tx, insertInbox({ consumer, messageId, handledAt }));
-    return true;
-  } catch (error) {
-    if (isDuplicateKey(error)) return false;
-    throw error;
-  }
+  return writtenUnlessDuplicate(execute(tx, insertInbox({ consumer, messageId, handledAt })));
 }
 
 /**
@@ -63,11 +57,15 @@ export async function recordFirstEvent(
   messageId: string,
   handledAt: Date,
 ): Promise<boolean> {
+  return writtenUnlessDuplicate(
+    executeAll(tx, [insertFirstProgress(key), insertInbox({ consumer: key.consumer, messageId, handledAt })]),
+  );
+}
+
+/** True once `write` succeeded; false when a row it inserts was already there (a duplicate key). */
+async function writtenUnlessDuplicate(write: Promise<unknown>): Promise<boolean> {
   try {
-    await executeAll(tx, [
-      insertFirstProgress(key),
-      insertInbox({ consumer: key.consumer, messageId, handledAt }),
-    ]);
+    await write;
     return true;
   } catch (error) {
     if (isDuplicateKey(error)) return false;

@@ -47,15 +47,8 @@ export interface WorkerOptions extends Omit<WorkerConfig, 'queue'> {
  * prefetch. An engine that knows the broker, the outbox and the history, and no event type:
  * handlers are given to it.
  *
- * The pipeline, outermost first (a policy sees what every policy below it does):
- *   countOutcomes    worker_messages_total by outcome
- *   park             a PermanentFailure goes to the dead-letter queue
- *   parkRedelivered  a message the broker redelivered ten times is a PermanentFailure
- *   readEnvelope     the message's claims, and its handler
- *   orderWait        a message whose turn has not come waits in the wait queue
- *   retry            a failing handler goes to the retry queue, or is given up after its attempts
- *   GroupCommit      one transaction for whatever arrived meanwhile (handling.ts), in which the
- *                    message is verified against the stored event (policies/verify.ts)
+ * The pipeline is the list in the constructor, outermost first: a policy sees what every policy
+ * after it does. What each decides, and how to change one: docs/worker.md.
  */
 export class Worker {
   /** The inbox's consumer name: shared by all instances of this worker, so they deduplicate together. */

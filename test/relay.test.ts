@@ -23,6 +23,7 @@ import {
   type TestQueue,
 } from './support/broker.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { testEvent } from './support/rows.js';
 import { seedEvents } from './support/seed.js';
 import { graphql, testConfig, testLogger, uniqueSuffix } from './support/service.js';
 import { waitFor } from './support/wait.js';
@@ -247,16 +248,7 @@ describe('relay', () => {
   it('two events of one aggregate appended in one transaction: the second is written held behind the first, and both get their ids at the commit', async () => {
     const writer = new OutboxWriter({ maxPayloadBytes: 65_536 });
     const aggregateId = randomUUID();
-    const event = (sequence: number) => ({
-      eventId: randomUUID(),
-      type: 'CustomerCreated',
-      aggregateType: 'Test',
-      aggregateId,
-      sequence,
-      occurredAt: new Date(),
-      payload: { sequence },
-      headers: { correlationId: randomUUID() },
-    });
+    const event = (sequence: number) => testEvent(aggregateId, sequence);
     const appended = await transaction(db.db, async (tx) => [
       await writer.append(tx, event(1)),
       await writer.append(tx, event(2)),

@@ -9,7 +9,6 @@ import { customers } from '../db/schema.js';
 import { EmailTakenError } from '../errors.js';
 import { runOnce } from '../idempotency/keys.js';
 import type { NewEvent } from '../outbox/event.js';
-import type { AppendedEvent } from '../outbox/rows.js';
 import { type Customer, type CustomerMutationResult, resultReplay, type WriteContext } from './customer.js';
 import { CUSTOMER_AGGREGATE, CUSTOMER_CREATED, type CustomerCreatedPayload } from './events.js';
 import { type CreateCustomerInput, normalizeEmail, parseCreateCustomerInput } from './validation.js';
@@ -43,31 +42,20 @@ async function createStepByStep(
   ctx: WriteContext,
   input: CreateCustomerInput,
 ): Promise<CustomerMutationResult> {
-  const appended: AppendedEvent[] = [];
-  const result = await runOnce(
-    ctx.db,
-    ctx.idempotencyKey,
-    input,
-    resultReplay('createCustomer'),
-    async (tx) => {
-      appended.length = 0;
-      const createdAt = new Date();
-      let id: string;
-      try {
-        id = insertedRowId((await execute(tx, insertCustomerRow(input, createdAt))).insertId);
-      } catch (error) {
-        // The only unique key a new customer can collide on is the normalized e-mail. Concurrent
-        // requests with one address race here; the database decides and the losers land in this branch.
-        if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
-        throw error;
-      }
-      const event = await ctx.writer.append(tx, customerCreated(ctx, input, randomUUID(), createdAt, id));
-      appended.push(event);
-      return { customer: newCustomer(id, input, createdAt), eventId: event.envelope.eventId };
-    },
-  );
-  ctx.writer.afterCommit(appended);
-  return result;
+  return runOnce(ctx.db, ctx.idempotencyKey, input, resultReplay('createCustomer'), async (tx) => {
+    const createdAt = new Date();
+    let id: string;
+    try {
+      id = insertedRowId((await execute(tx, insertCustomerRow(input, createdAt))).insertId);
+    } catch (error) {
+      // The only unique key a new customer can collide on is the normalized e-mail. Concurrent
+      // requests with one address race here; the database decides and the losers land in this branch.
+      if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
+      throw error;
+    }
+    const event = await ctx.writer.append(tx, customerCreated(ctx, input, randomUUID(), createdAt, id));
+    return { customer: newCustomer(id, input, createdAt), eventId: event.envelope.eventId };
+  });
 }
 
 /**
@@ -83,15 +71,15 @@ async function createInOneRoundTrip(
 ): Promise<CustomerMutationResult> {
   const createdAt = new Date();
   const eventId = randomUUID();
-  let created: { event: AppendedEvent; insertedId: () => string };
+  let insertedId: () => string;
   try {
-    created = await retryingDeadlocks(() =>
+    ({ insertedId } = await retryingDeadlocks(() =>
       transaction(ctx.db, (tx) =>
         ctx.writer.appendWithInsert(tx, insertCustomerRow(input, createdAt), (id) =>
           customerCreated(ctx, input, eventId, createdAt, id),
         ),
       ),
-    );
+    ));
   } catch (error) {
     if (!isDuplicateKey(error)) throw error;
     // Which row's key was it? Almost always the e-mail's, which a read confirms (running the
@@ -100,9 +88,7 @@ async function createInOneRoundTrip(
     if (await emailInUse(ctx.db, normalizeEmail(input.email))) throw new EmailTakenError({ cause: error });
     return createStepByStep(ctx, input);
   }
-  const id = created.insertedId();
-  ctx.writer.afterCommit([created.event]);
-  return { customer: newCustomer(id, input, createdAt), eventId };
+  return { customer: newCustomer(insertedId(), input, createdAt), eventId };
 }
 
 /** The new customer's row. */

@@ -5,7 +5,6 @@ import { isDuplicateKey } from '../db/errors.js';
 import { customers } from '../db/schema.js';
 import { ConflictError, EmailTakenError, InvalidInputError, NotFoundError } from '../errors.js';
 import { runOnce } from '../idempotency/keys.js';
-import type { AppendedEvent } from '../outbox/rows.js';
 import {
   type Customer,
   type CustomerMutationResult,
@@ -32,79 +31,68 @@ export async function updateCustomer(
   const input = parseUpdateCustomerInput(raw);
   const id = parseCustomerId(input.id, 'input.id');
   const rowId = BigInt(id);
-  const appended: AppendedEvent[] = [];
-  const result = await runOnce(
-    ctx.db,
-    ctx.idempotencyKey,
-    input,
-    resultReplay('updateCustomer'),
-    async (tx) => {
-      appended.length = 0;
-      const current = await lockCustomer(tx, rowId);
-      if (!current) throw new NotFoundError('input.id', `No customer with id ${id}`);
-      if (input.expectedSequence !== undefined && input.expectedSequence !== current.version) {
-        throw new ConflictError(
-          `The customer is at sequence ${current.version}, not ${input.expectedSequence}: read it again and retry`,
-          { field: 'input.expectedSequence', currentSequence: current.version },
-        );
-      }
-      const changes: {
-        -readonly [K in keyof CustomerUpdatedPayload['changes']]: CustomerUpdatedPayload['changes'][K];
-      } = {};
-      if (input.email !== undefined && input.email !== current.email) {
-        changes.email = { before: current.email, after: input.email };
-      }
-      if (input.name !== undefined && input.name !== current.name) {
-        changes.name = { before: current.name, after: input.name };
-      }
-      if (Object.keys(changes).length === 0) {
-        // Nothing changes: no event, and the answer says so by returning the last event's sequence.
-        throw new InvalidInputError('input', 'The update changes nothing');
-      }
-      const version = current.version + 1;
-      const updatedAt = new Date();
-      try {
-        await tx
-          .update(customers)
-          .set({
-            email: changes.email?.after ?? current.email,
-            emailNormalized: normalizeEmail(changes.email?.after ?? current.email),
-            name: changes.name?.after ?? current.name,
-            version,
-          })
-          .where(eq(customers.id, rowId));
-      } catch (error) {
-        if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
-        throw error;
-      }
-      const payload: CustomerUpdatedPayload = {
-        customerId: id,
-        changes,
-        updatedAt: updatedAt.toISOString(),
-      };
-      const event = await ctx.writer.append(tx, {
-        eventId: randomUUID(),
-        type: CUSTOMER_UPDATED,
-        aggregateType: CUSTOMER_AGGREGATE,
-        aggregateId: id,
-        sequence: version,
-        occurredAt: updatedAt,
-        payload,
-        headers: ctx.headers,
-      });
-      appended.push(event);
-      const customer: Customer = {
-        id,
-        email: changes.email?.after ?? current.email,
-        name: changes.name?.after ?? current.name,
-        createdAt: current.createdAt,
-        version,
-      };
-      return { customer, eventId: event.envelope.eventId };
-    },
-  );
-  ctx.writer.afterCommit(appended);
-  return result;
+  return runOnce(ctx.db, ctx.idempotencyKey, input, resultReplay('updateCustomer'), async (tx) => {
+    const current = await lockCustomer(tx, rowId);
+    if (!current) throw new NotFoundError('input.id', `No customer with id ${id}`);
+    if (input.expectedSequence !== undefined && input.expectedSequence !== current.version) {
+      throw new ConflictError(
+        `The customer is at sequence ${current.version}, not ${input.expectedSequence}: read it again and retry`,
+        { field: 'input.expectedSequence', currentSequence: current.version },
+      );
+    }
+    const changes: {
+      -readonly [K in keyof CustomerUpdatedPayload['changes']]: CustomerUpdatedPayload['changes'][K];
+    } = {};
+    if (input.email !== undefined && input.email !== current.email) {
+      changes.email = { before: current.email, after: input.email };
+    }
+    if (input.name !== undefined && input.name !== current.name) {
+      changes.name = { before: current.name, after: input.name };
+    }
+    if (Object.keys(changes).length === 0) {
+      // Nothing changes: no event, and the answer says so by returning the last event's sequence.
+      throw new InvalidInputError('input', 'The update changes nothing');
+    }
+    const version = current.version + 1;
+    const updatedAt = new Date();
+    try {
+      await tx
+        .update(customers)
+        .set({
+          email: changes.email?.after ?? current.email,
+          emailNormalized: normalizeEmail(changes.email?.after ?? current.email),
+          name: changes.name?.after ?? current.name,
+          version,
+        })
+        .where(eq(customers.id, rowId));
+    } catch (error) {
+      if (isDuplicateKey(error)) throw new EmailTakenError({ cause: error });
+      throw error;
+    }
+    const payload: CustomerUpdatedPayload = {
+      customerId: id,
+      changes,
+      updatedAt: updatedAt.toISOString(),
+    };
+    const event = await ctx.writer.append(tx, {
+      eventId: randomUUID(),
+      type: CUSTOMER_UPDATED,
+      aggregateType: CUSTOMER_AGGREGATE,
+      aggregateId: id,
+      sequence: version,
+      occurredAt: updatedAt,
+      payload,
+      headers: ctx.headers,
+    });
+    const customer: Customer = {
+      id,
+      email: changes.email?.after ?? current.email,
+      name: changes.name?.after ?? current.name,
+      createdAt: current.createdAt,
+      version,
+    };
+    return { customer, eventId: event.envelope.eventId };
+  });
 }
 
 /** What the API shows of a customer (not the normalized e-mail). */

@@ -97,9 +97,12 @@ async function transactionNow<T>(
     // Deferred writes and the session's end statements go with it.
     if (!tx.hasEnded) await tx.commitWith([]);
     connection.release();
+    tx.settleAfterCommit();
     return result;
   } catch (error) {
     tx.end();
+    // Steps of a body that committed (commitWith) and failed after it still run; others are dropped.
+    tx.settleAfterCommit();
     try {
       await connection.query(end ? `ROLLBACK; ${end}` : 'ROLLBACK');
       connection.release();
@@ -122,10 +125,12 @@ async function drizzleTransaction<T>(
   config?: TransactionConfig,
 ): Promise<T> {
   let bodyError: { error: unknown } | undefined;
+  const made: { tx?: Transaction } = {};
   try {
-    return await db.transaction(
+    const result = await db.transaction(
       async (drizzleTx) => {
         const tx = new Transaction(undefined, undefined, drizzleTx);
+        made.tx = tx;
         try {
           return await body(tx);
         } catch (error) {
@@ -137,7 +142,10 @@ async function drizzleTransaction<T>(
       },
       config?.isolationLevel ? { isolationLevel: config.isolationLevel } : undefined,
     );
+    made.tx?.settleAfterCommit(true);
+    return result;
   } catch (error) {
+    made.tx?.settleAfterCommit(false);
     if (!bodyError) throw error;
     if (error !== bodyError.error && bodyError.error !== null && typeof bodyError.error === 'object') {
       rollbackFailures.set(bodyError.error, error);

@@ -44,6 +44,10 @@ export class Transaction implements Executor {
   private deferringDrizzleWrites = false;
   /** Deferred writes failed when sent early: the transaction must not commit without them. */
   private failed: unknown;
+  /** Its COMMIT succeeded. */
+  private committed = false;
+  /** What runs once the COMMIT succeeded (afterCommit), by owner; dropped if it never does. */
+  private readonly afterCommitSteps = new Map<object, { items: unknown[]; run: (items: never[]) => void }>();
 
   /**
    * `connection`: one of the transaction pool's (autocommit off), to which statements go as text
@@ -143,6 +147,31 @@ export class Transaction implements Executor {
   }
 
   /**
+   * Runs `run` once this transaction has committed, with every item `owner` gave here, in order
+   * (the outbox writer's appended events: handed to the relay together). Never if it rolls back:
+   * a body done again after a deadlock runs in a new Transaction, so only the committed attempt's
+   * items move.
+   */
+  afterCommit<T>(owner: object, item: T, run: (items: T[]) => void): void {
+    this.assertOpen();
+    const step = this.afterCommitSteps.get(owner);
+    if (step) step.items.push(item);
+    else this.afterCommitSteps.set(owner, { items: [item], run: run as (items: never[]) => void });
+  }
+
+  /**
+   * transaction()'s, once the transaction has ended: the after-commit steps run if it committed
+   * (Drizzle's own transaction: `committed` says so), and are dropped either way.
+   */
+  settleAfterCommit(committed = this.committed): void {
+    if (this.afterCommitSteps.size === 0) return;
+    const steps = [...this.afterCommitSteps.values()];
+    this.afterCommitSteps.clear();
+    if (!committed) return;
+    for (const { items, run } of steps) run(items as never[]);
+  }
+
+  /**
    * A write whose result the transaction does not need before it commits (an outbox row, say),
    * sent with the COMMIT in the same round trip instead of on its own. Returns a function that
    * gives the statement's result once the transaction has committed. If the write fails, the
@@ -224,6 +253,7 @@ export class Transaction implements Executor {
     const all = [...head, ...writes.map((w) => w.statement), ...statements, ...tail];
     const results = ((await this.sendDeferred(all, writes.length)) as ResultSetHeader[]).slice(head.length);
     this.end();
+    this.committed = true;
     for (const [i, w] of writes.entries()) w.settle(results[i] as ResultSetHeader);
     return results.slice(writes.length, writes.length + statements.length);
   }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { SQLWrapper } from 'drizzle-orm';
-import { defersWrites, type Executor, execute, writeAtCommit } from '../db/client.js';
+import { defersWrites, execute, type Transaction, writeAtCommit } from '../db/client.js';
 import { insertedRowId } from '../db/ids.js';
 import { appendEvent, predecessorUnpublished } from './append.js';
 import type { NewEvent } from './event.js';
@@ -27,21 +27,33 @@ export class EventTooLargeError extends Error {
 }
 
 /**
- * The one way to write an event: `append` inside the caller's transaction, then `afterCommit`
- * once that transaction committed. Between them they decide how the event gets moving, so no
- * writer has to: a relay in this process gets the row handed over (written leased to it), and
+ * The one way to write an event: `append` (or `appendWithInsert`) inside the caller's
+ * transaction, one call. The event gets moving once that transaction has committed
+ * (Transaction.afterCommit runs afterCommit below), and never if it rolls back; so no writer
+ * decides how: a relay in this process gets the row handed over (written leased to it), and
  * relays elsewhere get a hint. An event whose predecessor in its aggregate is not
  * published yet is written held (see append.ts) and moves when the predecessor is marked.
  */
 export class OutboxWriter {
   constructor(private readonly options: OutboxWriterOptions) {}
 
-  async append(tx: Executor, event: NewEvent): Promise<AppendedEvent> {
+  async append(tx: Transaction, event: NewEvent): Promise<AppendedEvent> {
     const payloadJson = JSON.stringify(event.payload);
     this.checkSize(event.type, payloadJson);
     const held = event.sequence > 1 && (await predecessorUnpublished(tx, event));
-    return appendEvent(tx, event, payloadJson, held ? 'held' : this.options.handoff?.lease);
+    return this.movingAfterCommit(
+      tx,
+      await appendEvent(tx, event, payloadJson, held ? 'held' : this.options.handoff?.lease),
+    );
   }
+
+  /** `event`, to be handed over or hinted once `tx` has committed, with the others appended in it. */
+  private movingAfterCommit(tx: Transaction, event: AppendedEvent): AppendedEvent {
+    tx.afterCommit(this, event, this.afterCommitStep);
+    return event;
+  }
+
+  private readonly afterCommitStep = (events: readonly AppendedEvent[]) => this.afterCommit(events);
 
   /**
    * Inserts a new aggregate's row (`insert`, an INSERT that gives it an AUTO_INCREMENT id) and
@@ -55,7 +67,7 @@ export class OutboxWriter {
    * appended with its id, as append() would.
    */
   async appendWithInsert(
-    tx: Executor,
+    tx: Transaction,
     insert: SQLWrapper,
     event: (id: string) => NewEvent,
   ): Promise<{ event: AppendedEvent; insertedId: () => string }> {
@@ -86,23 +98,21 @@ export class OutboxWriter {
       committed ??= event(insertedId());
       return committed;
     };
-    return {
-      insertedId,
-      event: {
-        get id() {
-          return appended.id;
-        },
-        takenOver: false,
-        leased: appended.leased,
-        headers: template.headers,
-        get envelope() {
-          return envelopeHead(final());
-        },
-        get payloadJson() {
-          return JSON.stringify(final().payload);
-        },
+    const appendedEvent: AppendedEvent = {
+      get id() {
+        return appended.id;
+      },
+      takenOver: false,
+      leased: appended.leased,
+      headers: template.headers,
+      get envelope() {
+        return envelopeHead(final());
+      },
+      get payloadJson() {
+        return JSON.stringify(final().payload);
       },
     };
+    return { insertedId, event: this.movingAfterCommit(tx, appendedEvent) };
   }
 
   private checkSize(type: string, payloadJson: string): void {
@@ -113,7 +123,11 @@ export class OutboxWriter {
     }
   }
 
-  /** After the commit: hand leased rows to the local relay, and wake whoever must claim the rest. */
+  /**
+   * Once the events' transaction committed (append registers it there): hand leased rows to the
+   * local relay, and wake whoever must claim the rest. Public for its unit test; writers never
+   * call it.
+   */
   afterCommit(events: readonly AppendedEvent[]): void {
     if (events.length === 0) return;
     const { handoff, relayHint, metrics } = this.options;

@@ -9,7 +9,6 @@ import {
 import { appendHistoryAndCommit, type HistoryRow, type NewHistoryRow } from '../history/store.js';
 import type { EventEnvelope } from '../outbox/event.js';
 import type { StoredEvent } from '../outbox/handler.js';
-import type { AppendedEvent } from '../outbox/rows.js';
 import { countPredecessors, findEventsWith } from '../outbox/stored.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { traceHistoryWrite } from '../telemetry/database.js';
@@ -31,11 +30,7 @@ export type Claimed = Delivery & { readonly claim: EventEnvelope; readonly handl
 
 /** What one handling transaction decided for one message. */
 export type Decision =
-  | {
-      readonly kind: 'handled';
-      readonly appended: readonly AppendedEvent[];
-      readonly history: readonly HistoryRow[];
-    }
+  | { readonly kind: 'handled'; readonly history: readonly HistoryRow[] }
   | { readonly kind: 'duplicate' }
   | { readonly kind: 'waiting'; readonly missing: number };
 
@@ -90,7 +85,7 @@ export function handleGroup(
     );
     const groupRows = new Map(reads.map((r, i) => [r.handler, alongside[i]]));
     const decisions: Decision[] = new Array(group.length);
-    const handled: Array<{ index: number; appended: AppendedEvent[] }> = [];
+    const handled: number[] = [];
     const rows: NewHistoryRow[] = [];
     for (const [index, delivery] of group.entries()) {
       const event = await verifiedEvent(tx, context.consumer, delivery, stored.get(delivery.claim.eventId));
@@ -108,13 +103,13 @@ export function handleGroup(
         decisions[index] = result;
         continue;
       }
-      handled.push({ index, appended: result.appended });
+      handled.push(index);
       rows.push(result.row);
     }
     // Last, right before the commit: the counter's lock orders commits (history/store.ts).
     const history = await traceHistoryWrite(rows.length, () => appendHistoryAndCommit(tx, rows));
-    handled.forEach(({ index, appended }, i) => {
-      decisions[index] = { kind: 'handled', appended, history: [history[i] as HistoryRow] };
+    handled.forEach((index, i) => {
+      decisions[index] = { kind: 'handled', history: [history[i] as HistoryRow] };
     });
     return decisions;
   });
@@ -210,17 +205,17 @@ async function handleOne(
   }: { event: StoredEvent; delivery: Claimed; handledAt: Date; groupRows: readonly unknown[] | undefined },
   deferred: boolean,
   attempt?: { firstDeferred: boolean },
-): Promise<Exclude<Decision, { kind: 'handled' }> | { appended: AppendedEvent[]; row: NewHistoryRow }> {
+): Promise<Exclude<Decision, { kind: 'handled' }> | { row: NewHistoryRow }> {
   const turn = await takeTurn(context, tx, event, handledAt, deferred, attempt);
   if ('kind' in turn) return turn;
   const { handler } = delivery;
-  const appended: AppendedEvent[] = [];
   const handle = () =>
     handler.handle(tx, event, {
       handledAt,
       groupRows,
+      // Moving once the group's transaction commits (the writer sees to it).
       emit: async (next) => {
-        appended.push(await context.writer.append(tx, next));
+        await context.writer.append(tx, next);
       },
     });
   // The handler's writes ride on the COMMIT; handled again statement by statement (not
@@ -233,7 +228,6 @@ async function handleOne(
   };
   await setProgress(tx, key, event.sequence, turn.progress);
   return {
-    appended,
     row: {
       eventId: event.eventId,
       type: event.type,

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import type { NewEvent } from '../../src/outbox/event.js';
 import type { TestDatabase } from './database.js';
 
 /** `SELECT COUNT(*)` of one table of the test database, as a number. */
@@ -23,3 +25,15 @@ export const INTERNALS = [
   /\bER_[A-Z_]+/,
   /SQLSTATE|sqlMessage|errno/i,
 ];
+
+/** An event of a test aggregate (type `Test`) for a writer to append: its sequence as the payload. */
+export const testEvent = (aggregateId: string, sequence: number): NewEvent => ({
+  eventId: randomUUID(),
+  type: 'CustomerCreated',
+  aggregateType: 'Test',
+  aggregateId,
+  sequence,
+  occurredAt: new Date(),
+  payload: { sequence },
+  headers: { correlationId: randomUUID() },
+});

@@ -55,7 +55,6 @@ export class GroupCommit {
     switch (decision.kind) {
       case 'handled':
         delivery.history = decision.history;
-        this.options.writer.afterCommit(decision.appended);
         this.options.onHistory(decision.history);
         return 'handled';
       case 'waiting':

@@ -1,9 +1,14 @@
-import { eq, inArray, sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { Transaction } from '../db/client.js';
-import { isRowId } from '../db/ids.js';
-import { preparedPerCount } from '../db/prepared.js';
 import { customers, emailChangeNotices, welcomeEmails } from '../db/schema.js';
-import { type Handler, type Handlers, PermanentFailure, type StoredEvent } from '../outbox/handler.js';
+import {
+  type GroupLoad,
+  type Handler,
+  type Handlers,
+  type LoadedRow,
+  PermanentFailure,
+  type StoredEvent,
+} from '../outbox/handler.js';
 import {
   CUSTOMER_AGGREGATE,
   CUSTOMER_CREATED,
@@ -24,32 +29,23 @@ function checkAggregate(event: StoredEvent<{ customerId: string }>): void {
   }
 }
 
-interface CustomerRow {
-  readonly id: bigint;
-  readonly email: string;
-  readonly name: string;
-}
+/** What the customer handlers read of a customer. */
+const customerColumns = { id: customers.id, email: customers.email, name: customers.name };
+type CustomerRow = LoadedRow<typeof customerColumns>;
 
-/** A customer's row as readRows gives it: BIGINT as a number while exact, else as decimal text. */
-interface DriverCustomerRow {
-  readonly id: number | string;
-  readonly email: string;
-  readonly name: string;
-}
+/** Each event's customer, read for the whole group the worker handles (Handler.loads). */
+const customerOfEachEvent: GroupLoad<typeof customerColumns> = { columns: customerColumns, key: 'id' };
 
 async function customerOf(
   tx: Transaction,
   event: StoredEvent<{ customerId: string }>,
-  groupRows: readonly unknown[] | undefined,
+  loaded: ReadonlyMap<string, CustomerRow> | undefined,
 ): Promise<CustomerRow> {
   checkAggregate(event);
-  // Read with the group's stored events (readCustomers), in this same transaction.
-  const read = (groupRows as readonly DriverCustomerRow[] | undefined)?.find(
-    (r) => String(r.id) === event.aggregateId,
-  );
-  if (read) return { id: BigInt(read.id), email: read.email, name: read.name };
+  const read = loaded?.get(event.aggregateId);
+  if (read) return read;
   const [row] = await tx
-    .select({ id: customers.id, email: customers.email, name: customers.name })
+    .select(customerColumns)
     .from(customers)
     .where(eq(customers.id, BigInt(event.aggregateId)))
     .limit(1);
@@ -57,34 +53,17 @@ async function customerOf(
   return row;
 }
 
-/** The customers of a group's events, in the worker's first round trip (Handler.readForGroup). */
-const customersIn = preparedPerCount<Record<string, string>>((n) => (db) => {
-  const ids = Array.from({ length: n }, (_, i) => sql.placeholder(`id${i}`));
-  return db
-    .select({ id: customers.id, email: customers.email, name: customers.name })
-    .from(customers)
-    .where(inArray(customers.id, ids));
-});
-
-function readCustomers(aggregateIds: readonly string[]) {
-  // Claimed ids, unchecked: only well-formed ones are keys of the read; any other event reads
-  // its customer itself (and finds none).
-  const ids = [...new Set(aggregateIds)].filter(isRowId);
-  if (ids.length === 0) return undefined;
-  return customersIn(ids.length)(Object.fromEntries(ids.map((id, i) => [`id${i}`, id])));
-}
-
 /**
  * The background job of the mission: a welcome e-mail for every new customer, recorded as sent.
  * Recipient and greeting come from the customer's row as it is now (a customer who changed
  * their address before the mail went out gets it at the new one), never from a message.
  */
-export const welcomeEmail: Handler<CustomerCreatedPayload> = {
+export const welcomeEmail: Handler<CustomerCreatedPayload, typeof customerColumns> = {
   name: 'welcome-email',
   payload: customerCreatedPayload,
-  readForGroup: readCustomers,
-  async handle(tx, event, { handledAt, groupRows }) {
-    const customer = await customerOf(tx, event, groupRows);
+  loads: customerOfEachEvent,
+  async handle(tx, event, { handledAt, loaded }) {
+    const customer = await customerOf(tx, event, loaded);
     await tx.insert(welcomeEmails).values({
       customerId: customer.id,
       eventId: event.eventId,
@@ -101,12 +80,12 @@ export const welcomeEmail: Handler<CustomerCreatedPayload> = {
  * account taken over through its e-mail). The addresses come from the stored event, which the
  * database wrote in the transaction that made the change.
  */
-export const emailChangeNotice: Handler<CustomerUpdatedPayload> = {
+export const emailChangeNotice: Handler<CustomerUpdatedPayload, typeof customerColumns> = {
   name: 'email-change-notice',
   payload: customerUpdatedPayload,
-  readForGroup: readCustomers,
-  async handle(tx, event, { handledAt, groupRows }) {
-    const customer = await customerOf(tx, event, groupRows);
+  loads: customerOfEachEvent,
+  async handle(tx, event, { handledAt, loaded }) {
+    const customer = await customerOf(tx, event, loaded);
     const change = event.payload.changes.email;
     if (!change) return;
     await tx.insert(emailChangeNotices).values({

@@ -8,10 +8,11 @@ import {
 } from '../db/client.js';
 import { appendHistoryAndCommit, type HistoryRow, type NewHistoryRow } from '../history/store.js';
 import type { EventEnvelope } from '../outbox/event.js';
-import type { StoredEvent } from '../outbox/handler.js';
+import type { GroupLoad, StoredEvent } from '../outbox/handler.js';
 import { countPredecessors, findEventsWith } from '../outbox/stored.js';
 import type { OutboxWriter } from '../outbox/writer.js';
 import { traceHistoryWrite } from '../telemetry/database.js';
+import { loadedRows, loadStatement } from './group-loads.js';
 import type { AnyHandler, Delivery } from './pipeline.js';
 import { verifiedEvent } from './policies/verify.js';
 import {
@@ -76,14 +77,14 @@ export function handleGroup(
   return transaction(context.db, async (tx) => {
     linkGroup(group);
     const deferring = deferred && defersWrites(tx);
-    // The handlers' own reads for the group (Handler.readForGroup) go with the stored events'.
+    // The handlers' own reads for the group (Handler.loads) go with the stored events'.
     const reads = groupReads(group);
     const { events: stored, alongside } = await findEventsWith(
       tx,
       group.map((d) => d.claim.eventId),
       reads.map((r) => r.statement),
     );
-    const groupRows = new Map(reads.map((r, i) => [r.handler, alongside[i]]));
+    const loaded = new Map(reads.map((r, i) => [r.handler, loadedRows(r.load, alongside[i] ?? [])]));
     const decisions: Decision[] = new Array(group.length);
     const handled: number[] = [];
     const rows: NewHistoryRow[] = [];
@@ -95,7 +96,7 @@ export function handleGroup(
           : await handleOne(
               context,
               tx,
-              { event, delivery, handledAt, groupRows: groupRows.get(delivery.handler) },
+              { event, delivery, handledAt, loaded: loaded.get(delivery.handler) },
               deferring,
               attempt,
             );
@@ -115,19 +116,22 @@ export function handleGroup(
   });
 }
 
-/** Each handler's readForGroup for the ids its messages in the group claim. */
-function groupReads(group: readonly Claimed[]): Array<{ handler: AnyHandler; statement: SQLWrapper }> {
+/** Each handler's load for the ids its messages in the group claim. */
+function groupReads(
+  group: readonly Claimed[],
+): Array<{ handler: AnyHandler; load: GroupLoad; statement: SQLWrapper }> {
   const ids = new Map<AnyHandler, string[]>();
   for (const { handler, claim } of group) {
-    if (!handler.readForGroup) continue;
+    if (!handler.loads) continue;
     const list = ids.get(handler);
     if (list) list.push(claim.aggregateId);
     else ids.set(handler, [claim.aggregateId]);
   }
-  const reads: Array<{ handler: AnyHandler; statement: SQLWrapper }> = [];
+  const reads: Array<{ handler: AnyHandler; load: GroupLoad; statement: SQLWrapper }> = [];
   for (const [handler, aggregateIds] of ids) {
-    const statement = handler.readForGroup?.(aggregateIds);
-    if (statement) reads.push({ handler, statement });
+    const load = handler.loads as GroupLoad;
+    const statement = loadStatement(load, aggregateIds);
+    if (statement) reads.push({ handler, load, statement });
   }
   return reads;
 }
@@ -201,8 +205,13 @@ async function handleOne(
     event,
     delivery,
     handledAt,
-    groupRows,
-  }: { event: StoredEvent; delivery: Claimed; handledAt: Date; groupRows: readonly unknown[] | undefined },
+    loaded,
+  }: {
+    event: StoredEvent;
+    delivery: Claimed;
+    handledAt: Date;
+    loaded: ReadonlyMap<string, unknown> | undefined;
+  },
   deferred: boolean,
   attempt?: { firstDeferred: boolean },
 ): Promise<Exclude<Decision, { kind: 'handled' }> | { row: NewHistoryRow }> {
@@ -212,7 +221,8 @@ async function handleOne(
   const handle = () =>
     handler.handle(tx, event, {
       handledAt,
-      groupRows,
+      // The rows of this handler's own load (group-loads.ts maps them as its columns say).
+      loaded: loaded as ReadonlyMap<string, never> | undefined,
       // Moving once the group's transaction commits (the writer sees to it).
       emit: async (next) => {
         await context.writer.append(tx, next);

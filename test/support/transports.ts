@@ -174,21 +174,26 @@ const firstPayload = (body: string) => {
   return part === undefined ? undefined : (part.payload ?? { errors: part.errors });
 };
 
+/** A streaming transport's send: the operation in a JSON body, POSTed with `accept`. */
+const streamingPost =
+  (accept: string, first: typeof firstNext): Transport['send'] =>
+  (url, operation, headers = {}) =>
+    stream(
+      url,
+      {
+        method: 'POST',
+        headers: { accept, 'content-type': 'application/json', ...headers },
+        body: operationJson(operation),
+      },
+      first,
+    );
+
 /** GraphQL over SSE, distinct connections, the operation in a JSON body. */
 export const SSE_POST: Transport = {
   name: 'SSE POST',
   serves: ['subscription'],
   reachesValidation: () => true,
-  send: (url, operation, headers = {}) =>
-    stream(
-      url,
-      {
-        method: 'POST',
-        headers: { accept: SSE_ACCEPT, 'content-type': 'application/json', ...headers },
-        body: operationJson(operation),
-      },
-      firstNext,
-    ),
+  send: streamingPost(SSE_ACCEPT, firstNext),
 };
 
 /** GraphQL over SSE as a browser's EventSource sends it: the operation in the URL, no CSRF header. */
@@ -215,16 +220,7 @@ export const MULTIPART: Transport = {
   name: 'multipart',
   serves: ['subscription'],
   reachesValidation: () => true,
-  send: (url, operation, headers = {}) =>
-    stream(
-      url,
-      {
-        method: 'POST',
-        headers: { accept: MULTIPART_ACCEPT, 'content-type': 'application/json', ...headers },
-        body: operationJson(operation),
-      },
-      firstPayload,
-    ),
+  send: streamingPost(MULTIPART_ACCEPT, firstPayload),
 };
 
 /** Every transport the service serves operations on. */

@@ -17,14 +17,13 @@ import { checkFailedRequests, replayAcknowledged } from './idempotency.js';
 import { checkInvariants } from './invariants.js';
 import { Load } from './load.js';
 import { LockWaitSampler } from './lock-waits.js';
-import { PrivateMariaDb } from './mariadb.js';
 import { PortPool } from './ports.js';
 import { missingPrograms } from './prerequisites.js';
-import { PrivateRabbitMq } from './rabbitmq.js';
 import { Random } from './random.js';
 import { RecoveryTracker } from './recovery.js';
 import { elapsed, printBlock, printInvariants, printTable, say, seconds } from './report.js';
 import { buildSchedule, describe, type Fault } from './schedule.js';
+import { privateServers } from './servers.js';
 import { settle } from './settle.js';
 import { readBacklog, readState } from './state.js';
 import { type Subscriber, startSubscribers } from './subscribers.js';
@@ -115,12 +114,7 @@ async function execute(
 ): Promise<number> {
   const signal = cleanup.abort.signal;
   const ports = new PortPool();
-  const db = new PrivateMariaDb(join(dir, 'mariadb'), await ports.take());
-  const mq = new PrivateRabbitMq(join(dir, 'rabbitmq'), await ports.take(), await ports.take());
-  cleanup.add('MariaDB', () => db.kill());
-  cleanup.add('RabbitMQ', () => mq.kill());
-  cleanup.addLastResort(() => db.killNow());
-  cleanup.addLastResort(() => mq.killNow());
+  const { db, mq } = await privateServers(dir, ports, cleanup);
 
   say(`starting MariaDB on 127.0.0.1:${db.port} and RabbitMQ ${mq.node} on 127.0.0.1:${mq.port}`);
   await Promise.all([db.initialize(), mq.initialize()]);

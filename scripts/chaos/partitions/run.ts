@@ -13,11 +13,10 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { Cleanup } from '../cleanup.js';
 import { probeCapabilities } from '../client.js';
 import { HarnessDb } from '../harness-db.js';
-import { PrivateMariaDb } from '../mariadb.js';
 import { PortPool } from '../ports.js';
 import { missingPrograms } from '../prerequisites.js';
-import { PrivateRabbitMq } from '../rabbitmq.js';
 import { printInvariants, printTable, say } from '../report.js';
+import { privateServers } from '../servers.js';
 import { readBacklog, readState } from '../state.js';
 import { Subscriber } from '../subscribers.js';
 import type { SupervisedProcess } from '../supervisor.js';
@@ -94,12 +93,7 @@ async function main(): Promise<number> {
 async function execute(chosen: readonly Scenario[], dir: string, cleanup: Cleanup): Promise<number> {
   const signal = cleanup.abort.signal;
   const ports = new PortPool();
-  const db = new PrivateMariaDb(join(dir, 'mariadb'), await ports.take());
-  const mq = new PrivateRabbitMq(join(dir, 'rabbitmq'), await ports.take(), await ports.take());
-  cleanup.add('MariaDB', () => db.kill());
-  cleanup.add('RabbitMQ', () => mq.kill());
-  cleanup.addLastResort(() => db.killNow());
-  cleanup.addLastResort(() => mq.killNow());
+  const { db, mq } = await privateServers(dir, ports, cleanup);
   await Promise.all([db.initialize(), mq.initialize()]);
   await Promise.all([db.start(), mq.start()]);
   const harnessDb = new HarnessDb(db.url());

@@ -120,11 +120,15 @@ let built = false;
 
 /**
  * The service as `npm start` runs it (`node --enable-source-maps dist/main.js <roles>`, built
- * first if dist/ is older than src/), ready to serve. Not from the sources through tsx: its
+ * first if dist/ is older than src/), ready to serve; `main`, another build's (an A/B). Not from the sources through tsx: its
  * loader and the name-keeping wrappers it puts around every function were 2–3 % of a create's
  * CPU in profiles, a cost production never pays.
  */
-export async function spawnBenchService(roles: string, env: Record<string, string>): Promise<ServiceChild> {
+export async function spawnBenchService(
+  roles: string,
+  env: Record<string, string>,
+  main = 'dist/main.js',
+): Promise<ServiceChild> {
   const { spawn, spawnSync } = await import('node:child_process');
   if (!built) {
     const build = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { stdio: 'inherit' });
@@ -133,7 +137,7 @@ export async function spawnBenchService(roles: string, env: Record<string, strin
   }
   const port = await freePort();
   const metricsPort = await freePort();
-  const child = spawn(process.execPath, [...benchNodeArgs(), '--enable-source-maps', 'dist/main.js', roles], {
+  const child = spawn(process.execPath, [...benchNodeArgs(), '--enable-source-maps', main, roles], {
     env: {
       ...process.env,
       LOG_LEVEL: 'warn',

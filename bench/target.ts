@@ -93,7 +93,7 @@ export async function startTarget(kind: TargetKind): Promise<Target> {
 }
 
 /** The floor (bench/floor/service.mjs) as a process of its own, ready to serve. */
-async function spawnFloor(env: Record<string, string>) {
+export async function spawnFloor(env: Record<string, string>) {
   const port = await freePort();
   const child = spawn(process.execPath, [...benchNodeArgs(), 'bench/floor/service.mjs'], {
     env: { ...process.env, ...env, AMQP_URL: BENCH_AMQP_URL, PORT: String(port) },

@@ -1,6 +1,7 @@
 import { is, Param, Placeholder, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/mysql2';
 import { drizzleDialect } from './dialect.js';
+import { type RenderedStatement, renderedInsert } from './rendered-inserts.js';
 import * as schema from './schema.js';
 
 /** The dialect's renderer, for statements not prepared (renderStatements). */
@@ -37,22 +38,27 @@ export class BoundStatement implements SQLWrapper {
 
 /**
  * Statements as the text and values of one query (a multi-statement one if more than one): a
- * BoundStatement as it is, anything else rendered by Drizzle's dialect.
+ * BoundStatement as it is, a plain insert from its shape's text (rendered-inserts.ts), anything
+ * else rendered by Drizzle's dialect.
  */
 export function renderStatements(statements: readonly SQLWrapper[]): { text: string; values: unknown[] } {
   const texts: string[] = [];
   const values: unknown[] = [];
   for (const statement of statements) {
-    if (statement instanceof BoundStatement) {
-      texts.push(statement.text);
-      values.push(...statement.values);
-    } else {
-      const query = dialect.sqlToQuery(statement.getSQL());
-      texts.push(query.sql);
-      values.push(...query.params);
-    }
+    const rendered =
+      statement instanceof BoundStatement
+        ? statement
+        : (renderedInsert(statement, render) ?? render(statement));
+    texts.push(rendered.text);
+    values.push(...rendered.values);
   }
   return { text: texts.join('; '), values };
+}
+
+/** A statement rendered by Drizzle's dialect. */
+function render(statement: SQLWrapper): RenderedStatement {
+  const query = dialect.sqlToQuery(statement.getSQL());
+  return { text: query.sql, values: query.params };
 }
 
 /** A statement without values (COMMIT, a session setting), ready to send as it is. */

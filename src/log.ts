@@ -1,17 +1,21 @@
 import { trace } from '@opentelemetry/api';
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type { Config } from './config/index.js';
+import { attachLimiter, DEFAULT_REPEAT_INTERVAL_MS } from './support/log-limit.js';
 
 export type { Logger } from 'pino';
 
 /**
  * Structured JSON lines on stdout (or `destination`), one per event. Errors under `err` or
  * `error` go through safeError: their codes, stack and cause are kept, personal data is not.
+ * A condition that repeats (support/log-limit.ts, Condition) writes one line per
+ * `repeatIntervalMs` (LOG_REPEAT_INTERVAL_MS), for this logger and all its children.
  */
 export function createLogger(
   level: Config['logLevel'],
   bindings: Record<string, unknown> = {},
   destination?: DestinationStream,
+  repeatIntervalMs = DEFAULT_REPEAT_INTERVAL_MS,
 ): Logger {
   const options = {
     level,
@@ -21,7 +25,9 @@ export function createLogger(
     // A line written inside a span says which, so logs and traces join on trace_id.
     mixin: traceFields,
   };
-  return destination ? pino(options, destination) : pino(options);
+  const log = destination ? pino(options, destination) : pino(options);
+  attachLimiter(log, repeatIntervalMs);
+  return log;
 }
 
 /** Properties of an error that name a failure, never a customer: kept as they are. */

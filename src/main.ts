@@ -19,7 +19,7 @@ import { startTracing } from './telemetry/sdk.js';
 
 const config = loadConfigOrExit(process.argv.slice(2));
 
-const log = createLogger(config.logLevel);
+const log = createLogger(config.logLevel, {}, undefined, config.logRepeatIntervalMs);
 let shutdownAt: number | undefined;
 // `npm start` under a terminal delivers one Ctrl-C twice (the terminal signals the whole process
 // group, and npm forwards its own copy), so repeats this close together are the same request.

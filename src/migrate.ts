@@ -10,7 +10,7 @@ import { createLogger } from './log.js';
 import { StartupError } from './support/startup-error.js';
 
 const config = loadConfigOrExit();
-const log = createLogger(config.logLevel);
+const log = createLogger(config.logLevel, {}, undefined, config.logRepeatIntervalMs);
 
 try {
   await ensureDatabase(config.databaseUrl);

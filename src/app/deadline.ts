@@ -1,8 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.js';
 import { Deadline, withDeadline } from '../support/deadline.js';
-import { LogLimiter } from '../support/log-limit.js';
-import { REPEAT_LOG_INTERVAL_MS } from '../support/loop.js';
+import { Condition } from '../support/log-limit.js';
 
 /** What a 503 tells clients to wait before retrying. */
 export const RETRY_AFTER_SECONDS = 1;
@@ -30,7 +29,7 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
  * released from the deadline and goes on as long as it needs.
  */
 export function withRequestDeadline(timeoutMs: number, log: Logger, handle: Handler): Handler {
-  const limiter = new LogLimiter(REPEAT_LOG_INTERVAL_MS);
+  const missed = new Condition(log, 'request deadline passed');
   return (req, res) => {
     const deadline = new Deadline(Date.now() + timeoutMs);
     const writeHead = res.writeHead;
@@ -39,7 +38,10 @@ export function withRequestDeadline(timeoutMs: number, log: Logger, handle: Hand
       deadline.release();
     };
     res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-      if (!timedOut) settle();
+      if (!timedOut) {
+        settle();
+        missed.cleared({}, 'requests answered in time again');
+      }
       return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
     } as ServerResponse['writeHead'];
     let timedOut = false;
@@ -47,8 +49,7 @@ export function withRequestDeadline(timeoutMs: number, log: Logger, handle: Hand
       if (res.headersSent) return settle();
       timedOut = true;
       deadline.abort(Object.assign(new Error('request deadline passed'), { code: 'REQUEST_TIMEOUT' }));
-      const { log: now, suppressed } = limiter.allow('deadline');
-      if (now) log.warn({ timeoutMs, suppressed }, 'request deadline passed; answered 503');
+      missed.occurred('warn', { timeoutMs }, 'request deadline passed; answered 503');
       res.writeHead(503, {
         'content-type': 'application/json; charset=utf-8',
         'retry-after': String(RETRY_AFTER_SECONDS),

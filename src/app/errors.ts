@@ -3,8 +3,7 @@ import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import { errorNumber, isTransientDatabaseError } from '../db/errors.js';
 import { DomainError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { LogLimiter } from '../support/log-limit.js';
-import { REPEAT_LOG_INTERVAL_MS } from '../support/loop.js';
+import { Condition } from '../support/log-limit.js';
 
 /**
  * Codes of errors that GraphQL or Apollo raise about the request itself (syntax, validation,
@@ -25,8 +24,12 @@ const CLIENT_CODES = new Set([
 
 export const INTERNAL_ERROR_MESSAGE = 'Internal server error';
 
-/** An outage fails every request alike: one line per error code per interval (`suppressed` counts the rest). */
-const unavailableLines = new LogLimiter(REPEAT_LOG_INTERVAL_MS);
+/**
+ * An outage fails every request alike: one line per interval (`suppressed` counts the rest);
+ * the pipeline clears it when an operation succeeds again.
+ */
+export const databaseCondition = (log: Logger): Condition =>
+  new Condition(log, 'database unavailable for GraphQL operations');
 
 /**
  * The one place where errors become what a client sees, for HTTP and WebSocket alike.
@@ -58,10 +61,11 @@ export function formatError(
   if (isTransientDatabaseError(original)) {
     // Not a bug and not the client's fault: the database is away for now. Logged without the
     // error's text, which may hold the statement and its values.
-    const code = errorCode(original);
-    const { log: now, suppressed } = unavailableLines.allow(String(code));
-    if (now)
-      log.warn({ path: formatted.path, code, suppressed }, 'database unavailable for a GraphQL operation');
+    databaseCondition(log).occurred(
+      'warn',
+      { path: formatted.path, code: errorCode(original) },
+      'database unavailable for a GraphQL operation',
+    );
     return {
       message: 'The service is temporarily unavailable; retry (with the same Idempotency-Key for a mutation)',
       ...location,

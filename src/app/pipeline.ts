@@ -16,9 +16,10 @@ import {
   validate,
 } from 'graphql';
 import type { Logger } from '../log.js';
+import type { Condition } from '../support/log-limit.js';
 import type { AppContext } from './context.js';
 import { subscribeDelivering } from './deliveries.js';
-import { formatError } from './errors.js';
+import { databaseCondition, formatError } from './errors.js';
 import { inexactNumberError, invalidStringError, variableErrors } from './input.js';
 import { costError, limitRules, type QueryLimits } from './limits.js';
 import { type OperationStream, streamOf } from './stream.js';
@@ -109,9 +110,11 @@ export class OperationPipeline {
   private readonly rules: readonly ValidationRule[];
   /** Validation errors per parsed document: Apollo hands every request of one text the same. */
   private readonly validated = new WeakMap<DocumentNode, readonly GraphQLError[]>();
+  private readonly databaseAway: Condition;
 
   constructor(private readonly options: PipelineOptions) {
     this.schema = options.schema;
+    this.databaseAway = databaseCondition(options.log);
     this.rules = [
       ...specifiedRules,
       ...limitRules(options.limits),
@@ -235,6 +238,7 @@ export class OperationPipeline {
         result: formatted,
       };
     }
+    if (!formatted.errors) this.databaseAway.cleared({}, 'GraphQL operations served again');
     return { kind, status: kind === 'refused' ? 400 : 200, headers: {}, result: formatted };
   }
 

@@ -64,7 +64,7 @@ export class BrokerConnection {
         backoffBaseMs: RECONNECT_BASE_MS,
         backoffMaxMs: RECONNECT_MAX_MS,
       },
-      ({ signal }) => this.connectOnce(signal),
+      ({ signal, recovered }) => this.connectOnce(signal, recovered),
     );
   }
 
@@ -128,7 +128,7 @@ export class BrokerConnection {
   }
 
   /** One turn: connect, serve until the connection closes, and let the loop connect again. */
-  private async connectOnce(signal: AbortSignal): Promise<'busy'> {
+  private async connectOnce(signal: AbortSignal, recovered: () => void): Promise<'busy'> {
     let model: ChannelModel;
     try {
       model = await amqp.connect(withHeartbeat(this.url, this.bounds.heartbeatSeconds), {
@@ -166,6 +166,7 @@ export class BrokerConnection {
     }
     this.current = model;
     this.log.info({ connection: this.name }, 'broker connected');
+    recovered();
     for (const waiter of this.waiters.splice(0)) waiter(model);
     // stop() closes the connection itself and destroys its socket if the broker does not answer.
     await untilStopped(closed, signal);

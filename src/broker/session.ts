@@ -30,7 +30,7 @@ export class ChannelSession<C extends Channel = Channel> {
   ) {
     this.loop = new Loop(
       { name: `channel session "${name}"`, log, backoffBaseMs: RETRY_BASE_MS, backoffMaxMs: RETRY_MAX_MS },
-      ({ signal }) => this.openOnce(signal),
+      ({ signal, recovered }) => this.openOnce(signal, recovered),
     );
   }
 
@@ -70,7 +70,7 @@ export class ChannelSession<C extends Channel = Channel> {
   }
 
   /** One turn: open a channel, set it up, serve until it closes; the loop opens the next. */
-  private async openOnce(signal: AbortSignal): Promise<'busy'> {
+  private async openOnce(signal: AbortSignal, recovered: () => void): Promise<'busy'> {
     let channel: C | undefined;
     try {
       const connection = await this.broker.connection(signal);
@@ -90,6 +90,7 @@ export class ChannelSession<C extends Channel = Channel> {
         return 'busy';
       }
       this.channel = channel;
+      recovered();
       // A stop closes the channel and waits a moment for the broker's answer; behind a dead link
       // 'close' would come only when the heartbeat gives the connection up, seconds later.
       await untilStopped(closed, signal);

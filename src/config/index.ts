@@ -80,6 +80,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   }
   return deepFreeze({
     logLevel: e.LOG_LEVEL,
+    logRepeatIntervalMs: e.LOG_REPEAT_INTERVAL_MS,
     tracing: tracingWanted(e),
     roles,
     metricsPort: e.METRICS_PORT,

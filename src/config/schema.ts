@@ -82,6 +82,7 @@ export const MAX_CLAIM_HOLD_MS = 45_000;
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_REPEAT_INTERVAL_MS: int(100, 3_600_000).default(30_000),
   ROLES: z.string().default('app,relay,worker'),
   OTEL_SDK_DISABLED: z.string().optional(),
   OTEL_TRACES_EXPORTER: z.string().optional(),

@@ -110,6 +110,8 @@ export interface DbConfig {
  */
 export interface Config {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** How often a condition that keeps happening (an outage's failures) is logged again. */
+  readonly logRepeatIntervalMs: number;
   /**
    * Traces over OTLP: on when the standard variables ask for them (OTEL_TRACES_EXPORTER other
    * than none, or an OTLP endpoint), off when OTEL_SDK_DISABLED=true. The SDK reads the rest of

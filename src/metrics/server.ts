@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import { listen } from '../support/listen.js';
+import { Condition } from '../support/log-limit.js';
 import type { Metrics } from './index.js';
 
 /**
@@ -16,15 +17,18 @@ export class MetricsServer {
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {
+    // Scraped every few seconds: a collection failing through an outage is one line per interval.
+    const failing = new Condition(log, 'metrics collection failing');
     this.server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method === 'GET' && path === '/metrics') {
         this.metrics.registry.metrics().then(
           (text) => {
+            failing.cleared();
             res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text);
           },
           (error: unknown) => {
-            this.log.error({ err: error }, 'metrics collection failed');
+            failing.occurred('error', { err: error }, 'metrics collection failed');
             res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n');
           },
         );

@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
 import type { ClaimedEvent, Lease, RetryPolicy } from '../outbox/rows.js';
 import { markFailed, markPublished, releaseLeases } from '../outbox/settle.js';
+import { Condition } from '../support/log-limit.js';
 import { backoffDelay, sleep } from '../support/sleep.js';
 
 /** How long published marks of handed-over events are gathered before one statement writes them. */
@@ -51,8 +52,18 @@ export class HandedOver {
   private readonly inFlight = new Set<Promise<void>>();
   private toMark: ClaimedEvent[] = [];
   private markTimer: NodeJS.Timeout | undefined;
+  /** During an outage every hand-off fails alike: one line per interval each (support/log-limit.ts). */
+  private readonly handingBack: Condition;
+  private readonly fenced: Condition;
+  private readonly settling: Condition;
+  private readonly failing: Condition;
 
-  constructor(private readonly deps: HandedOverDeps) {}
+  constructor(private readonly deps: HandedOverDeps) {
+    this.handingBack = new Condition(deps.log, 'hand-off handing back');
+    this.fenced = new Condition(deps.log, 'hand-off fenced out');
+    this.settling = new Condition(deps.log, 'hand-off settlement failing');
+    this.failing = new Condition(deps.log, 'hand-off failing');
+  }
 
   /**
    * Publishes rows a writer in this process committed leased to us. Rows handed over in the
@@ -79,7 +90,7 @@ export class HandedOver {
   }
 
   private async publishHandedOver(batch: readonly ClaimedEvent[]): Promise<void> {
-    const { db, log, retry } = this.deps;
+    const { db, retry } = this.deps;
     const token = this.deps.lease.token;
     if (this.deps.stopped() || !this.deps.ready()) {
       // Handed over while stopping or while the broker is away: give it straight back (due
@@ -95,10 +106,12 @@ export class HandedOver {
     }
     const { published, failed, handBack } = await this.deps.publishBatch(batch);
     this.markLater(published);
-    if (handBack.length > 0) {
+    if (handBack.length === 0) this.handingBack.cleared({}, 'handed-over events published again');
+    else {
       const released = await this.settle('release', () => releaseLeases(db, handBack, token));
       if (released) {
-        log.info(
+        this.handingBack.occurred(
+          'info',
           { released, why: this.deps.stopped() ? 'stopping' : 'broker connection lost' },
           'handed back unpublished events',
         );
@@ -112,15 +125,17 @@ export class HandedOver {
 
   private async markNow(events: readonly ClaimedEvent[], token: string): Promise<void> {
     if (events.length === 0) return;
-    const { db, log, metrics } = this.deps;
+    const { db, metrics } = this.deps;
     const result = await this.settle('mark published', () => markPublished(db, events, token));
     if (result === undefined) return;
     metrics.published.inc(result.marked);
     // The held next events of these aggregates are due now: claim them without waiting a poll.
     if (result.released > 0) this.deps.wake();
-    if (result.marked < events.length) {
+    if (result.marked === events.length) this.fenced.cleared();
+    else {
       metrics.fencedOut.inc(events.length - result.marked);
-      log.warn(
+      this.fenced.occurred(
+        'warn',
         { fenced: events.length - result.marked },
         'lease was taken over before settling; left to the new owner',
       );
@@ -151,11 +166,14 @@ export class HandedOver {
   }
 
   private track(work: Promise<void>): void {
-    const guarded = work.catch((error: unknown) =>
-      this.deps.log.error(
-        { err: error },
-        'handed-over work failed; its lease will expire and a relay retry it',
-      ),
+    const guarded = work.then(
+      () => this.failing.cleared(),
+      (error: unknown) =>
+        this.failing.occurred(
+          'error',
+          { err: error },
+          'handed-over work failed; its lease will expire and a relay retry it',
+        ),
     );
     this.inFlight.add(guarded);
     void guarded.finally(() => this.inFlight.delete(guarded));
@@ -169,10 +187,13 @@ export class HandedOver {
   private async settle<T>(what: string, statement: () => Promise<T>): Promise<T | undefined> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await statement();
+        const result = await statement();
+        this.settling.cleared();
+        return result;
       } catch (error) {
         if (attempt >= SETTLE_ATTEMPTS) {
-          this.deps.log.error(
+          this.settling.occurred(
+            'error',
             { err: error, what },
             'settlement failed; the lease will expire and the events be retried',
           );

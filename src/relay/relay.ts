@@ -9,6 +9,7 @@ import { durabilityBarrier } from '../outbox/durability.js';
 import type { Handoff } from '../outbox/handoff.js';
 import type { ClaimedEvent, Lease, RetryPolicy } from '../outbox/rows.js';
 import { releaseStranded } from '../outbox/settle.js';
+import { Condition } from '../support/log-limit.js';
 import { Loop } from '../support/loop.js';
 import { type BatchOutcome, HandedOver } from './handed-over.js';
 import { toMessage } from './message.js';
@@ -74,6 +75,7 @@ export class Relay implements Handoff {
   private readonly lanes: Loop[] = [];
   /** Now and then releases successors left held behind published events (releaseStranded). */
   private readonly sweeper: Loop;
+  private readonly refused: Condition;
   private readonly stopController = new AbortController();
   /** This relay's first slot of the durability barrier; its lanes take the ones after it. */
   private readonly slot = randomInt(1 << 16);
@@ -84,6 +86,7 @@ export class Relay implements Handoff {
     // One token for every handed-over row of this relay's life. Fencing holds all the same: a
     // relay that takes a row over writes its own token into it.
     this.lease = { owner: this.owner, token: randomUUID(), durationMs: options.leaseMs };
+    this.refused = new Condition(options.log, 'publishes refused');
     this.handedOver = new HandedOver({
       ...options,
       lease: this.lease,
@@ -115,6 +118,7 @@ export class Relay implements Handoff {
         new Loop(
           {
             name: `relay lane ${lane}`,
+            condition: 'relay lanes failing',
             log: options.log,
             idleMs: options.pollIntervalMs,
             backoffBaseMs: DB_RETRY_BASE_MS,
@@ -242,8 +246,9 @@ export class Relay implements Handoff {
         else failed.set(outcome.error, [event.id]);
       }
     });
+    if (failed.size === 0) this.refused.cleared();
     for (const [error, ids] of failed) {
-      this.options.log.warn({ count: ids.length, error }, 'publish failed; will retry with back-off');
+      this.refused.occurred('warn', { count: ids.length, error }, 'publish failed; will retry with back-off');
     }
     return { published, failed, handBack };
   }

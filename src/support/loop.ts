@@ -1,8 +1,6 @@
 import type { Logger } from '../log.js';
+import { Condition } from './log-limit.js';
 import { backoffDelay, sleep } from './sleep.js';
-
-/** While a loop keeps failing, how often it says so again. */
-export const REPEAT_LOG_INTERVAL_MS = 30_000;
 
 /** What one turn of a loop's body reports. */
 export type Turn =
@@ -14,6 +12,11 @@ export type Turn =
 export interface LoopOptions {
   /** Names the loop in its log lines. */
   readonly name: string;
+  /**
+   * Names its failures in the log, shared by loops that fail together (a relay's lanes): one
+   * line per interval for them all. Defaults to `name`.
+   */
+  readonly condition?: string;
   readonly log: Logger;
   /** Wait after an idle turn unless woken; omit for loops whose body waits by itself. */
   readonly idleMs?: number;
@@ -28,6 +31,11 @@ export interface TurnContext {
   readonly signal: AbortSignal;
   /** Consecutive failed turns before this one (0 after a success). */
   readonly failures: number;
+  /**
+   * Says the loop works again before the turn ends, for a turn that lasts (a connection kept
+   * open until it closes); other turns recover when they return.
+   */
+  recovered(): void;
 }
 
 /**
@@ -82,8 +90,14 @@ export class Loop {
   private async run(): Promise<void> {
     const { log, name, idleMs, backoffBaseMs, backoffMaxMs } = this.options;
     const signal = this.stopController.signal;
+    // One line per outage and then one per interval, not one per retry: a long network cut
+    // must leave the logs readable.
+    const failing = new Condition(log, this.options.condition ?? name);
     let failures = 0;
-    let lastLoggedAt = 0;
+    const recovered = () => {
+      if (failures > 0) failing.cleared({ loop: name, failures }, `${name} recovered`);
+      failures = 0;
+    };
     while (!signal.aborted) {
       // A wake() made before this turn is covered by it (also one made during a back-off, which
       // would otherwise skip the next idle wait for nothing)…
@@ -92,18 +106,17 @@ export class Loop {
       const wakeSignal = this.wakeController.signal;
       let turn: Turn;
       try {
-        turn = await this.body({ signal, failures });
-        failures = 0;
+        turn = await this.body({ signal, failures, recovered });
+        recovered();
       } catch (error) {
         if (signal.aborted) break;
         failures++;
         const delay = backoffDelay(failures, backoffBaseMs, backoffMaxMs);
-        // One line per outage and then one per interval, not one per retry: a long network cut
-        // must leave the logs readable.
-        if (failures === 1 || Date.now() - lastLoggedAt >= REPEAT_LOG_INTERVAL_MS) {
-          lastLoggedAt = Date.now();
-          log.warn({ err: error, loop: name, failures, retryInMs: delay }, `${name} failed; backing off`);
-        }
+        failing.occurred(
+          'warn',
+          { err: error, loop: name, failures, retryInMs: delay },
+          `${name} failed; backing off`,
+        );
         await sleep(delay, signal);
         continue;
       }

@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/index.js';
 import type { Handlers } from '../outbox/handler.js';
 import type { OutboxWriter } from '../outbox/writer.js';
+import { Condition } from '../support/log-limit.js';
 import { sleep } from '../support/sleep.js';
 import { activeTraceparent } from '../telemetry/tracer.js';
 import { countFailedAttempt } from './attempts.js';
@@ -58,9 +59,14 @@ export class Worker {
   private readonly pipeline: Step;
   private readonly inFlight = new Set<Promise<void>>();
   private consumerTag: string | undefined;
+  /** During an outage every message fails alike: one line per interval each (support/log-limit.ts). */
+  private readonly unsettled: Condition;
+  private readonly failing: Condition;
 
-  constructor(private readonly options: WorkerOptions) {
+  constructor(options: WorkerOptions) {
     const { topology, log, db } = options;
+    this.unsettled = new Condition(log, 'messages not settled');
+    this.failing = new Condition(log, 'message processing failing');
     this.consumer = topology.workerQueue;
     this.copies = new Copies(options.broker, options.confirmTimeoutMs, log);
     const { copies, consumer } = this;
@@ -128,8 +134,10 @@ export class Worker {
   }
 
   private track(work: Promise<void>): void {
-    const guarded = work.catch((error: unknown) =>
-      this.options.log.error({ err: error }, 'message processing failed; it will be redelivered'),
+    const guarded = work.then(
+      () => this.failing.cleared(),
+      (error: unknown) =>
+        this.failing.occurred('error', { err: error }, 'message processing failed; it will be redelivered'),
     );
     this.inFlight.add(guarded);
     void guarded.finally(() => this.inFlight.delete(guarded));
@@ -141,7 +149,8 @@ export class Worker {
     } catch (error) {
       // A retry, wait or park copy was not confirmed (returned, nacked, timed out, channel
       // closed): give the message back to the queue rather than hold it unacked for ever.
-      this.options.log.warn(
+      this.unsettled.occurred(
+        'warn',
         { err: error, messageId: message.properties.messageId },
         'could not settle message; requeued',
       );
@@ -152,6 +161,7 @@ export class Worker {
       }
       return;
     }
+    this.unsettled.cleared({}, 'messages settled again');
     try {
       channel.ack(message);
     } catch {

@@ -56,7 +56,7 @@ function commit(...aggregateIds: string[]): void {
 
 const feeds: InstanceType<typeof HistoryFeed>[] = [];
 function startFeed(options: { pageSize?: number; bufferSize?: number; holeTimeoutMs?: number } = {}) {
-  const log = { warn: vi.fn(), error: vi.fn() };
+  const log = { warn: vi.fn(), error: vi.fn(), info: vi.fn(), bindings: () => ({}) };
   const feed = new HistoryFeed({
     db: {} as Database,
     log: log as unknown as Logger,

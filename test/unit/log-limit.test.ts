@@ -19,4 +19,22 @@ describe('LogLimiter', () => {
     expect(limiter.allow('a')).toEqual({ log: true, suppressed: 5 });
     expect(limiter.allow('a').log).toBe(false);
   });
+
+  it('says once that a condition cleared, and at most one line of each kind per interval when it flaps', () => {
+    const limiter = new LogLimiter(1_000);
+    // Nothing to clear: no line.
+    expect(limiter.clear('a').log).toBe(false);
+    expect(limiter.allow('a')).toEqual({ log: true, suppressed: 0 });
+    limiter.allow('a');
+    expect(limiter.clear('a')).toEqual({ log: true, suppressed: 1 });
+    expect(limiter.clear('a').log).toBe(false);
+    // Back within the interval: counted, and its clearing is not said again.
+    for (let i = 0; i < 3; i++) {
+      expect(limiter.allow('a').log).toBe(false);
+      expect(limiter.clear('a').log).toBe(false);
+    }
+    vi.advanceTimersByTime(1_000);
+    expect(limiter.allow('a')).toEqual({ log: true, suppressed: 3 });
+    expect(limiter.clear('a')).toEqual({ log: true, suppressed: 0 });
+  });
 });

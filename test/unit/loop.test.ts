@@ -1,12 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Logger } from '../../src/log.js';
-import {
-  Loop,
-  type LoopOptions,
-  REPEAT_LOG_INTERVAL_MS,
-  type Turn,
-  type TurnContext,
-} from '../../src/support/loop.js';
+import { DEFAULT_REPEAT_INTERVAL_MS as REPEAT_LOG_INTERVAL_MS } from '../../src/support/log-limit.js';
+import { Loop, type LoopOptions, type Turn, type TurnContext } from '../../src/support/loop.js';
 
 // Fake timers: every wait the loop makes is a setTimeout, so the clock says exactly how long the
 // loop waited, and "at once" means "without the clock moving".
@@ -22,6 +17,7 @@ interface Probe {
   /** The context each turn was given. */
   readonly contexts: TurnContext[];
   readonly warn: ReturnType<typeof vi.fn>;
+  readonly info: ReturnType<typeof vi.fn>;
 }
 
 /** A loop whose turns are played by `script` (called with the turn's index from 0). */
@@ -32,7 +28,8 @@ function probe(
   const starts: number[] = [];
   const contexts: TurnContext[] = [];
   const warn = vi.fn();
-  const log = { warn } as unknown as Logger;
+  const info = vi.fn();
+  const log = { warn, info, bindings: () => ({}) } as unknown as Logger;
   const loop = new Loop(
     { name: 'test-loop', log, idleMs: IDLE_MS, backoffBaseMs: BASE_MS, backoffMaxMs: MAX_MS, ...options },
     async (context) => {
@@ -41,7 +38,7 @@ function probe(
       return script(starts.length - 1, context);
     },
   );
-  return { loop, starts, contexts, warn };
+  return { loop, starts, contexts, warn, info };
 }
 
 /** Runs what is ready now (promise callbacks and timers due at the current time); the clock stays. */
@@ -236,6 +233,15 @@ describe('Loop failures', () => {
     expect(p.contexts.slice(0, 6).map((c) => c.failures)).toEqual([0, 1, 2, 3, 0, 1]);
     // Failures 1-3: 50, 100, 200; then the busy turn goes on at once; the failure after it waits 50.
     expect(elapsed(p.starts).slice(0, 6)).toEqual([0, 50, 150, 350, 350, 400]);
+    // One line when it failed and one when it recovered; the flap after it, within the
+    // interval, is only counted (in the next line).
+    expect(p.warn).toHaveBeenCalledTimes(1);
+    expect(p.info.mock.calls).toEqual([
+      [
+        { loop: 'test-loop', failures: 3, condition: 'test-loop', cleared: true, suppressed: 2 },
+        'test-loop recovered',
+      ],
+    ]);
   });
 
   it('keeps running after a body that rejects with something that is not an Error', async () => {

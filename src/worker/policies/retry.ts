@@ -2,6 +2,7 @@ import { rollbackFailureOf } from '../../db/client.js';
 import { isTransientDatabaseError } from '../../db/errors.js';
 import type { Logger } from '../../log.js';
 import { PermanentFailure } from '../../outbox/handler.js';
+import { Condition } from '../../support/log-limit.js';
 import type { CopySender } from '../copies.js';
 import type { Policy } from '../pipeline.js';
 
@@ -38,17 +39,27 @@ export class AttemptsExhausted extends PermanentFailure {
  * fault in the message: it waits like any failure, but no attempt is counted, so a long outage
  * delays messages without ever parking them.
  */
-export const retry =
-  ({ copies, retryQueue, maxAttempts, delayMs, countFailure, log }: RetryOptions): Policy =>
-  (next) =>
-  async (delivery) => {
+export const retry = ({
+  copies,
+  retryQueue,
+  maxAttempts,
+  delayMs,
+  countFailure,
+  log,
+}: RetryOptions): Policy => {
+  // During a database outage every message fails alike: one line per interval, not one each.
+  const databaseAway = new Condition(log, 'database unavailable to handlers');
+  return (next) => async (delivery) => {
     try {
-      return await next(delivery);
+      const outcome = await next(delivery);
+      databaseAway.cleared({}, 'handlers reach the database again');
+      return outcome;
     } catch (error) {
       if (error instanceof PermanentFailure) throw error;
       const { claim } = delivery;
       let counted = false;
-      if (delivery.verified && claim && !isTransientDatabaseError(error, rollbackFailureOf(error))) {
+      const transient = isTransientDatabaseError(error, rollbackFailureOf(error));
+      if (delivery.verified && claim && !transient) {
         try {
           delivery.attempts = await countFailure(claim.eventId);
           counted = true;
@@ -59,10 +70,9 @@ export const retry =
       if (counted && delivery.attempts >= maxAttempts) {
         throw new AttemptsExhausted(`gave up after ${delivery.attempts} attempts`, { cause: error });
       }
-      log.warn(
-        { err: error, eventId: claim?.eventId, attempts: delivery.attempts, retryInMs: delayMs },
-        'handler failed; retrying later',
-      );
+      const fields = { err: error, eventId: claim?.eventId, attempts: delivery.attempts, retryInMs: delayMs };
+      if (transient) databaseAway.occurred('warn', fields, 'handler failed; retrying later');
+      else log.warn(fields, 'handler failed; retrying later');
       await copies.send(retryQueue, delivery.message, {
         attempts: counted ? delivery.attempts : 0,
         reason: error,
@@ -71,3 +81,4 @@ export const retry =
       return 'retried';
     }
   };
+};

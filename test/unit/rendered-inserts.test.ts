@@ -38,12 +38,15 @@ describe('renderedInsert', () => {
         { consumer: 'c', aggregateType: 'A', aggregateId: '1', lastSequence: 1 },
         { consumer: 'c', aggregateType: 'A', aggregateId: '2', lastSequence: 3 },
       ]),
-      db.insert(customers).ignore().values({
-        email: 'y@example.com',
-        emailNormalized: 'y@example.com',
-        name: 'Y',
-        createdAt: new Date(6),
-      }),
+      db
+        .insert(customers)
+        .ignore()
+        .values({
+          email: 'y@example.com',
+          emailNormalized: 'y@example.com',
+          name: 'Y',
+          createdAt: new Date(6),
+        }),
       db.insert(customers).values({
         email: 'x@example.com',
         emailNormalized: 'x@example.com',

@@ -18,7 +18,7 @@ interface Renderable {
 /** Where one `?` of a prepared statement takes its value from. */
 type Binder =
   | { readonly constant: unknown }
-  | { readonly name: string; readonly encode?: (v: unknown) => unknown };
+  | { readonly name: string; readonly index?: number; readonly encode?: (v: unknown) => unknown };
 
 /**
  * A statement with its values bound: text with `?` and the values for them, ready to send as it
@@ -84,6 +84,10 @@ export function textStatement(parts: readonly string[], values: readonly unknown
  * the values, each through its column's encoding (dates, JSON), so the hot paths do not build
  * and render the same query again for every statement. The column list stays Drizzle's, so the
  * schema remains the one place that names the columns.
+ *
+ * Placeholders named by index (`sql.placeholder('0')`, '1', …) take their values from an array
+ * (see placeholderAt): a statement of n rows binds a flat list, not an object of n × columns
+ * names built for each call, which cost more than the rest of the bind.
  */
 export function prepared<Values extends object>(
   build: (db: Renderer) => Renderable,
@@ -94,8 +98,9 @@ export function prepared<Values extends object>(
     const named = values as Record<string, unknown>;
     const bound = compiled.binders.map((b) => {
       if ('constant' in b) return b.constant;
-      if (!(b.name in named)) throw new Error(`no value for placeholder "${b.name}"`);
-      const value = named[b.name];
+      if (b.index !== undefined ? b.index >= (values as unknown[]).length : !(b.name in named))
+        throw new Error(`no value for placeholder "${b.name}"`);
+      const value = b.index !== undefined ? (values as unknown[])[b.index] : named[b.name];
       // NULL stays NULL, as Drizzle binds it (a JSON column would otherwise get the text 'null').
       return b.encode && value !== null && value !== undefined ? b.encode(value) : value;
     });
@@ -128,6 +133,13 @@ export function preparedSql<Values extends object>(statement: SQL): (values: Val
   return prepared<Values>(() => ({ toSQL: () => dialect.sqlToQuery(statement) }));
 }
 
+/** The placeholder of a prepared statement bound from an array: its value is `values[index]`. */
+export const placeholderAt = (index: number) => sql.placeholder(String(index));
+
+/** A placeholder's index in an array of values, if its name is one ('0', '1', …). */
+const indexOf = (name: string): number | undefined =>
+  /^(0|[1-9][0-9]*)$/.test(name) ? Number(name) : undefined;
+
 function compile(statement: Renderable) {
   const { sql: text, params } = statement.toSQL();
   const parts = text.split('?');
@@ -136,11 +148,11 @@ function compile(statement: Renderable) {
     throw new Error(`a prepared statement has ${parts.length - 1} "?" for ${params.length} values: ${text}`);
   }
   const binders = params.map((p): Binder => {
-    if (is(p, Placeholder)) return { name: p.name };
+    if (is(p, Placeholder)) return { name: p.name, index: indexOf(p.name) };
     if (is(p, Param)) {
       const encoder = p.encoder as { mapToDriverValue(v: unknown): unknown } | undefined;
       const encode = encoder ? (v: unknown) => encoder.mapToDriverValue(v) : undefined;
-      if (is(p.value, Placeholder)) return { name: p.value.name, encode };
+      if (is(p.value, Placeholder)) return { name: p.value.name, index: indexOf(p.value.name), encode };
       return { constant: encode ? encode(p.value) : p.value };
     }
     return { constant: p };

@@ -25,7 +25,7 @@
 import { and, asc, eq, gt, lte, sql } from 'drizzle-orm';
 import { commitWith, type Executor } from '../db/client.js';
 import { asInsertId, insertOrUpdate, lastInsertId } from '../db/dialect.js';
-import { preparedPerCount, preparedSql } from '../db/prepared.js';
+import { placeholderAt, preparedPerCount, preparedSql } from '../db/prepared.js';
 import { handledEvents, historyPositions } from '../db/schema.js';
 import type { StoredEvent } from '../outbox/handler.js';
 
@@ -76,7 +76,7 @@ export async function appendHistoryAndCommit(
   // on the server, and the insert id tells us which they are.
   const [counter] = await commitWith(tx, [
     takePositions({ count: rows.length }),
-    insertRows(rows.length)(Object.fromEntries(rows.flatMap((row, i) => rowValues(row, i)))),
+    insertRows(rows.length)(rowsValues(rows)),
   ]);
   const last = Number(counter?.insertId);
   if (!Number.isSafeInteger(last) || last < rows.length)
@@ -94,44 +94,56 @@ const takePositions = preparedSql<{ count: number }>(
   ),
 );
 
+/** A history row's values in the order insertRows binds them. */
+const ROW_FIELDS = [
+  'eventId',
+  'type',
+  'aggregateType',
+  'aggregateId',
+  'sequence',
+  'occurredAt',
+  'handledAt',
+  'handler',
+  'payload',
+  'traceparent',
+] as const;
+
 /**
  * Inserts of n rows (a worker's group), each taking the positions just counted: the i-th is
- * LAST_INSERT_ID() - (n - 1 - i).
+ * LAST_INSERT_ID() - (n - 1 - i). Bound from one flat list of values, ROW_FIELDS of each row.
  */
-const insertRows = preparedPerCount<Record<string, unknown>>(
+const insertRows = preparedPerCount<unknown[]>(
   (n) => (db) =>
     db.insert(handledEvents).values(
-      Array.from({ length: n }, (_, i) => ({
-        position: sql`${lastInsertId} - ${n - 1 - i}`,
-        eventId: sql.placeholder(`eventId${i}`),
-        type: sql.placeholder(`type${i}`),
-        aggregateType: sql.placeholder(`aggregateType${i}`),
-        aggregateId: sql.placeholder(`aggregateId${i}`),
-        sequence: sql.placeholder(`sequence${i}`),
-        occurredAt: sql.placeholder(`occurredAt${i}`),
-        handledAt: sql.placeholder(`handledAt${i}`),
-        handler: sql.placeholder(`handler${i}`),
-        // The JSON text as it is, not through the column's encoding (which would encode it again).
-        payload: sql`${sql.placeholder(`payload${i}`)}`,
-        traceparent: sql.placeholder(`traceparent${i}`),
-      })),
+      Array.from({ length: n }, (_, i) => {
+        const at = (field: (typeof ROW_FIELDS)[number]) =>
+          placeholderAt(i * ROW_FIELDS.length + ROW_FIELDS.indexOf(field));
+        return {
+          position: sql`${lastInsertId} - ${n - 1 - i}`,
+          eventId: at('eventId'),
+          type: at('type'),
+          aggregateType: at('aggregateType'),
+          aggregateId: at('aggregateId'),
+          sequence: at('sequence'),
+          occurredAt: at('occurredAt'),
+          handledAt: at('handledAt'),
+          handler: at('handler'),
+          // The JSON text as it is, not through the column's encoding (which would encode it again).
+          payload: sql`${at('payload')}`,
+          traceparent: at('traceparent'),
+        };
+      }),
     ),
 );
 
-/** The i-th row's values, by the placeholder names of insertRows. */
-function rowValues(row: NewHistoryRow, i: number): Array<[string, unknown]> {
-  return [
-    [`eventId${i}`, row.eventId],
-    [`type${i}`, row.type],
-    [`aggregateType${i}`, row.aggregateType],
-    [`aggregateId${i}`, row.aggregateId],
-    [`sequence${i}`, row.sequence],
-    [`occurredAt${i}`, row.occurredAt],
-    [`handledAt${i}`, row.handledAt],
-    [`handler${i}`, row.handler],
-    [`payload${i}`, JSON.stringify(row.payload)],
-    [`traceparent${i}`, row.traceparent],
-  ];
+/** The rows' values, ROW_FIELDS of each in turn (insertRows). */
+function rowsValues(rows: readonly NewHistoryRow[]): unknown[] {
+  const values: unknown[] = [];
+  for (const row of rows) {
+    for (const field of ROW_FIELDS)
+      values.push(field === 'payload' ? JSON.stringify(row.payload) : row[field]);
+  }
+  return values;
 }
 
 /** MariaDB returns JSON columns as text; MySQL returns them parsed. */

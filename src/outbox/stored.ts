@@ -5,7 +5,7 @@
 import { and, count, eq, inArray, type SQLWrapper, sql } from 'drizzle-orm';
 import { type Executor, readAll } from '../db/client.js';
 import { parseJson } from '../db/dialect.js';
-import { preparedPerCount } from '../db/prepared.js';
+import { placeholderAt, preparedPerCount } from '../db/prepared.js';
 import { outbox } from '../db/schema.js';
 import type { EventEnvelope } from './event.js';
 import { type EventRow, envelopeOfRow, eventColumns } from './rows.js';
@@ -61,8 +61,7 @@ export async function findEventsWith(
     return { events: new Map(), alongside: alongside.length > 0 ? await readAll(db, alongside) : [] };
   }
   // Read and mapped by hand (readRows): this runs for every group the worker handles.
-  const values = Object.fromEntries(eventIds.map((id, i) => [`id${i}`, id]));
-  const [rows, ...others] = (await readAll(db, [findStatement(eventIds.length)(values), ...alongside])) as [
+  const [rows, ...others] = (await readAll(db, [findStatement(eventIds.length)(eventIds), ...alongside])) as [
     EventRow[],
     ...unknown[][],
   ];
@@ -73,7 +72,7 @@ export async function findEventsWith(
 }
 
 /** findEvents' read of n ids, rendered once per n (a worker's group is 1 to its prefetch). */
-const findStatement = preparedPerCount<Record<string, string>>((n) => (db) => {
-  const ids = Array.from({ length: n }, (_, i) => sql.placeholder(`id${i}`));
+const findStatement = preparedPerCount<readonly string[]>((n) => (db) => {
+  const ids = Array.from({ length: n }, (_, i) => placeholderAt(i));
   return db.select(eventColumns).from(outbox).where(inArray(outbox.eventId, ids));
 });

@@ -1,6 +1,6 @@
-import { inArray, type SQLWrapper, sql } from 'drizzle-orm';
+import { inArray, type SQLWrapper } from 'drizzle-orm';
 import type { MySqlColumn } from 'drizzle-orm/mysql-core';
-import { preparedPerCount } from '../db/prepared.js';
+import { placeholderAt, preparedPerCount } from '../db/prepared.js';
 import type { GroupLoad, LoadColumns, LoadedRow } from '../outbox/handler.js';
 
 /**
@@ -10,7 +10,7 @@ import type { GroupLoad, LoadColumns, LoadedRow } from '../outbox/handler.js';
  * as the schema types them, by key. The domain never sees a placeholder or a driver row.
  */
 
-type Statement = (count: number) => (values: Record<string, string>) => SQLWrapper;
+type Statement = (count: number) => (ids: readonly string[]) => SQLWrapper;
 
 const statements = new WeakMap<GroupLoad, Statement>();
 
@@ -22,8 +22,8 @@ function statementOf<C extends LoadColumns>(load: GroupLoad<C>): Statement {
   let statement = statements.get(load as object as GroupLoad);
   if (!statement) {
     const key = keyColumn(load);
-    statement = preparedPerCount<Record<string, string>>((n) => (db) => {
-      const ids = Array.from({ length: n }, (_, i) => sql.placeholder(`id${i}`));
+    statement = preparedPerCount<readonly string[]>((n) => (db) => {
+      const ids = Array.from({ length: n }, (_, i) => placeholderAt(i));
       return db.select(load.columns).from(key.table).where(inArray(key, ids));
     });
     statements.set(load as object as GroupLoad, statement);
@@ -47,7 +47,7 @@ export function loadStatement<C extends LoadColumns>(
   const numeric = isNumeric(keyColumn(load));
   const ids = [...new Set(aggregateIds)].filter((id) => !numeric || DECIMAL_INTEGER.test(id));
   if (ids.length === 0) return undefined;
-  return statementOf(load)(ids.length)(Object.fromEntries(ids.map((id, i) => [`id${i}`, id])));
+  return statementOf(load)(ids.length)(ids);
 }
 
 /**

@@ -25,7 +25,7 @@ import { checkPartitions, handledLag } from './checks.js';
 import { ForwardingProcess, type Route } from './forward.js';
 import { Member, type MemberRole } from './members.js';
 import { PartitionNet, partitionSupport, removeLeftovers } from './net.js';
-import { play, type Scenario, type ScenarioResult, scenarios } from './scenarios.js';
+import { DEFAULT_CUTS, parseCuts, play, type Scenario, type ScenarioResult, scenarios } from './scenarios.js';
 import { ReadyzProbe, Traffic } from './traffic.js';
 
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -39,19 +39,30 @@ const TOPOLOGY: ReadonlyArray<[string, MemberRole]> = [
   ['worker-2', 'worker'],
 ];
 
-/** `--ci`, `--only id,id` (scenario ids, scenarios.ts). */
-function options(argv: readonly string[]): { ci: boolean; only: string[] | undefined } {
-  const at = argv.indexOf('--only');
-  const list = at >= 0 ? argv[at + 1] : argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-  if (at >= 0 && !list) throw new Error('--only needs scenario ids, e.g. --only db-120,mq-120');
-  return { ci: argv.includes('--ci'), only: list?.split(',').filter(Boolean) };
+/** `--ci`, `--only id,id` (scenario ids), `--cuts 20,60,120` (the full run's lengths): scenarios.ts. */
+function options(argv: readonly string[]): { ci: boolean; only: string[] | undefined; cuts: number[] } {
+  const only = argValue(argv, '--only', 'scenario ids, e.g. --only db-60,mq-60');
+  const cuts = argValue(argv, '--cuts', 'seconds, e.g. --cuts 20,60,120');
+  return {
+    ci: argv.includes('--ci'),
+    only: only?.split(',').filter(Boolean),
+    cuts: cuts === undefined ? [...DEFAULT_CUTS] : parseCuts(cuts),
+  };
+}
+
+/** The value of `--name value` or `--name=value`. */
+function argValue(argv: readonly string[], name: string, needs: string): string | undefined {
+  const at = argv.indexOf(name);
+  const value = at >= 0 ? argv[at + 1] : argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+  if (at >= 0 && !value) throw new Error(`${name} needs ${needs}`);
+  return value;
 }
 
 async function main(): Promise<number> {
   let chosen: Scenario[];
   try {
-    const { ci, only } = options(process.argv.slice(2));
-    chosen = scenarios(ci, only);
+    const { ci, only, cuts } = options(process.argv.slice(2));
+    chosen = scenarios(ci, only, cuts);
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n`);
     return 2;

@@ -8,7 +8,7 @@ import type { Link, PartitionNet } from './net.js';
 import type { Traffic } from './traffic.js';
 
 export interface Scenario {
-  /** Short name for `--only` (db-20, mq-120, both-20, relay-120, worker-20, stop). */
+  /** Short name for `--only` (db-20, mq-60, both-120, relay-20, worker-60, stop). */
   readonly id: string;
   readonly label: string;
   /** `all` cuts every service process; otherwise the one named. */
@@ -21,11 +21,19 @@ export interface Scenario {
 
 const both: readonly Link[] = ['db', 'mq'];
 
+/** The cut lengths of the full run; 60 s is chosen by `--only …-60` or `--cuts 20,60,120`. */
+export const DEFAULT_CUTS: readonly number[] = [20, 120];
+/** Every cut length `--only` knows ids of, besides those of `--cuts`. */
+const KNOWN_CUTS: readonly number[] = [20, 60, 120];
+/** Seconds a cut may last: long enough to outlast every bound, short enough to end. */
+export const CUT_RANGE = { min: 5, max: 600 } as const;
+
 /**
- * The full set, the short one (`--ci`), or the scenarios named in `only` (ids, in the full set's
- * order; an unknown id is an error that lists the known ones).
+ * The full set for each length of `cuts` (and the stop during a cut), the short one (`--ci`),
+ * or the scenarios named in `only` (ids of 20, 60 and 120 s and of `cuts`, in that order; an
+ * unknown id is an error that lists the known ones).
  */
-export function scenarios(ci: boolean, only?: readonly string[]): Scenario[] {
+export function scenarios(ci: boolean, only?: readonly string[], cuts = DEFAULT_CUTS): Scenario[] {
   const set = (seconds: number): Scenario[] => [
     { id: `db-${seconds}`, label: `database cut ${seconds} s`, target: 'all', links: ['db'], seconds },
     { id: `mq-${seconds}`, label: `broker cut ${seconds} s`, target: 'all', links: ['mq'], seconds },
@@ -59,16 +67,29 @@ export function scenarios(ci: boolean, only?: readonly string[]): Scenario[] {
     seconds: 20,
     stopDuring: true,
   };
-  const all = [...set(20), ...set(120), stop];
   if (only) {
-    const unknown = only.filter((id) => !all.some((s) => s.id === id));
+    const lengths = [...new Set([...KNOWN_CUTS, ...cuts])].sort((a, b) => a - b);
+    const known = [...lengths.flatMap(set), stop];
+    const unknown = only.filter((id) => !known.some((s) => s.id === id));
     if (unknown.length > 0) {
-      throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${all.map((s) => s.id).join(' ')}`);
+      throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${known.map((s) => s.id).join(' ')}`);
     }
-    return all.filter((s) => only.includes(s.id));
+    return known.filter((s) => only.includes(s.id));
   }
   if (ci) return [set(20)[2] as Scenario, set(20)[4] as Scenario, stop];
-  return all;
+  return [...cuts.flatMap(set), stop];
+}
+
+/** `--cuts 20,60,120`: the lengths of the full run's cuts, in seconds. */
+export function parseCuts(list: string): number[] {
+  const cuts = list.split(',').filter(Boolean).map(Number);
+  const bad = cuts.filter((s) => !Number.isInteger(s) || s < CUT_RANGE.min || s > CUT_RANGE.max);
+  if (cuts.length === 0 || bad.length > 0) {
+    throw new Error(
+      `--cuts needs whole seconds from ${CUT_RANGE.min} to ${CUT_RANGE.max}, e.g. --cuts 20,60,120 (got ${list})`,
+    );
+  }
+  return [...new Set(cuts)];
 }
 
 /** What one scenario measured. */

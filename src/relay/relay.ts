@@ -1,4 +1,5 @@
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { isOutage, type Publisher } from '../broker/publisher.js';
 import type { Database } from '../db/client.js';
@@ -87,6 +88,9 @@ export class Relay implements Handoff {
     // relay that takes a row over writes its own token into it.
     this.lease = { owner: this.owner, token: randomUUID(), durationMs: options.leaseMs };
     this.refused = new Condition(options.log, 'publishes refused');
+    // Each publish waiting for a channel listens to the stop: during a broker cut every hand-off
+    // batch waits (up to the confirm timeout), more than Node's 10 before it warns of a leak.
+    setMaxListeners(0, this.stopController.signal);
     this.handedOver = new HandedOver({
       ...options,
       lease: this.lease,

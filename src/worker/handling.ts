@@ -17,9 +17,9 @@ import type { AnyHandler, Delivery } from './pipeline.js';
 import { verifiedEvent } from './policies/verify.js';
 import {
   type AggregateKey,
+  FirstEventsAtCommit,
   type Progress,
   recordFirstEvent,
-  recordFirstEventAtCommit,
   recordInbox,
   setProgress,
   takeProgress,
@@ -63,9 +63,10 @@ export interface HandlingOptions {
  *   3. the inbox row, the handler, the progress;
  * and, last, the group's history rows with the COMMIT (history/store.ts explains why last).
  *
- * `deferred`: an aggregate's first event records its progress and inbox rows with the COMMIT,
- * so they cost no round trip of their own. Any other step first sends what was deferred, since it reads the
- * progress rows those writes make. A failure among deferred writes stops the COMMIT; the
+ * `deferred`: the first events of aggregates record their progress and inbox rows with the
+ * COMMIT, two statements for the group (FirstEventsAtCommit), so they cost no round trip of
+ * their own. Any other step first sends what was deferred, since it reads the progress rows
+ * those writes make. A failure among deferred writes stops the COMMIT; the
  * caller then handles each message again without deferring (policies/group-commit.ts).
  */
 export function handleGroup(
@@ -76,7 +77,8 @@ export function handleGroup(
   const handledAt = new Date();
   return transaction(context.db, async (tx) => {
     linkGroup(group);
-    const deferring = deferred && defersWrites(tx);
+    // What first events write goes with the COMMIT, two statements for the group.
+    const firstEvents = deferred && defersWrites(tx) ? new FirstEventsAtCommit(tx, handledAt) : undefined;
     // The handlers' own reads for the group (Handler.loads) go with the stored events'.
     const reads = groupReads(group);
     const { events: stored, alongside } = await findEventsWith(
@@ -97,7 +99,7 @@ export function handleGroup(
               context,
               tx,
               { event, delivery, handledAt, loaded: loaded.get(delivery.handler) },
-              deferring,
+              firstEvents,
               attempt,
             );
       if ('kind' in result) {
@@ -107,6 +109,7 @@ export function handleGroup(
       handled.push(index);
       rows.push(result.row);
     }
+    await firstEvents?.queue();
     // Last, right before the commit: the counter's lock orders commits (history/store.ts).
     const history = await traceHistoryWrite(rows.length, () => appendHistoryAndCommit(tx, rows));
     handled.forEach((index, i) => {
@@ -147,7 +150,7 @@ async function takeTurn(
   tx: Transaction,
   event: StoredEvent,
   handledAt: Date,
-  deferred: boolean,
+  firstEvents: FirstEventsAtCommit | undefined,
   attempt?: { firstDeferred: boolean },
 ): Promise<Turn> {
   const key: AggregateKey = {
@@ -158,11 +161,13 @@ async function takeTurn(
   // The common case, an aggregate's first event seen for the first time: with the COMMIT when
   // deferred, else one round trip of its own.
   let first = false;
-  if (deferred && event.sequence === 1) {
-    await recordFirstEventAtCommit(tx, key, event.eventId, handledAt);
+  if (firstEvents && event.sequence === 1) {
+    firstEvents.add(key, event.eventId);
     first = true;
     if (attempt) attempt.firstDeferred = true;
   } else {
+    // What this turn reads: the progress rows earlier first events of the group make.
+    await firstEvents?.queue();
     await flushDeferredWrites(tx);
     first = event.sequence === 1 && (await recordFirstEvent(tx, key, event.eventId, handledAt));
   }
@@ -212,10 +217,10 @@ async function handleOne(
     handledAt: Date;
     loaded: ReadonlyMap<string, unknown> | undefined;
   },
-  deferred: boolean,
+  firstEvents: FirstEventsAtCommit | undefined,
   attempt?: { firstDeferred: boolean },
 ): Promise<Exclude<Decision, { kind: 'handled' }> | { row: NewHistoryRow }> {
-  const turn = await takeTurn(context, tx, event, handledAt, deferred, attempt);
+  const turn = await takeTurn(context, tx, event, handledAt, firstEvents, attempt);
   if ('kind' in turn) return turn;
   const { handler } = delivery;
   const handle = () =>
@@ -230,7 +235,7 @@ async function handleOne(
     });
   // The handler's writes ride on the COMMIT; handled again statement by statement (not
   // deferred), a failing write fails where the handler sent it.
-  await (deferred ? tx.deferringWrites(handle) : handle());
+  await (firstEvents ? tx.deferringWrites(handle) : handle());
   const key = {
     consumer: context.consumer,
     aggregateType: event.aggregateType,

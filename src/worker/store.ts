@@ -7,7 +7,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { type Executor, execute, executeAll, type Transaction, writeAtCommit } from '../db/client.js';
 import { deleteOldest, insertIfAbsent, insertOrUpdate } from '../db/dialect.js';
 import { isDuplicateKey } from '../db/errors.js';
-import { prepared } from '../db/prepared.js';
+import { placeholderAt, prepared, preparedPerCount } from '../db/prepared.js';
 import { inbox, workerProgress } from '../db/schema.js';
 
 export interface AggregateKey {
@@ -73,20 +73,62 @@ async function writtenUnlessDuplicate(write: Promise<unknown>): Promise<boolean>
   }
 }
 
+/** insertFirstProgress and insertInbox of n rows, bound from flat lists (3 values a row). */
+const insertFirstProgressRows = preparedPerCount<readonly unknown[]>(
+  (n) => (db) =>
+    db.insert(workerProgress).values(
+      Array.from({ length: n }, (_, i) => ({
+        consumer: placeholderAt(3 * i),
+        aggregateType: placeholderAt(3 * i + 1),
+        aggregateId: placeholderAt(3 * i + 2),
+        lastSequence: 1,
+      })),
+    ),
+);
+const insertInboxRows = preparedPerCount<readonly unknown[]>(
+  (n) => (db) =>
+    db.insert(inbox).values(
+      Array.from({ length: n }, (_, i) => ({
+        consumer: placeholderAt(3 * i),
+        messageId: placeholderAt(3 * i + 1),
+        handledAt: placeholderAt(3 * i + 2),
+      })),
+    ),
+);
+
 /**
- * recordFirstEvent without a round trip of its own: both rows go to the server with the COMMIT
- * (writeAtCommit). Only for a transaction that may fail at its commit and be done again the
- * usual way: if either row is already there, the COMMIT does not run and the transaction fails
- * with a duplicate key, where recordFirstEvent would have answered false.
+ * recordFirstEvent without a round trip of its own, for the first events of a group: their
+ * progress and inbox rows are gathered (add) and go to the server with the COMMIT
+ * (writeAtCommit) as two statements of n rows, not two per event. Only for a transaction that
+ * may fail at its commit and be done again the usual way: if any row is already there, the
+ * COMMIT does not run and the transaction fails with a duplicate key, where recordFirstEvent
+ * would have answered false. `queue` must run before anything reads progress rows (a later
+ * event's turn) and before the COMMIT.
  */
-export async function recordFirstEventAtCommit(
-  tx: Transaction,
-  key: AggregateKey,
-  messageId: string,
-  handledAt: Date,
-): Promise<void> {
-  await writeAtCommit(tx, insertFirstProgress(key));
-  await writeAtCommit(tx, insertInbox({ consumer: key.consumer, messageId, handledAt }));
+export class FirstEventsAtCommit {
+  private progress: unknown[] = [];
+  private inbox: unknown[] = [];
+
+  constructor(
+    private readonly tx: Transaction,
+    private readonly handledAt: Date,
+  ) {}
+
+  add(key: AggregateKey, messageId: string): void {
+    this.progress.push(key.consumer, key.aggregateType, key.aggregateId);
+    this.inbox.push(key.consumer, messageId, this.handledAt);
+  }
+
+  /** Queues the rows added so far for the COMMIT, ahead of any write deferred after this. */
+  async queue(): Promise<void> {
+    const n = this.progress.length / 3;
+    if (n === 0) return;
+    const [progress, inboxRows] = [this.progress, this.inbox];
+    this.progress = [];
+    this.inbox = [];
+    await writeAtCommit(this.tx, insertFirstProgressRows(n)(progress));
+    await writeAtCommit(this.tx, insertInboxRows(n)(inboxRows));
+  }
 }
 
 /** Whether the inbox holds this message id (it was handled and its row not yet pruned). */

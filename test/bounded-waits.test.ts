@@ -6,9 +6,9 @@ import { readinessHandler } from '../src/app/readiness.js';
 import { BrokerConnection } from '../src/broker/connection.js';
 import { ChannelSession } from '../src/broker/session.js';
 import { DEFAULT_BOUNDS } from '../src/db/bounds.js';
-import { connectDatabase, readRows, transaction } from '../src/db/client.js';
+import { connectDatabase, readRows, transaction, withDeadline } from '../src/db/client.js';
 import { isTransientDatabaseError } from '../src/db/errors.js';
-import { Deadline, withDeadline } from '../src/support/deadline.js';
+import { Deadline } from '../src/support/deadline.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { TEST_AMQP_URL } from './support/env.js';
 import { startTcpProxy } from './support/proxy.js';
@@ -89,7 +89,8 @@ describe('database waits are bounded', () => {
 
   it('work for a request whose deadline passed while it waited for a connection is never run', async () => {
     await db.query('CREATE TABLE IF NOT EXISTS late_work (id INT PRIMARY KEY)');
-    const handle = connectDatabase(db.url, 1);
+    // A checkout bound far beyond the deadline: only the deadline can stop the late work.
+    const handle = connectDatabase(db.url, 1, { ...DEFAULT_BOUNDS, acquireTimeoutMs: 60_000 });
     let release!: () => void;
     const held = new Promise<void>((resolve) => {
       release = resolve;
@@ -98,11 +99,9 @@ describe('database waits are bounded', () => {
       const holder = transaction(handle.db, async () => held);
       const deadline = new Deadline(Date.now() + 200);
       setTimeout(() => deadline.abort(new Error('deadline')), 200);
-      const late = withDeadline(deadline, () =>
-        transaction(handle.db, async (tx) => {
-          await tx.execute(sql`INSERT INTO late_work (id) VALUES (1)`);
-        }),
-      );
+      const late = transaction(withDeadline(handle.db, deadline), async (tx) => {
+        await tx.execute(sql`INSERT INTO late_work (id) VALUES (1)`);
+      });
       await expect(late).rejects.toSatisfy(isTransientDatabaseError);
       release();
       await holder;
@@ -111,6 +110,40 @@ describe('database waits are bounded', () => {
       expect(await db.query('SELECT id FROM late_work')).toEqual([]);
     } finally {
       release();
+      await handle.close();
+    }
+  });
+
+  it("a request's own statements wait for a connection no longer than its deadline, and none is sent after it", async () => {
+    await db.query('CREATE TABLE IF NOT EXISTS late_statement (id INT PRIMARY KEY)');
+    const handle = connectDatabase(db.url, 2, { ...DEFAULT_BOUNDS, acquireTimeoutMs: 60_000 });
+    const release: Array<() => void> = [];
+    try {
+      // Every statement connection busy: a single statement has to wait for one.
+      const holders = [1, 2].map(() =>
+        handle.pool.getConnection().then((connection) => {
+          release.push(() => connection.release());
+        }),
+      );
+      await Promise.all(holders);
+      const deadline = new Deadline(Date.now() + 300);
+      const request = withDeadline(handle.db, deadline);
+      const started = performance.now();
+      const waited = await request.execute(sql`INSERT INTO late_statement (id) VALUES (1)`).catch((e) => e);
+      expect(performance.now() - started).toBeLessThan(1_500);
+      // Drizzle wraps the driver's error: its cause is the checkout's.
+      expect((waited as { cause?: { code?: string } }).cause?.code).toBe('POOL_ACQUIRE_TIMEOUT');
+      expect(isTransientDatabaseError(waited)).toBe(true);
+      for (const r of release.splice(0)) r();
+      // With connections free again, an abandoned request still sends nothing.
+      deadline.abort(new Error('client went away'));
+      await expect(request.execute(sql`INSERT INTO late_statement (id) VALUES (2)`)).rejects.toSatisfy(
+        isTransientDatabaseError,
+      );
+      // The same database without the deadline works, and neither insert ran.
+      expect(await readRows(handle.db, sql`SELECT id FROM late_statement`)).toEqual([]);
+    } finally {
+      for (const r of release) r();
       await handle.close();
     }
   });

@@ -43,6 +43,7 @@ describe('the request deadline', () => {
     });
     // A session that holds the customers table: every create waits on it, as on a dead link.
     const blocker = await mysql.createConnection({ uri: db.url });
+    const lateEmail = `late.${uniqueSuffix()}@example.com`;
     try {
       await blocker.query('LOCK TABLES customers WRITE');
       const started = performance.now();
@@ -51,7 +52,7 @@ describe('the request deadline', () => {
         headers: { 'content-type': 'application/json', 'idempotency-key': `deadline-${uniqueSuffix()}` },
         body: JSON.stringify({
           query: CREATE_CUSTOMER,
-          variables: { input: { email: `late.${uniqueSuffix()}@example.com`, name: 'Late' } },
+          variables: { input: { email: lateEmail, name: 'Late' } },
         }),
       });
       const elapsed = performance.now() - started;
@@ -67,6 +68,9 @@ describe('the request deadline', () => {
     }
     // Nothing of the abandoned request holds the service up afterwards.
     await waitFor('a create after the lock', () => createCustomer(url, 'after'), { timeoutMs: 10_000 });
+    // The abandoned create's statement was ended at the deadline, not left to finish once the
+    // lock went: its transaction never committed.
+    expect(await db.query('SELECT id FROM customers WHERE email = ?', [lateEmail])).toEqual([]);
   });
 
   it('/healthz and /readyz answer as before when nothing hangs', async () => {

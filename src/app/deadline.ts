@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log.js';
-import { Deadline, withDeadline } from '../support/deadline.js';
+import { Deadline } from '../support/deadline.js';
 import { Condition } from '../support/log-limit.js';
 
 /** What a 503 tells clients to wait before retrying. */
@@ -16,19 +16,21 @@ const UNAVAILABLE_BODY = JSON.stringify({
 });
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+type DeadlineHandler = (req: IncomingMessage, res: ServerResponse, deadline: Deadline) => void;
 
 /**
  * A server-side deadline for every HTTP request: a request that has not begun its answer within
  * `timeoutMs` is answered 503 SERVICE_UNAVAILABLE with Retry-After, whatever it waits for (a
- * pool checkout, a statement in a dead link, the broker). Its work runs under a Deadline
- * (support/deadline.ts) that aborts then, or as soon as the client goes away, so the database
- * starts none of its statements later, for a client that is no longer there: a retry with the
- * same Idempotency-Key finds either the first attempt committed or nothing.
+ * pool checkout, a statement in a dead link, the broker). `handle` gets the request's Deadline
+ * (support/deadline.ts), which aborts then, or as soon as the client goes away, and hands it to
+ * the database with the request's work (db/deadline.ts), so the database starts none of its
+ * statements later, for a client that is no longer there: a retry with the same
+ * Idempotency-Key finds either the first attempt committed or nothing.
  *
  * A response that has begun (its headers written, as a subscription's stream does at once) is
  * released from the deadline and goes on as long as it needs.
  */
-export function withRequestDeadline(timeoutMs: number, log: Logger, handle: Handler): Handler {
+export function withRequestDeadline(timeoutMs: number, log: Logger, handle: DeadlineHandler): Handler {
   const missed = new Condition(log, 'request deadline passed');
   return (req, res) => {
     const deadline = new Deadline(Date.now() + timeoutMs);
@@ -65,7 +67,7 @@ export function withRequestDeadline(timeoutMs: number, log: Logger, handle: Hand
       }
       clearTimeout(timer);
     });
-    withDeadline(deadline, () => handle(req, res));
+    handle(req, res, deadline);
   };
 }
 

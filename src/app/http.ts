@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type ApolloServer, HeaderMap } from '@apollo/server';
 import type { Logger } from '../log.js';
+import type { Deadline } from '../support/deadline.js';
 import type { AppContext } from './context.js';
 
 /**
@@ -24,7 +25,7 @@ export interface GraphqlPostOptions {
   readonly apollo: ApolloServer<AppContext>;
   readonly log: Logger;
   readonly maxBodyBytes: number;
-  readonly context: (req: IncomingMessage) => Promise<AppContext>;
+  readonly context: (req: IncomingMessage, deadline: Deadline) => Promise<AppContext>;
   /** CORS for the request (origin.ts); calls `next` unless it answered the request itself. */
   readonly cors?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
 }
@@ -39,7 +40,7 @@ export interface GraphqlPostOptions {
  */
 export function graphqlPost(
   options: GraphqlPostOptions,
-): (req: IncomingMessage, res: ServerResponse) => boolean {
+): (req: IncomingMessage, res: ServerResponse, deadline: Deadline) => boolean {
   const { apollo, log, maxBodyBytes, context, cors } = options;
   const respond = (res: ServerResponse, status: number, body: unknown) => {
     res.statusCode = status;
@@ -48,7 +49,7 @@ export function graphqlPost(
   };
   const refuse = (res: ServerResponse, status: number) => respond(res, status, refusalBody(status));
 
-  const run = async (req: IncomingMessage, res: ServerResponse, search: string) => {
+  const run = async (req: IncomingMessage, res: ServerResponse, search: string, deadline: Deadline) => {
     let text = await readBody(req, maxBodyBytes);
     if (typeof text === 'number') {
       refuse(res, text);
@@ -74,7 +75,7 @@ export function graphqlPost(
     }
     const response = await apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: 'POST', headers, search, body },
-      context: () => context(req),
+      context: () => context(req, deadline),
     });
     for (const [key, value] of response.headers) res.setHeader(key, value);
     res.statusCode = response.status ?? 200;
@@ -86,13 +87,13 @@ export function graphqlPost(
     res.end();
   };
 
-  return (req, res) => {
+  return (req, res, deadline) => {
     if (req.method !== 'POST' || !req.url) return false;
     const query = req.url.indexOf('?');
     const path = query === -1 ? req.url : req.url.slice(0, query);
     if (path !== '/graphql' || !plainJson(req)) return false;
     const go = () => {
-      run(req, res, query === -1 ? '' : (req.url?.slice(query) ?? '')).catch((error: unknown) => {
+      run(req, res, query === -1 ? '' : (req.url?.slice(query) ?? ''), deadline).catch((error: unknown) => {
         log.error({ err: error }, 'HTTP request failed');
         if (res.headersSent) res.destroy();
         else refuse(res, 500);

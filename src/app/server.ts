@@ -9,10 +9,11 @@ import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHt
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type ErrorRequestHandler } from 'express';
 import type { AppConfig } from '../config/index.js';
-import type { Database } from '../db/client.js';
+import { type Database, withDeadline } from '../db/client.js';
 import type { HistoryFeed } from '../history/feed.js';
 import type { Logger } from '../log.js';
 import type { OutboxWriter } from '../outbox/writer.js';
+import type { Deadline } from '../support/deadline.js';
 import { listen } from '../support/listen.js';
 import { pipelinePlugin } from './apollo-plugin.js';
 import { ConnectionBudget } from './connections.js';
@@ -154,8 +155,9 @@ export class AppServer {
       res.redirect('/graphql');
     });
     const cors = config.http.corsOrigins.length > 0 ? corsFor(config.http.corsOrigins) : undefined;
-    const context = async (req: IncomingMessage): Promise<AppContext> => ({
-      db,
+    // The request's database is bounded by its deadline (db/deadline.ts).
+    const context = async (req: IncomingMessage, deadline: Deadline | undefined): Promise<AppContext> => ({
+      db: deadline ? withDeadline(db, deadline) : db,
       log,
       eventHeaders: eventHeadersFrom(req.headers),
       admin: isAdmin(req.headers, config.http.adminToken),
@@ -165,7 +167,7 @@ export class AppServer {
     app.use(
       '/graphql',
       express.json({ limit: config.http.maxBodyBytes }),
-      expressMiddleware(this.apollo, { context: ({ req }) => context(req) }),
+      expressMiddleware(this.apollo, { context: ({ req, res }) => context(req, deadlineOf(res)) }),
     );
     app.use((_req, res) => {
       res.status(404).json({ errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }] });
@@ -188,8 +190,8 @@ export class AppServer {
       cors,
       connections: this.connections,
       // Subscriptions only: no operator operation runs there.
-      makeContext: (req, stream) => ({
-        db,
+      makeContext: (req, stream, deadline) => ({
+        db: withDeadline(db, deadline),
         log,
         eventHeaders: eventHeadersFrom(req.headers),
         admin: false,
@@ -200,8 +202,10 @@ export class AppServer {
     // A stream is under the deadline until it begins (its headers), then released from it.
     this.httpServer.on(
       'request',
-      withRequestDeadline(config.requestTimeoutMs, log, (req, res) => {
-        if (!streams.handle(req, res) && !post(req, res)) app(req, res);
+      withRequestDeadline(config.requestTimeoutMs, log, (req, res, deadline) => {
+        if (streams.handle(req, res, deadline) || post(req, res, deadline)) return;
+        // Express keeps res.locals as it finds them: the deadline reaches the context there.
+        app(req, Object.assign(res, { locals: { deadline } }));
       }),
     );
 
@@ -245,6 +249,9 @@ export class AppServer {
     return this.stopping;
   }
 }
+
+/** The deadline server.ts put in an Express response's locals. */
+const deadlineOf = (res: { locals?: { deadline?: Deadline } }): Deadline | undefined => res.locals?.deadline;
 
 const firstLine = (message: unknown): string => String(message).split('\n', 1)[0] ?? '';
 

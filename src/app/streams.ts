@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FormattedExecutionResult } from 'graphql';
 import type { Logger } from '../log.js';
+import type { Deadline } from '../support/deadline.js';
 import type { ConnectionBudget } from './connections.js';
 import type { AppContext, EventStreamPosition } from './context.js';
 import type { StreamFraming } from './framing.js';
@@ -49,7 +50,11 @@ export interface HttpSubscriptionsOptions {
   readonly cors?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
   /** Shared with the WebSocket server. */
   readonly connections: ConnectionBudget;
-  readonly makeContext: (req: IncomingMessage, stream: EventStreamPosition | undefined) => AppContext;
+  readonly makeContext: (
+    req: IncomingMessage,
+    stream: EventStreamPosition | undefined,
+    deadline: Deadline,
+  ) => AppContext;
 }
 
 /**
@@ -67,12 +72,12 @@ export class HttpSubscriptions {
   constructor(private readonly options: HttpSubscriptionsOptions) {}
 
   /** Takes a GET or POST to /graphql that asks for a stream; false for anything else. */
-  handle(req: IncomingMessage, res: ServerResponse): boolean {
+  handle(req: IncomingMessage, res: ServerResponse, deadline: Deadline): boolean {
     if ((req.method !== 'GET' && req.method !== 'POST') || pathOf(req.url) !== '/graphql') return false;
     const framing = framingFor(req.headers.accept);
     if (!framing) return false;
     const serve = () => {
-      this.serve(req, res, framing).catch((error: unknown) => {
+      this.serve(req, res, framing, deadline).catch((error: unknown) => {
         this.options.log.error({ err: error }, 'HTTP subscription failed');
         if (res.headersSent) res.destroy();
         else answer(res, 500, refusalBody(500));
@@ -89,7 +94,12 @@ export class HttpSubscriptions {
     await Promise.all([...this.open].map((stream) => stream.stop()));
   }
 
-  private async serve(req: IncomingMessage, res: ServerResponse, framing: StreamFraming): Promise<void> {
+  private async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    framing: StreamFraming,
+    deadline: Deadline,
+  ): Promise<void> {
     const { options } = this;
     if (this.stopping) return unavailable(res, 'The server is shutting down: connect again');
     // What a browser page elsewhere may not do, as for WebSocket upgrades: a GET carries no
@@ -108,7 +118,7 @@ export class HttpSubscriptions {
     }
     try {
       const position = framing === sseFraming ? { lastEventId: lastEventIdOf(req) } : undefined;
-      const context = options.makeContext(req, position);
+      const context = options.makeContext(req, position, deadline);
       const outcome = await options.pipeline.run(request, STREAMS, () => context);
       // Answered meanwhile (the request deadline passed) or the client left: nothing to write.
       if (res.headersSent || res.destroyed) {

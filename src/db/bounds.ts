@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type mysql from 'mysql2/promise';
 import type { Config } from '../config/index.js';
-import { boundedBy, currentDeadline } from '../support/deadline.js';
+import { boundedBy, type Deadline } from '../support/deadline.js';
 import { ErrorNumber, idleTransactionTimeout } from './dialect.js';
 
 /**
@@ -13,8 +13,9 @@ import { ErrorNumber, idleTransactionTimeout } from './dialect.js';
  *   statement fails, a transaction on it ends (the server rolls it back), and the pool opens
  *   a fresh connection for the next caller instead of queueing behind a dead one;
  * - taking a connection from the pool waits at most `acquireTimeoutMs`;
- * - both are also bounded by the deadline of the request they run for (support/deadline.ts),
- *   and nothing starts for a request whose deadline passed or whose client went away.
+ * - both are also bounded by the deadline of the request they run for (handed over with
+ *   `checkout` or `handingOver`, db/deadline.ts), and nothing starts for a request whose
+ *   deadline passed or whose client went away.
  * `queryTimeoutMs: 0` leaves statements unbounded (migrations: DDL and their lock wait).
  */
 export interface DatabaseBounds {
@@ -42,16 +43,44 @@ export const DEFAULT_BOUNDS: DatabaseBounds = {
 export const QUERY_TIMEOUT = 'PROTOCOL_SEQUENCE_TIMEOUT';
 export const ACQUIRE_TIMEOUT = 'POOL_ACQUIRE_TIMEOUT';
 
+const LEASE = Symbol('lease deadline');
+
 /** What bounds.ts uses of mysql2's callback connection (not in its types). */
 interface CoreConnection {
   addCommand(command: CoreCommand): CoreCommand;
+  /** The deadline of the work the connection is checked out for, set at each checkout. */
+  [LEASE]?: Deadline | undefined;
   query(sql: string, callback: (error: { errno?: number } | null) => void): unknown;
   readonly stream: Socket;
 }
 interface CoreCommand {
   once(event: 'end', listener: () => void): unknown;
 }
-type Checkout = (callback: (error: Error | null, connection?: { release(): void }) => void) => void;
+type Checkout = (
+  callback: (error: Error | null, connection?: CoreConnection & { release(): void }) => void,
+) => void;
+
+/**
+ * The deadline of the next checkout. mysql2's promise pool calls its core pool's getConnection
+ * synchronously (for getConnection, query and execute alike), so the deadline is set here
+ * around that call and taken by the checkout at once: no async context is needed to find it.
+ */
+let handedOver: Deadline | undefined;
+
+/** Runs `checkoutNow` (a call on a pool of bindPool's) with its checkout bounded by `deadline`. */
+export function handingOver<T>(deadline: Deadline | undefined, checkoutNow: () => T): T {
+  handedOver = deadline;
+  try {
+    return checkoutNow();
+  } finally {
+    handedOver = undefined;
+  }
+}
+
+/** A connection of `pool` for work bounded by `deadline`: its checkout and its statements. */
+export function checkout(pool: mysql.Pool, deadline: Deadline | undefined): Promise<mysql.PoolConnection> {
+  return handingOver(deadline, () => pool.getConnection());
+}
 
 /** Settings for mysql2's createPool that come from the bounds. */
 export function poolOptions(bounds: DatabaseBounds): mysql.PoolOptions {
@@ -71,7 +100,9 @@ export function bindPool(pool: mysql.Pool, bounds: DatabaseBounds, transactions:
   const core = pool.pool as unknown as { getConnection: Checkout };
   const checkout = core.getConnection.bind(core);
   core.getConnection = (callback) => {
-    const ms = boundedBy(bounds.acquireTimeoutMs);
+    const deadline = handedOver;
+    handedOver = undefined;
+    const ms = boundedBy(bounds.acquireTimeoutMs, deadline);
     let settled = false;
     const timer = setTimeout(() => {
       settled = true;
@@ -82,6 +113,7 @@ export function bindPool(pool: mysql.Pool, bounds: DatabaseBounds, transactions:
       if (settled) return connection?.release();
       settled = true;
       clearTimeout(timer);
+      if (connection) connection[LEASE] = deadline;
       callback(error, connection);
     });
   };
@@ -106,7 +138,7 @@ export function bindPool(pool: mysql.Pool, bounds: DatabaseBounds, transactions:
 function boundStatements(connection: CoreConnection, timeoutMs: number): void {
   const add = connection.addCommand.bind(connection);
   connection.addCommand = (command) => {
-    const deadline = currentDeadline();
+    const deadline = connection[LEASE];
     if (deadline?.isAborted) {
       // The request this is for has been answered already: do not start its work now.
       connection.stream.destroy(
@@ -114,7 +146,7 @@ function boundStatements(connection: CoreConnection, timeoutMs: number): void {
       );
       return add(command);
     }
-    const ms = boundedBy(timeoutMs);
+    const ms = boundedBy(timeoutMs, deadline);
     const timer = setTimeout(() => {
       if (!connection.stream.destroyed) {
         connection.stream.destroy(

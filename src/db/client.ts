@@ -5,10 +5,11 @@ import { sleep } from '../support/sleep.js';
 import { StartupError } from '../support/startup-error.js';
 import { bindPool, type DatabaseBounds, DEFAULT_BOUNDS, poolOptions } from './bounds.js';
 import { LOGIN_REFUSED } from './dialect.js';
-import { type Database, registerTransactionPool } from './run-transaction.js';
+import { type Database, registerPools } from './run-transaction.js';
 import * as schema from './schema.js';
 import { type Executor, Transaction } from './transaction.js';
 
+export { withDeadline } from './deadline.js';
 export type { Database } from './run-transaction.js';
 export { rollbackFailureOf, type TransactionConfig, transaction } from './run-transaction.js';
 export { type Executor, failedInDeferredWrite, Transaction, TransactionEndedError } from './transaction.js';
@@ -181,7 +182,7 @@ export function connectDatabase(
       const transactionPool = createPool(url, size, true, bounds);
       pools.push(pool, transactionPool);
       const db = drizzle(pool, { schema, mode: 'default' });
-      registerTransactionPool(db, transactionPool);
+      registerPools(db, { statements: pool, transactions: transactionPool });
       found = { db, pool };
       components.set(name, found);
     }

@@ -1,19 +1,34 @@
 import type { MySql2Database } from 'drizzle-orm/mysql2';
 import type { Pool } from 'mysql2/promise';
+import type { Deadline } from '../support/deadline.js';
 import { traceTransaction } from '../telemetry/database.js';
+import { checkout } from './bounds.js';
 import { sessionFor } from './dialect.js';
 import type * as schema from './schema.js';
 import { Transaction } from './transaction.js';
 
-/** The pool of connections with autocommit off that transaction() runs on, by database. */
 /** The service's database: Drizzle over mysql2, with the schema. */
 export type Database = MySql2Database<typeof schema>;
 
-const transactionPools = new WeakMap<Database, Pool>();
+/** What a database of connectDatabase's runs on, and the deadline it is bounded by (db/deadline.ts). */
+export interface DatabasePools {
+  /** Single statements (Drizzle's). */
+  readonly statements: Pool;
+  /** Connections with autocommit off, that transaction() runs on. */
+  readonly transactions: Pool;
+  readonly deadline?: Deadline;
+}
 
-/** connectDatabase's: transaction() on `db` takes its connections from `pool`. */
-export function registerTransactionPool(db: Database, pool: Pool): void {
-  transactionPools.set(db, pool);
+const poolsByDatabase = new WeakMap<Database, DatabasePools>();
+
+/** connectDatabase's and withDeadline's: what `db` runs on. */
+export function registerPools(db: Database, pools: DatabasePools): void {
+  poolsByDatabase.set(db, pools);
+}
+
+/** What `db` runs on; undefined for a database not made by connectDatabase (a test's own). */
+export function poolsOf(db: Database): DatabasePools | undefined {
+  return poolsByDatabase.get(db);
 }
 
 export interface TransactionConfig {
@@ -73,9 +88,9 @@ async function transactionNow<T>(
   if (lockWait !== undefined && (!Number.isSafeInteger(lockWait) || lockWait < 1)) {
     throw new TypeError(`lockWaitSeconds: ${lockWait}`);
   }
-  const pool = transactionPools.get(db);
-  if (!pool) return drizzleTransaction(db, body, config);
-  const connection = await pool.getConnection();
+  const pools = poolsByDatabase.get(db);
+  if (!pools) return drizzleTransaction(db, body, config);
+  const connection = await checkout(pools.transactions, pools.deadline);
   // The session settings the config asks for, sent in front of the transaction's first round trip
   // (Transaction.send); a changed timeout goes back to the server's default with the COMMIT or
   // ROLLBACK, so the pooled session keeps no trace of it.

@@ -1,11 +1,13 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-
 /**
- * The deadline of the work in hand (a GraphQL request), carried through its async calls so that
- * the database can bound a pool checkout or a statement by it without every caller passing it
- * down. Once it passes, or the client goes away, `signal` aborts: what has not started is not
- * started, and what is waiting stops waiting. Work that outlives its request on purpose (a
- * subscription's stream) is released from it with `release()`.
+ * The deadline of the work in hand (a GraphQL request), handed to the database with the work
+ * (db/deadline.ts) so that a pool checkout or a statement is bounded by it. Once it passes, or
+ * the client goes away, `signal` aborts: what has not started is not started, and what is
+ * waiting stops waiting. Work that outlives its request on purpose (a subscription's stream)
+ * is released from it with `release()`.
+ *
+ * Passed by hand rather than found through AsyncLocalStorage: once any store is in use, Node
+ * runs a hook for every promise the process makes, a cost every role of the process pays
+ * (docs/performance.md).
  */
 export class Deadline {
   /** Made when someone asks for `signal`: a request's work usually only asks whether it aborted. */
@@ -47,22 +49,7 @@ export class Deadline {
   }
 }
 
-const storage = new AsyncLocalStorage<Deadline>();
-
-/** Runs `work` (and everything it starts) under `deadline`. */
-export function withDeadline<T>(deadline: Deadline, work: () => T): T {
-  return storage.run(deadline, work);
-}
-
-/** The deadline of the work running now, if any. */
-export function currentDeadline(): Deadline | undefined {
-  return storage.getStore();
-}
-
-/**
- * The smaller of `limitMs` and what is left of the current deadline: how long a wait started now
- * may last.
- */
-export function boundedBy(limitMs: number): number {
-  return Math.min(limitMs, currentDeadline()?.remainingMs() ?? Number.POSITIVE_INFINITY);
+/** The smaller of `limitMs` and what is left of `deadline`: how long a wait started now may last. */
+export function boundedBy(limitMs: number, deadline: Deadline | undefined): number {
+  return deadline === undefined ? limitMs : Math.min(limitMs, deadline.remainingMs());
 }

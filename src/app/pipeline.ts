@@ -19,6 +19,7 @@ import type { Logger } from '../log.js';
 import type { Condition } from '../support/log-limit.js';
 import type { AppContext } from './context.js';
 import { subscribeDelivering } from './deliveries.js';
+import { DocumentCache } from './documents.js';
 import { databaseCondition, formatError } from './errors.js';
 import { inexactNumberError, invalidStringError, variableErrors } from './input.js';
 import { costError, limitRules, type QueryLimits } from './limits.js';
@@ -35,6 +36,12 @@ export { OperationFailure } from './stream.js';
  * about 21,000 tokens) still parse, so their refusal names the cost, which the client can act on.
  */
 export const MAX_TOKENS = 50_000;
+
+/**
+ * How much document text the pipeline keeps parsed (documents.ts): hundreds of the documents an
+ * application sends, a few tens of MB of syntax trees at most.
+ */
+const DOCUMENT_CACHE_LENGTH = 500_000;
 
 export type OperationKind = 'query' | 'mutation' | 'subscription';
 
@@ -111,6 +118,8 @@ export class OperationPipeline {
   /** Validation errors per parsed document: Apollo hands every request of one text the same. */
   private readonly validated = new WeakMap<DocumentNode, readonly GraphQLError[]>();
   private readonly databaseAway: Condition;
+  /** Parsed documents by text, for the transports that send text (Apollo sends its own). */
+  private readonly documents = new DocumentCache(DOCUMENT_CACHE_LENGTH);
 
   constructor(private readonly options: PipelineOptions) {
     this.schema = options.schema;
@@ -246,8 +255,12 @@ export class OperationPipeline {
     if (typeof query !== 'string' || query.length === 0) {
       return [badRequest('GraphQL operations must contain a non-empty `query`')];
     }
+    const known = this.documents.get(query);
+    if (known) return known;
     try {
-      return parse(query, { maxTokens: MAX_TOKENS });
+      const document = parse(query, { maxTokens: MAX_TOKENS });
+      this.documents.set(query, document);
+      return document;
     } catch (error) {
       const message = error instanceof GraphQLError ? error.message : 'Syntax Error';
       return [new GraphQLError(message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];

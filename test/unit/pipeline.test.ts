@@ -1,7 +1,8 @@
 import { makeExecutableSchema } from '@graphql-tools/schema';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, parse } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import type { AppContext } from '../../src/app/context.js';
+import { DocumentCache } from '../../src/app/documents.js';
 import { OperationFailure, OperationPipeline, type TransportRules } from '../../src/app/pipeline.js';
 import { createLogger } from '../../src/log.js';
 
@@ -107,6 +108,35 @@ describe('the operation pipeline', () => {
     expect(Array.isArray(errors) && errors.map((e) => e.extensions.code)).toEqual([
       'GRAPHQL_VALIDATION_FAILED',
     ]);
+  });
+
+  it('parses a text once for every request that sends it, and still refuses each request by its own variables', () => {
+    const query = 'query($n: Int) { page(first: $n) { n } }';
+    const first = pipeline.prepare({ query, variables: { n: 2 } }, ANY);
+    const again = pipeline.prepare({ query, variables: { n: 3 } }, ANY);
+    expect('kind' in first && 'kind' in again && first.document === again.document).toBe(true);
+    const tooMany = pipeline.prepare({ query, variables: { n: 1000 } }, ANY);
+    expect(!('kind' in tooMany) && tooMany[0]?.message).toMatch(/cost/i);
+    const notAnInt = pipeline.prepare({ query, variables: { n: 'x' } }, ANY);
+    expect(!('kind' in notAnInt) && notAnInt[0]?.extensions.code).toBe('BAD_USER_INPUT');
+  });
+
+  it('keeps parsed documents up to a total text length, dropping the least recently used first', () => {
+    const cache = new DocumentCache(30);
+    const doc = (text: string) => parse(text);
+    cache.set('{ a }', doc('{ a }'));
+    cache.set('{ b }', doc('{ b }'));
+    expect(cache.get('{ a }')).toBeDefined();
+    // 10 + 25 characters > 30: the least recently used ({ b }) goes.
+    cache.set(`{ ${'c'.repeat(21)} }`, doc(`{ ${'c'.repeat(21)} }`));
+    expect([cache.get('{ a }') !== undefined, cache.get('{ b }') !== undefined, cache.size]).toEqual([
+      true,
+      false,
+      2,
+    ]);
+    // A text longer than the whole bound is not kept at all.
+    cache.set(`{ ${'d'.repeat(40)} }`, doc(`{ ${'d'.repeat(40)} }`));
+    expect(cache.size).toBe(2);
   });
 
   it('refuses a malformed request with BAD_REQUEST and an operation of a kind the transport does not serve with its message', () => {

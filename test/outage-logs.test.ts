@@ -92,8 +92,8 @@ function conditionOf(line: Line): string {
   return JSON.stringify([line.msg, role, connection, session, loop]);
 }
 
-/** The most lines any condition wrote within one interval. */
-function busiest(of: readonly Line[]): { condition: string; lines: number } {
+/** The most lines any condition wrote within `windowMs`. */
+function busiest(of: readonly Line[], windowMs: number): { condition: string; lines: number } {
   const byCondition = new Map<string, number[]>();
   for (const line of of) {
     const key = conditionOf(line);
@@ -102,11 +102,23 @@ function busiest(of: readonly Line[]): { condition: string; lines: number } {
   let most = { condition: '', lines: 0 };
   for (const [condition, times] of byCondition) {
     for (const [i, start] of times.entries()) {
-      const within = times.slice(i).filter((t) => t < start + INTERVAL_MS).length;
+      const within = times.slice(i).filter((t) => t < start + windowMs).length;
       if (within > most.lines) most = { condition, lines: within };
     }
   }
   return most;
+}
+
+/** Conditions with two `cleared` lines in a row: a clearing said twice. */
+function clearedTwice(of: readonly Line[]): string[] {
+  const lastCleared = new Map<string, boolean>();
+  const twice = new Set<string>();
+  for (const line of of.filter((l) => l.fields.condition !== undefined)) {
+    const cleared = line.fields.cleared === true;
+    if (cleared && lastCleared.get(conditionOf(line))) twice.add(conditionOf(line));
+    lastCleared.set(conditionOf(line), cleared);
+  }
+  return [...twice];
 }
 
 /** Lines per condition, for reading a failure. */
@@ -187,11 +199,21 @@ describe('logs during a long outage of the database and the broker', () => {
         expect.stringMatching(/^worker broker connection /),
       ]),
     );
-    // A condition's line and the line that it cleared, at most, per interval; what was held back
-    // is counted in the next line.
-    const most = busiest(since);
-    expect(most.lines, `${most.condition} in:\n${summary(since)}`).toBeLessThanOrEqual(2);
-    expect(since.some((l) => Number(l.fields.suppressed) > 0)).toBe(true);
+    // One line per condition per interval (a few ms of leeway: the line's time is taken a moment
+    // after the limiter's), what was held back counted in the next one…
+    const happening = since.filter((l) => l.fields.condition !== undefined && l.fields.cleared !== true);
+    const most = busiest(happening, INTERVAL_MS - 100);
+    expect(most.lines, `${most.condition} in:\n${summary(since)}`).toBe(1);
+    expect(happening.some((l) => Number(l.fields.suppressed) > 0)).toBe(true);
+    // …and at most one line that it cleared after each (a condition that flaps during the heal
+    // may say so again, an interval later).
+    expect(clearedTwice(since)).toEqual([]);
+    // A connection's own events are one line each per connection lost.
+    const plain = busiest(
+      since.filter((l) => l.fields.condition === undefined),
+      INTERVAL_MS,
+    );
+    expect(plain.lines, `${plain.condition} in:\n${summary(since)}`).toBeLessThanOrEqual(2);
     // And every one of them said, once, that it cleared.
     const unresolved = () => {
       const last = new Map<string, Line>();
@@ -200,9 +222,16 @@ describe('logs during a long outage of the database and the broker', () => {
       }
       return [...last].filter(([, line]) => line.fields.cleared !== true).map(([condition]) => condition);
     };
-    await waitFor('every condition to clear', () => unresolved().length === 0, { timeoutMs: 10_000 }).catch(
-      () => {},
-    );
+    // Cleared by work that succeeds: a request stuck in the cut may fail after the heal, and only
+    // a later one says the database is back.
+    await waitFor(
+      'every condition to clear',
+      async () => {
+        await createCustomer(url, 'outage-logs').catch(() => {});
+        return unresolved().length === 0;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    ).catch(() => {});
     expect(unresolved()).toEqual([]);
   }, 40_000);
 });

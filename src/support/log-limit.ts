@@ -21,7 +21,8 @@ const NOT_NOW = Object.freeze({ log: false, suppressed: 0 });
  * retry fails the same way, and a line each would bury everything else. `allow(key)` says
  * whether to log an occurrence now, and how many it held back since the last line (to put in
  * the line); `clear(key)` whether to say once that the condition is gone. A condition that
- * flaps writes at most one line of each kind per interval.
+ * flaps still writes at most one line per interval that it happens, and one that it cleared
+ * after each (a clearing of occurrences that were only counted is not said again).
  */
 export class LogLimiter {
   private readonly seen = new Map<string, Seen>();

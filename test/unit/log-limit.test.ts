@@ -20,7 +20,7 @@ describe('LogLimiter', () => {
     expect(limiter.allow('a').log).toBe(false);
   });
 
-  it('says once that a condition cleared, and at most one line of each kind per interval when it flaps', () => {
+  it('says once that a condition cleared; flapping, it says at most once per interval that it happens', () => {
     const limiter = new LogLimiter(1_000);
     // Nothing to clear: no line.
     expect(limiter.clear('a').log).toBe(false);

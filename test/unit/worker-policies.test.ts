@@ -134,6 +134,29 @@ describe('retry', () => {
     expect(copies.sent.map((c) => c.attempts)).toEqual([0, 0]);
   });
 
+  it('a database outage is one line per interval for every message it fails, and one when handlers succeed again', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const outageLog = createLogger(
+      'info',
+      {},
+      { write: (line: string) => lines.push(JSON.parse(line)) },
+      60_000,
+    );
+    const outage = Object.assign(new Error('gone'), { code: 'ECONNREFUSED' });
+    const policy = retry({ ...options(copySender()), log: outageLog });
+    for (let i = 0; i < 50; i++) await policy(failing(outage))(verified());
+    await policy(returning('handled'))(verified());
+    // A handler's own error is about its event: one line each.
+    await policy(failing(new Error('boom')))(verified());
+    await policy(failing(new Error('boom')))(verified());
+    expect(lines.map((l) => [l.msg, l.condition, l.suppressed, l.cleared])).toEqual([
+      ['handler failed; retrying later', 'database unavailable to handlers', 0, undefined],
+      ['handlers reach the database again', 'database unavailable to handlers', 49, true],
+      ['handler failed; retrying later', undefined, undefined, undefined],
+      ['handler failed; retrying later', undefined, undefined, undefined],
+    ]);
+  });
+
   it('a permanent failure passes through untouched', async () => {
     const error = new PermanentFailure('never');
     await expect(retry(options(copySender()))(failing(error))(verified())).rejects.toBe(error);

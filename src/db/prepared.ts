@@ -1,6 +1,7 @@
 import { is, Param, Placeholder, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/mysql2';
 import { drizzleDialect } from './dialect.js';
+import { type DriverEncoder, toDriverValue } from './driver-values.js';
 import { type RenderedStatement, renderedInsert } from './rendered-inserts.js';
 import * as schema from './schema.js';
 
@@ -150,8 +151,8 @@ function compile(statement: Renderable) {
   const binders = params.map((p): Binder => {
     if (is(p, Placeholder)) return { name: p.name, index: indexOf(p.name) };
     if (is(p, Param)) {
-      const encoder = p.encoder as { mapToDriverValue(v: unknown): unknown } | undefined;
-      const encode = encoder ? (v: unknown) => encoder.mapToDriverValue(v) : undefined;
+      const encoder = p.encoder as DriverEncoder | undefined;
+      const encode = encoder ? (v: unknown) => toDriverValue(encoder, v) : undefined;
       if (is(p.value, Placeholder)) return { name: p.value.name, index: indexOf(p.value.name), encode };
       return { constant: encode ? encode(p.value) : p.value };
     }

@@ -1,6 +1,7 @@
 import { Param, Placeholder, type SQLWrapper } from 'drizzle-orm';
 import { MySqlInsertBase, type MySqlTable } from 'drizzle-orm/mysql-core';
 import { getTableColumns } from 'drizzle-orm/utils';
+import { toDriverValue } from './driver-values.js';
 
 /** A statement's text, with a `?` for each of its values. */
 export interface RenderedStatement {
@@ -39,7 +40,7 @@ export function renderedInsert(
       }
       if (!(value instanceof Param) || value.encoder !== column || value.value instanceof Placeholder)
         return undefined;
-      const bound = value.value === null ? null : column.mapToDriverValue(value.value);
+      const bound = value.value === null ? null : toDriverValue(column, value.value);
       if (bound !== null && typeof bound === 'object' && 'getSQL' in bound) return undefined;
       values.push(bound);
       shape += '1';

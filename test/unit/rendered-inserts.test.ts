@@ -1,6 +1,7 @@
 import { type SQLWrapper, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/mysql2';
 import { describe, expect, it } from 'vitest';
+import { toDriverValue } from '../../src/db/driver-values.js';
 import { dialect, renderStatements } from '../../src/db/prepared.js';
 import { renderedInsert } from '../../src/db/rendered-inserts.js';
 import { customers, inbox, welcomeEmails, workerProgress } from '../../src/db/schema.js';
@@ -91,5 +92,17 @@ describe('renderedInsert', () => {
       sql`INSERT INTO inbox VALUES (${1})`,
     ];
     for (const statement of notPlain) expect(renderedInsert(statement, byDrizzle)).toBeUndefined();
+  });
+});
+
+describe('toDriverValue', () => {
+  it("encodes a Date again once it holds another time, and each column's own way", () => {
+    const at = new Date('2026-01-01T00:00:00.123Z');
+    expect(toDriverValue(inbox.handledAt, at)).toBe('2026-01-01 00:00:00.123');
+    expect(toDriverValue(inbox.handledAt, at)).toBe('2026-01-01 00:00:00.123');
+    at.setTime(Date.parse('2026-05-06T07:08:09.010Z'));
+    expect(toDriverValue(inbox.handledAt, at)).toBe('2026-05-06 07:08:09.010');
+    expect(toDriverValue(inbox.handledAt, new Date(0))).toBe('1970-01-01 00:00:00.000');
+    expect(toDriverValue(customers.id, 12n)).toEqual(customers.id.mapToDriverValue(12n));
   });
 });

@@ -3,13 +3,18 @@
  * transaction. The settlement's statements are settle.ts's; the relay is the only caller.
  */
 import { and, asc, isNull, lte, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
-import { commitWith, type Database, readRows, type Transaction, transaction } from '../db/client.js';
+import { commitWith, type Database, readAll, type Transaction, transaction } from '../db/client.js';
 import { asText, idIn, jsonText, literal, now, parseJson } from '../db/dialect.js';
 import { prepared } from '../db/prepared.js';
 import { outbox } from '../db/schema.js';
 import type { EventHeaders } from './event.js';
 import { type ClaimedEvent, type EventRow, envelopeOfRow, eventColumns, type RetryPolicy } from './rows.js';
-import { anyHeld, failureStatements, RELAY_TRANSACTION, releaseSuccessorsStatement } from './settle.js';
+import {
+  anyHeldStatement,
+  failureStatements,
+  RELAY_TRANSACTION,
+  releaseSuccessorsStatement,
+} from './settle.js';
 
 /** What a relay did with a claimed batch (claimAndSettle writes it). */
 export interface Settlement {
@@ -125,10 +130,10 @@ export async function claimAndSettle(
   const first = await transaction(
     db,
     async (tx) => {
-      const rows = await readRows<ClaimRow>(tx, claimStatement({ limit: options.limit }));
+      const { rows, held } = await lock(tx, claimStatement({ limit: options.limit }));
       // A full batch: the scan stopped at its LIMIT, on a row of the batch.
       if (rows.length === options.limit)
-        return { settled: await settle(tx, rows, options, publish, beforePublish) };
+        return { settled: await settle(tx, rows, held, options, publish, beforePublish) };
       return { partial: rows };
     },
     config,
@@ -143,12 +148,27 @@ export async function claimAndSettle(
   return transaction(
     db,
     async (tx) => {
-      const rows = await readRows<ClaimRow>(tx, relockStatement(tx, first.partial));
+      const { rows, held } = await lock(tx, relockStatement(tx, first.partial));
       if (rows.length === 0) return undefined;
-      return settle(tx, rows, options, publish, beforePublish);
+      return settle(tx, rows, held, options, publish, beforePublish);
     },
     config,
   );
+}
+
+/**
+ * Runs a claim's locking read and, in the same round trip, asks whether any row is held, the
+ * usual answer being no: then the settlement leaves out the release of held successors
+ * (hundreds of OR-ed conditions the server must plan, a quarter of its work per batch). Asked
+ * once the rows are locked, the answer cannot go stale for this batch: a writer deciding to
+ * hold a successor of one of them must first lock that row (predecessorUnpublished), which
+ * waits for this claim's commit and then reads it published; a writer that locked it earlier
+ * made the claim skip it; one that held a successor before the claim has committed it, and
+ * READ COMMITTED shows it to this read.
+ */
+async function lock(tx: Transaction, statement: SQLWrapper): Promise<{ rows: ClaimRow[]; held: boolean }> {
+  const [rows = [], held = []] = await readAll(tx, [statement, anyHeldStatement]);
+  return { rows: rows as ClaimRow[], held: held.length > 0 };
 }
 
 /** The claim's read again, for the rows of a partial claim only, by their exact index keys. */
@@ -169,6 +189,8 @@ function relockStatement(tx: Transaction, rows: readonly ClaimRow[]): SQL {
 async function settle(
   tx: Transaction,
   rows: readonly ClaimRow[],
+  /** Whether any row was held when the batch was locked (lock). */
+  anyHeld: boolean,
   options: ClaimOptions,
   publish: (batch: readonly ClaimedEvent[]) => Promise<Settlement>,
   beforePublish: (() => Promise<void>) | undefined,
@@ -186,13 +208,7 @@ async function settle(
 
   const statements: SQLWrapper[] = [];
   const { published } = settlement;
-  // Whether any row is held at all, the usual answer being no: then the release (hundreds
-  // of OR-ed conditions the server must plan, a quarter of its work per batch) is left
-  // out. The answer cannot go stale for our batch: a writer deciding to hold a successor
-  // of one of our rows must first lock that row (predecessorUnpublished), which waits for
-  // our commit and then reads it published; a writer that held one before our claim has
-  // committed it, and READ COMMITTED shows it to this read.
-  const release = published.length > 0 && (await anyHeld(tx));
+  const release = published.length > 0 && anyHeld;
   if (published.length > 0) {
     const ids = published.map((e) => e.id);
     statements.push(tx.update(outbox).set({ publishedAt: now }).where(idIn(outbox.id, ids)).getSQL());

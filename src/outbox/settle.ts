@@ -6,7 +6,7 @@
 import { and, eq, isNull, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
 import { commitWith, type Database, type Executor, transaction } from '../db/client.js';
 import { drizzleDialect, fromNow, idIn, jitteredBackoffUs, literal, now } from '../db/dialect.js';
-import { textStatement } from '../db/prepared.js';
+import { constantStatement, textStatement } from '../db/prepared.js';
 import { outbox } from '../db/schema.js';
 import { noLease, type Publishable, type RetryPolicy } from './rows.js';
 
@@ -100,11 +100,14 @@ export async function releaseStranded(db: Executor, limit: number): Promise<numb
   return result.affectedRows;
 }
 
-/** Whether any row waits for its predecessor: one entry of outbox_held_idx read at most. */
-export async function anyHeld(tx: Executor): Promise<boolean> {
-  const rows = await tx.select({ id: outbox.id }).from(outbox).where(eq(outbox.held, true)).limit(1);
-  return rows.length > 0;
-}
+/**
+ * Whether any row waits for its predecessor: one entry of outbox_held_idx read at most. A
+ * statement rendered once, so that a claim can send it in its own round trip (readAll); its
+ * rows are empty when none is held.
+ */
+export const anyHeldStatement = constantStatement(
+  drizzleDialect.sqlToQuery(sql`select 1 from ${outbox} where ${outbox.held} = true limit 1`).sql,
+);
 
 /**
  * Makes the held successor (sequence + 1) of each event due now. Runs on outbox_held_idx, whose

@@ -120,7 +120,7 @@ export const envSchema = z.object({
   WS_MAX_SUBSCRIPTIONS: int(1, 100_000).default(100),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   GRAPHQL_INTROSPECTION: z.enum(['true', 'false'], { message: 'must be true or false' }).default('true'),
-  RELAY_BATCH_SIZE: int(1, 10_000).default(500),
+  RELAY_BATCH_SIZE: int(1, 10_000).default(1000),
   RELAY_LANES: int(1, 64).default(2),
   RELAY_POLL_INTERVAL_MS: int(10, 3_600_000).default(1_000),
   RELAY_LEASE_MS: int(1000, 3_600_000).default(30_000),

@@ -130,7 +130,7 @@ export const envSchema = z.object({
   RELAY_CONFIRM_TIMEOUT_MS: int(100, 600_000).default(10_000),
   METRICS_PORT: int(0, 65535).default(9464),
   WORKER_QUEUE: name.default('outbox.worker'),
-  WORKER_PREFETCH: int(1, 65535).default(32),
+  WORKER_PREFETCH: int(1, 65535).default(128),
   WORKER_MAX_ATTEMPTS: int(1, 1000).default(5),
   WORKER_RETRY_DELAY_MS: int(100, 86_400_000).default(5_000),
   WORKER_ORDER_WAIT_MS: int(10, 60_000).default(100),

@@ -19,7 +19,7 @@ interface Renderable {
 /** Where one `?` of a prepared statement takes its value from. */
 type Binder =
   | { readonly constant: unknown }
-  | { readonly name: string; readonly index?: number; readonly encode?: (v: unknown) => unknown };
+  | { readonly name: string; readonly index?: number; readonly encoder?: DriverEncoder };
 
 /**
  * A statement with its values bound: text with `?` and the values for them, ready to send as it
@@ -29,11 +29,13 @@ export class BoundStatement implements SQLWrapper {
   constructor(
     readonly text: string,
     readonly values: readonly unknown[],
-    private readonly parts: TemplateStringsArray,
+    /** The text around the values; by default the text split at each `?` (prepared's, whose only `?` are its values). */
+    private readonly parts?: TemplateStringsArray,
   ) {}
 
   getSQL(): SQL {
-    return sql(this.parts, ...this.values);
+    const parts = this.parts ?? templateOf(this.text.split('?'));
+    return sql(parts, ...this.values);
   }
 }
 
@@ -62,6 +64,10 @@ function render(statement: SQLWrapper): RenderedStatement {
   return { text: query.sql, values: query.params };
 }
 
+/** `parts` as the strings of a tagged template (Drizzle's sql`` takes them so). */
+const templateOf = (parts: string[]): TemplateStringsArray =>
+  Object.assign(parts, { raw: parts }) as unknown as TemplateStringsArray;
+
 /** A statement without values (COMMIT, a session setting), ready to send as it is. */
 export function constantStatement(text: string): BoundStatement {
   return textStatement([text], []);
@@ -75,8 +81,7 @@ export function constantStatement(text: string): BoundStatement {
 export function textStatement(parts: readonly string[], values: readonly unknown[]): BoundStatement {
   if (parts.length !== values.length + 1)
     throw new Error(`${parts.length} parts for ${values.length} values`);
-  const template = Object.assign([...parts], { raw: [...parts] }) as unknown as TemplateStringsArray;
-  return new BoundStatement(parts.join('?'), values, template);
+  return new BoundStatement(parts.join('?'), values, templateOf([...parts]));
 }
 
 /**
@@ -93,7 +98,7 @@ export function textStatement(parts: readonly string[], values: readonly unknown
 export function prepared<Values extends object>(
   build: (db: Renderer) => Renderable,
 ): (values: Values) => BoundStatement {
-  let compiled: { text: string; parts: TemplateStringsArray; binders: readonly Binder[] } | undefined;
+  let compiled: { text: string; binders: readonly Binder[] } | undefined;
   return (values) => {
     compiled ??= compile(build(renderer));
     const named = values as Record<string, unknown>;
@@ -103,20 +108,21 @@ export function prepared<Values extends object>(
         throw new Error(`no value for placeholder "${b.name}"`);
       const value = b.index !== undefined ? (values as unknown[])[b.index] : named[b.name];
       // NULL stays NULL, as Drizzle binds it (a JSON column would otherwise get the text 'null').
-      return b.encode && value !== null && value !== undefined ? b.encode(value) : value;
+      return b.encoder && value !== null && value !== undefined ? toDriverValue(b.encoder, value) : value;
     });
-    return new BoundStatement(compiled.text, bound, compiled.parts);
+    return new BoundStatement(compiled.text, bound);
   };
 }
 
 /**
  * prepared() for statements whose shape depends on a count (n rows inserted, n ids in an IN
  * list): each count's is rendered once, on first use, and kept for the first `maxCounts`
- * counts seen (a worker's groups run from 1 to its prefetch).
+ * counts seen (a worker's groups run from 1 to its prefetch, 128 by default: all of them kept,
+ * about 10 MB for all of them at 128).
  */
 export function preparedPerCount<Values extends object>(
   build: (count: number) => (db: Renderer) => Renderable,
-  maxCounts = 64,
+  maxCounts = 128,
 ): (count: number) => (values: Values) => BoundStatement {
   const byCount = new Map<number, (values: Values) => BoundStatement>();
   return (count) => {
@@ -152,11 +158,11 @@ function compile(statement: Renderable) {
     if (is(p, Placeholder)) return { name: p.name, index: indexOf(p.name) };
     if (is(p, Param)) {
       const encoder = p.encoder as DriverEncoder | undefined;
-      const encode = encoder ? (v: unknown) => toDriverValue(encoder, v) : undefined;
-      if (is(p.value, Placeholder)) return { name: p.value.name, index: indexOf(p.value.name), encode };
-      return { constant: encode ? encode(p.value) : p.value };
+      if (is(p.value, Placeholder)) return { name: p.value.name, index: indexOf(p.value.name), encoder };
+      return { constant: encoder ? toDriverValue(encoder, p.value) : p.value };
     }
     return { constant: p };
   });
-  return { text, parts: Object.assign(parts, { raw: parts }) as unknown as TemplateStringsArray, binders };
+  // Kept per count of rows, up to a worker's prefetch: only the text and a binder per value.
+  return { text, binders };
 }

@@ -8,6 +8,7 @@ import { ChannelSession } from '../src/broker/session.js';
 import { DEFAULT_BOUNDS } from '../src/db/bounds.js';
 import { connectDatabase, readRows, transaction, withDeadline } from '../src/db/client.js';
 import { isTransientDatabaseError } from '../src/db/errors.js';
+import { HistoryFeed } from '../src/history/feed.js';
 import { Deadline } from '../src/support/deadline.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { TEST_AMQP_URL } from './support/env.js';
@@ -144,6 +145,42 @@ describe('database waits are bounded', () => {
       expect(await readRows(handle.db, sql`SELECT id FROM late_statement`)).toEqual([]);
     } finally {
       for (const r of release) r();
+      await handle.close();
+    }
+  });
+
+  it("a subscriber's first read of the live feed waits for a connection no longer than its request's deadline", async () => {
+    const handle = connectDatabase(db.url, 2, { ...DEFAULT_BOUNDS, acquireTimeoutMs: 60_000 });
+    const feed = new HistoryFeed({
+      db: handle.db,
+      log: testLogger(),
+      pollIntervalMs: 20,
+      pageSize: 50,
+      bufferSize: 100,
+    });
+    feed.start();
+    const filter = { aggregateType: 'customer' };
+    const release: Array<() => void> = [];
+    try {
+      // The feed has its head; then every connection of its pool busy.
+      await (await feed.subscribe(filter, 'now')).return?.();
+      for (const connection of await Promise.all([1, 2].map(() => handle.pool.getConnection()))) {
+        release.push(() => connection.release());
+      }
+      const started = performance.now();
+      const subscribing = feed.subscribe(filter, 'now', new Deadline(Date.now() + 300));
+      const outcome = await Promise.race([
+        subscribing.then(
+          () => 'subscribed',
+          (error: unknown) => error,
+        ),
+        new Promise((resolve) => setTimeout(resolve, 2_000, 'still waiting for a connection')),
+      ]);
+      expect(isTransientDatabaseError(outcome)).toBe(true);
+      expect(performance.now() - started).toBeLessThan(1_500);
+    } finally {
+      for (const r of release) r();
+      await feed.stop();
       await handle.close();
     }
   });

@@ -4,10 +4,14 @@ import { GraphQLError } from 'graphql';
 import type { Database } from '../db/client.js';
 import type { Logger } from '../log.js';
 import type { EventHeaders } from '../outbox/event.js';
+import type { Deadline } from '../support/deadline.js';
 
 /** Everything a resolver may use. Built once per HTTP request or WebSocket operation. */
 export interface AppContext {
+  /** Bounded by the request's deadline, for an HTTP request (db/deadline.ts). */
   readonly db: Database;
+  /** An HTTP request's deadline, for work done for it on a database of its own (the live feed's). */
+  readonly deadline?: Deadline;
   readonly log: Logger;
   /** Headers for events this request writes: correlation id and, if sent, W3C traceparent. */
   readonly eventHeaders: EventHeaders;

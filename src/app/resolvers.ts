@@ -132,10 +132,15 @@ export function createResolvers(options: ResolverOptions): IResolvers<unknown, A
               extensions: { code: 'SERVICE_UNAVAILABLE' },
             });
           }
-          const events = await customerEventStream(options.feed, customerId, {
-            after: args.after ?? undefined,
-            lastEventId: ctx.stream?.lastEventId,
-          });
+          const events = await customerEventStream(
+            options.feed,
+            customerId,
+            {
+              after: args.after ?? undefined,
+              lastEventId: ctx.stream?.lastEventId,
+            },
+            ctx.deadline,
+          );
           if (ctx.stream) ctx.stream.cursor = events.startCursor;
           return events;
         },

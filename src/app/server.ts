@@ -158,6 +158,7 @@ export class AppServer {
     // The request's database is bounded by its deadline (db/deadline.ts).
     const context = async (req: IncomingMessage, deadline: Deadline | undefined): Promise<AppContext> => ({
       db: deadline ? withDeadline(db, deadline) : db,
+      deadline,
       log,
       eventHeaders: eventHeadersFrom(req.headers),
       admin: isAdmin(req.headers, config.http.adminToken),
@@ -192,6 +193,7 @@ export class AppServer {
       // Subscriptions only: no operator operation runs there.
       makeContext: (req, stream, deadline) => ({
         db: withDeadline(db, deadline),
+        deadline,
         log,
         eventHeaders: eventHeadersFrom(req.headers),
         admin: false,

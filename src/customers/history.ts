@@ -8,6 +8,7 @@ import {
   headPosition,
   readHistory,
 } from '../history/store.js';
+import type { Deadline } from '../support/deadline.js';
 import { decodeHistoryCursor, encodeHistoryCursor } from './cursor.js';
 import { CUSTOMER_AGGREGATE } from './events.js';
 
@@ -109,12 +110,13 @@ export interface CustomerEventStream extends AsyncIterableIterator<CustomerEvent
  * onCustomerEvent: after `after` (or a later `Last-Event-ID`) when given (any customer's cursor
  * works: positions are one sequence for the whole history); else, with a customer, that
  * customer's whole history; else from now on. Then live. A cursor ahead of the history is
- * refused as BAD_USER_INPUT on the field that gave it.
+ * refused as BAD_USER_INPUT on the field that gave it. `deadline` is the subscriber's request's.
  */
 export async function customerEventStream(
   feed: HistoryFeed,
   customerId: string | undefined,
   start: StreamStart = {},
+  deadline?: Deadline,
 ): Promise<CustomerEventStream> {
   const resume = resumeAfter(start);
   let rows: HistoryStream;
@@ -122,6 +124,7 @@ export async function customerEventStream(
     rows = await feed.subscribe(
       { aggregateType: CUSTOMER_AGGREGATE, aggregateId: customerId },
       resume !== undefined ? { after: resume.position } : customerId !== undefined ? { after: 0 } : 'now',
+      deadline,
     );
   } catch (error) {
     if (error instanceof CursorAheadError && resume)

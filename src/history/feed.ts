@@ -1,6 +1,7 @@
-import type { Database } from '../db/client.js';
+import { type Database, withDeadline } from '../db/client.js';
 import type { Logger } from '../log.js';
 import { type Metrics, secondsSince } from '../metrics/index.js';
+import type { Deadline } from '../support/deadline.js';
 import { Loop, type Turn, type TurnContext } from '../support/loop.js';
 import { sleep } from '../support/sleep.js';
 import { contiguousRows, HoleWait } from './holes.js';
@@ -141,11 +142,13 @@ export class HistoryFeed implements SubscriptionSource {
 
   /**
    * Rows matching `filter` after `start`, in position order, then live ones, each once.
-   * `'now'` starts at the current end of the history.
+   * `'now'` starts at the current end of the history. `deadline`, the subscriber's request's,
+   * bounds the read this makes for it (db/deadline.ts): the feed's own reads have none.
    */
-  async subscribe(filter: HistoryFilter, start: StartAt): Promise<HistoryStream> {
+  async subscribe(filter: HistoryFilter, start: StartAt, deadline?: Deadline): Promise<HistoryStream> {
     await this.ready;
     if (this.loop.stopped) throw new Error('The history feed is stopped');
+    const db = deadline ? withDeadline(this.options.db, deadline) : this.options.db;
     let after: number;
     let live = false;
     if (start === 'now') {
@@ -153,13 +156,13 @@ export class HistoryFeed implements SubscriptionSource {
       // rows must not hand a new subscriber rows committed before it came. When the reader is
       // behind, the subscription catches up from the database's end (so a row committed while
       // this asked is not missed) and goes live when it reaches the reader.
-      const end = await headPosition(this.options.db);
+      const end = await headPosition(db);
       after = Math.max(end, this.head ?? 0);
       live = end <= (this.head ?? 0);
     } else {
       after = start.after;
       // The reader may lag the database by a poll; ask the database before calling a cursor forged.
-      if (after > (this.head ?? 0) && after > (await headPosition(this.options.db))) {
+      if (after > (this.head ?? 0) && after > (await headPosition(db))) {
         throw new CursorAheadError('The cursor is ahead of the history');
       }
     }

@@ -39,9 +39,11 @@ export const MAX_TOKENS = 50_000;
 
 /**
  * How much document text the pipeline keeps parsed (documents.ts): hundreds of the documents an
- * application sends, a few tens of MB of syntax trees at most.
+ * application sends. A syntax tree keeps every token of its text, up to about 260 bytes a
+ * character for the densest text a client can send (`@a@a…`), so this holds a client sending
+ * ever new documents to about 26 MB.
  */
-const DOCUMENT_CACHE_LENGTH = 500_000;
+const DOCUMENT_CACHE_LENGTH = 100_000;
 
 export type OperationKind = 'query' | 'mutation' | 'subscription';
 

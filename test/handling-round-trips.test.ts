@@ -1,7 +1,7 @@
 import mysql from 'mysql2';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CUSTOMER_HANDLERS } from '../src/customers/handlers.js';
-import { connectDatabase, type DatabaseHandle } from '../src/db/client.js';
+import { connectDatabase, type DatabaseHandle, failedInDeferredWrite } from '../src/db/client.js';
 import { OutboxWriter } from '../src/outbox/writer.js';
 import { type Claimed, handleGroup } from '../src/worker/handling.js';
 import { claimedNewCustomers } from './support/claims.js';
@@ -69,5 +69,22 @@ describe("a handler's writes ride on the COMMIT", () => {
     // history with the COMMIT.
     expect(await roundTripsOf(group, false)).toBeGreaterThanOrEqual(2 + 2 * 2);
     expect(await welcomeEmailsOf(group)).toBe(2);
+  });
+
+  it('a group whose first events include a copy of one handled before fails whole at its COMMIT, and nothing of the others is written', async () => {
+    const [handledBefore, ...fresh] = (await newCustomers(3)) as [Claimed, ...Claimed[]];
+    const context = { db: handle.db, consumer: 'round-trips', types: Object.keys(CUSTOMER_HANDLERS), writer };
+    await handleGroup(context, [handledBefore], { deferred: false });
+    // Its copy among the group's first events: its e-mail and one row of the group's n-row
+    // progress and inbox inserts are duplicate keys, so a deferred write fails and the COMMIT
+    // never runs.
+    const group = [fresh[0] as Claimed, { ...handledBefore }, fresh[1] as Claimed];
+    const failed = await handleGroup(context, group, { deferred: true }).catch((error: unknown) => error);
+    expect(failedInDeferredWrite(failed)).toBe(true);
+    expect(await welcomeEmailsOf(fresh)).toBe(0);
+    // Handled one by one, as GroupCommit does then: the copy is a duplicate, the others handled.
+    const alone = await Promise.all(group.map((d) => handleGroup(context, [d], { deferred: false })));
+    expect(alone.map(([d]) => d?.kind)).toEqual(['handled', 'duplicate', 'handled']);
+    expect(await welcomeEmailsOf(group)).toBe(3);
   });
 });

@@ -34,8 +34,10 @@ class BoundedPool {
  * `db` for work bounded by `deadline` (a request's): every statement it sends and every
  * transaction() on it takes its connection within what is left of the deadline and, once the
  * deadline has passed or its client has gone away, starts nothing more (db/bounds.ts). Costs
- * three small objects: a request makes one for its GraphQL context, and its resolvers, services
- * and transactions use it like the database itself, with nothing else to pass down.
+ * four small objects: a request makes one for its GraphQL context, and its resolvers, services
+ * and transactions use it like the database itself. Work for the request on a database of
+ * another component (the live feed's first read) is bounded the same way with the request's
+ * deadline (AppContext.deadline).
  *
  * A database not made by connectDatabase (a test's own) is returned as it is.
  */

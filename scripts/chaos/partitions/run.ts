@@ -267,7 +267,9 @@ function printScenarios(results: readonly ScenarioResult[], traffic: Traffic): v
     results.map((r) => {
       const attempts = traffic.creates
         .flatMap((c) => c.attempts)
-        .filter((a) => a.at >= r.cutAt - 11_000 && a.at <= r.healAt);
+        // In flight at some moment of the cut: started before the heal, ended after the cut began
+        // (not every attempt of the 11 s before it, which would count the previous cut's answers).
+        .filter((a) => a.at <= r.healAt && a.at + a.ms >= r.cutAt);
       const unavailable = attempts.filter((a) => a.result === 'SERVICE_UNAVAILABLE').length;
       return [
         r.scenario.label,

@@ -75,9 +75,26 @@ describe('one trace across separate app, relay and worker processes (OTLP)', () 
     const { customerId, eventId } = response.data?.createCustomer ?? { customerId: '', eventId: '' };
     ws = connectWs(appUrl);
     const subscriber = subscribeCustomerEvents(ws, customerId);
-    await waitFor('the subscriber to receive the event', () => subscriber.count(eventId) === 1, {
-      timeoutMs: 30_000,
-    });
+    // On a timeout, say which side is missing: the handled row, or its delivery to this subscriber.
+    await waitFor(
+      'the subscriber to receive the event',
+      async () => {
+        if (subscriber.count(eventId) === 1) return true;
+        const handled = await db.query<{ position: number }>(
+          'SELECT position FROM handled_events WHERE event_id = ?',
+          [eventId],
+        );
+        const got = {
+          results: subscriber.results,
+          errors: subscriber.errors,
+          completed: subscriber.completed(),
+        };
+        throw new Error(
+          `handled ${handled[0] ? `at position ${handled[0].position}` : 'not yet'}; the subscription got ${JSON.stringify(got)}`,
+        );
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
 
     const spans = () => otlp.spans();
     const find = (what: string, match: (s: ReceivedSpan) => boolean) =>
